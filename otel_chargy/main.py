@@ -1,0 +1,71 @@
+"""The `otel-chargy` command."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from opentelemetry import trace
+
+from otel_chargy.config import Config, load_config
+from otel_chargy.fetch import open_source
+from otel_chargy.logs import configure_logging
+from otel_chargy.model import SimpleState
+from otel_chargy.outcome import FeedError
+from otel_chargy.parse import parse_kml
+from otel_chargy.redact import Redactor, secrets_of_url
+from otel_chargy.service import Service
+
+
+def _check(config: Config, source_url: str, redactor: Redactor) -> int:
+    source = open_source(
+        source_url, timeout_s=config.fetch_timeout_s, max_bytes=config.max_bytes, tracer=trace.NoOpTracer()
+    )
+    try:
+        snapshot = parse_kml(source.fetch())
+    except FeedError as error:
+        print(redactor(f"{source.description}: not usable: {error.outcome.value}: {error.reason}"))
+        return 1
+    finally:
+        source.close()
+    counts = snapshot.count_by_state()
+    print(redactor(f"source: {source.description}"))
+    print(f"stations: {len(snapshot.stations)}")
+    print(f"devices: {snapshot.device_count}")
+    print(f"connectors: {snapshot.connector_count}")
+    for state in SimpleState:
+        print(f"  {state.value}: {counts[state]}")
+    issues = ", ".join(f"{kind}={count}" for kind, count in sorted(snapshot.issues.items())) or "none"
+    print(f"parse issues: {issues}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = load_config(argv)
+    redactor = Redactor(secrets_of_url(config.kml_url) + secrets_of_url(config.check_source or ""))
+    configure_logging(config.log_level, config.log_format, redactor)
+    if config.check_source is not None:
+        return _check(config, config.check_source, redactor)
+    try:
+        service = Service(config, redactor)
+    except OSError as error:
+        print(f"otel-chargy: error: --web.listen-address {config.listen_address}: {error.strerror}", file=sys.stderr)
+        return 2
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    service.start()
+    stopping.wait()
+    service.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The immutable snapshot of the network that one refresh produces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+
+class SimpleState(StrEnum):
+    """The three states of the original exporter's state set."""
+
+    AVAILABLE = "available"
+    CHARGING = "charging"
+    UNAVAILABLE = "unavailable"
+
+
+# FEED.md's table, plus the values public parsers of the same feed have seen.
+_SIMPLE_STATE_OF_RAW: Mapping[str, SimpleState] = MappingProxyType(
+    {
+        "AVAILABLE": SimpleState.AVAILABLE,
+        "CHARGING": SimpleState.CHARGING,
+        "PREPARING": SimpleState.CHARGING,
+        "FINISHING": SimpleState.CHARGING,
+        "SUSPENDED_EV": SimpleState.CHARGING,
+        "SUSPENDED_EVSE": SimpleState.CHARGING,
+        "OCCUPIED": SimpleState.CHARGING,
+        "UNAVAILABLE": SimpleState.UNAVAILABLE,
+        "OFFLINE": SimpleState.UNAVAILABLE,
+        "FAULT": SimpleState.UNAVAILABLE,
+        "FAULTED": SimpleState.UNAVAILABLE,
+        "RESERVED": SimpleState.UNAVAILABLE,
+    }
+)
+
+KNOWN_RAW_STATES: tuple[str, ...] = tuple(_SIMPLE_STATE_OF_RAW)
+
+
+def normalise_raw_state(raw: str) -> str:
+    return raw.strip().upper()
+
+
+def simple_state_of(normalised_raw: str) -> SimpleState | None:
+    """The simple state of a normalised raw state, or None when it is unknown."""
+    return _SIMPLE_STATE_OF_RAW.get(normalised_raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Connector:
+    name: str
+    position: int
+    max_power_kw: float
+    raw_state: str
+    state: SimpleState
+
+    @property
+    def speed(self) -> str:
+        """The original exporter's `speed` label: the integer part of the kW figure."""
+        return str(int(self.max_power_kw))
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    name: str
+    connectors: tuple[Connector, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Station:
+    name: str
+    address: str
+    latitude: float | None
+    longitude: float | None
+    devices: tuple[Device, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    stations: tuple[Station, ...]
+    # parse issue kind -> how many times it was met in this document
+    issues: Mapping[str, int] = field(default_factory=dict)
+    size_bytes: int = 0
+
+    def connectors(self) -> Iterator[tuple[Station, Device, Connector]]:
+        for station in self.stations:
+            for device in station.devices:
+                for connector in device.connectors:
+                    yield station, device, connector
+
+    @property
+    def device_count(self) -> int:
+        return sum(len(station.devices) for station in self.stations)
+
+    @property
+    def connector_count(self) -> int:
+        return sum(len(device.connectors) for station in self.stations for device in station.devices)
+
+    def count_by_state(self) -> dict[SimpleState, int]:
+        counts = dict.fromkeys(SimpleState, 0)
+        for _, _, connector in self.connectors():
+            counts[connector.state] += 1
+        return counts

@@ -1,0 +1,203 @@
+"""KML bytes -> Snapshot. Knows nothing of metrics or HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+from xml.etree.ElementTree import Element, ParseError
+
+from defusedxml import DefusedXmlException, DTDForbidden
+from defusedxml.ElementTree import iterparse
+
+from otel_chargy.model import (
+    Connector,
+    Device,
+    SimpleState,
+    Snapshot,
+    Station,
+    normalise_raw_state,
+    simple_state_of,
+)
+from otel_chargy.outcome import FeedError, Outcome
+
+# Kinds of parse issue: something in the feed that was skipped or guessed,
+# while the rest of the document was used. The `kind` label of
+# `chargy_feed_parse_issues_total`.
+ISSUE_KINDS: dict[str, str] = {
+    "placemark_without_name": "a placemark with no name was skipped",
+    "invalid_coordinates": "a station's coordinates could not be read; it is kept without them",
+    "invalid_device_json": "a chargingdevice value that is not a JSON object was skipped",
+    "device_without_name": "a device with neither name nor id was skipped",
+    "invalid_connector": "a connector entry that is not a JSON object was skipped",
+    "invalid_power": "a connector's maxchspeed is missing or not a number; 0 is used",
+    "duplicate_connector": "a connector whose station, device and name were already seen was skipped",
+    "unknown_state": "a connector state not in the state table; it counts as unavailable",
+}
+
+_DEVICE_DATA_NAME = "chargingdevice"
+
+
+def _local_name(tag: str) -> str:
+    """The tag without its namespace: the feed is read with or without the KML namespace."""
+    return tag.rpartition("}")[2]
+
+
+def _looks_like_another_format(body: bytes) -> bool:
+    head = body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return not head.startswith(b"<") or head.startswith((b"<!doctype html", b"<html"))
+
+
+def parse_kml(body: bytes) -> Snapshot:
+    """Parse a whole KML document. Raises FeedError when the document cannot be used."""
+    try:
+        stations, issues = _read_placemarks(iterparse(io.BytesIO(body), events=("start", "end"), forbid_dtd=True))
+    except DTDForbidden as error:
+        if str(error.name).lower() == "html":
+            raise FeedError(Outcome.NOT_KML, "the document is an HTML page, not KML") from None
+        raise FeedError(Outcome.FORBIDDEN_XML, "the document declares a DTD, which is refused") from None
+    except DefusedXmlException as error:
+        raise FeedError(Outcome.FORBIDDEN_XML, f"refused XML construct: {type(error).__name__}") from None
+    except ParseError as error:
+        if _looks_like_another_format(body):
+            raise FeedError(Outcome.NOT_KML, "the document is not XML") from None
+        raise FeedError(Outcome.INVALID_XML, f"the document is not well-formed XML: {error}") from None
+    if not stations:
+        raise FeedError(Outcome.EMPTY, "the document holds no usable placemark")
+    return Snapshot(stations=tuple(stations), issues=dict(issues), size_bytes=len(body))
+
+
+def _read_placemarks(events: Iterable[tuple[str, Any]]) -> tuple[list[Station], Counter[str]]:
+    stations: list[Station] = []
+    issues: Counter[str] = Counter()
+    seen_connectors: set[tuple[str, str, str]] = set()
+    root_seen = False
+    for event, element in events:
+        if not root_seen:
+            root_seen = True
+            if _local_name(element.tag) != "kml":
+                raise FeedError(Outcome.NOT_KML, f"the root element is <{_local_name(element.tag)}>, not <kml>")
+        if event == "end" and _local_name(element.tag) == "Placemark":
+            station = _read_station(element, issues, seen_connectors)
+            if station is not None:
+                stations.append(station)
+            # Placemarks are read one at a time: a 30 MB feed never stands whole in memory.
+            element.clear()
+    return stations, issues
+
+
+def _children(element: Element) -> Iterator[tuple[str, Element]]:
+    for child in element:
+        yield _local_name(child.tag), child
+
+
+def _text(element: Element | None) -> str:
+    return (element.text or "").strip() if element is not None else ""
+
+
+def _read_station(
+    placemark: Element, issues: Counter[str], seen_connectors: set[tuple[str, str, str]]
+) -> Station | None:
+    name = address = coordinates = ""
+    device_values: list[str] = []
+    for tag, child in _children(placemark):
+        if tag == "name":
+            name = _text(child)
+        elif tag == "address":
+            address = _text(child)
+        elif tag == "Point":
+            for point_tag, point_child in _children(child):
+                if point_tag == "coordinates":
+                    coordinates = _text(point_child)
+        elif tag == "ExtendedData":
+            for data_tag, data in _children(child):
+                if data_tag == "Data" and data.get("name") == _DEVICE_DATA_NAME:
+                    device_values.extend(_text(value) for value_tag, value in _children(data) if value_tag == "value")
+    if not name:
+        issues["placemark_without_name"] += 1
+        return None
+    latitude, longitude = _read_coordinates(coordinates, issues)
+    devices = [
+        device for value in device_values if (device := _read_device(name, value, issues, seen_connectors)) is not None
+    ]
+    return Station(name=name, address=address, latitude=latitude, longitude=longitude, devices=tuple(devices))
+
+
+def _read_coordinates(text: str, issues: Counter[str]) -> tuple[float | None, float | None]:
+    # "lon,lat" or "lon,lat,alt", longitude first; a LineString-like list keeps its first point.
+    first_point = text.split()[0] if text.split() else ""
+    parts = first_point.split(",")
+    try:
+        longitude, latitude = float(parts[0]), float(parts[1])
+    except (IndexError, ValueError):
+        issues["invalid_coordinates"] += 1
+        return None, None
+    if not (-90.0 <= latitude <= 90.0 and -180.0 <= longitude <= 180.0):
+        issues["invalid_coordinates"] += 1
+        return None, None
+    return latitude, longitude
+
+
+def _read_device(
+    station_name: str, value: str, issues: Counter[str], seen_connectors: set[tuple[str, str, str]]
+) -> Device | None:
+    try:
+        device = json.loads(value)
+    except ValueError:
+        device = None
+    if not isinstance(device, dict):
+        issues["invalid_device_json"] += 1
+        return None
+    name = device.get("name")
+    if not isinstance(name, str) or not name.strip():
+        if device.get("id") is None:
+            issues["device_without_name"] += 1
+            return None
+        name = str(device["id"])
+    name = name.strip()
+    entries = device.get("connectors")
+    if entries is None:
+        entries = device.get("chargingPointList")  # the older files' name for the list
+    if not isinstance(entries, list):
+        entries = []
+    connectors: list[Connector] = []
+    for index, entry in enumerate(entries):
+        connector = _read_connector(name, index, entry, issues)
+        if connector is None:
+            continue
+        key = (station_name, name, connector.name)
+        if key in seen_connectors:
+            issues["duplicate_connector"] += 1
+            continue
+        seen_connectors.add(key)
+        connectors.append(connector)
+    return Device(name=name, connectors=tuple(connectors))
+
+
+def _read_connector(device_name: str, index: int, entry: object, issues: Counter[str]) -> Connector | None:
+    if not isinstance(entry, dict):
+        issues["invalid_connector"] += 1
+        return None
+    position = entry.get("connector")
+    if not isinstance(position, int) or isinstance(position, bool) or position < 1:
+        position = index + 1
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        name = f"{device_name} - {position}"
+    power = entry.get("maxchspeed")
+    if isinstance(power, str):
+        try:
+            power = float(power)
+        except ValueError:
+            power = None
+    if not isinstance(power, (int, float)) or isinstance(power, bool) or not 0 <= power < 1e6:
+        issues["invalid_power"] += 1
+        power = 0.0
+    raw_state = normalise_raw_state(str(entry.get("description") or ""))
+    state = simple_state_of(raw_state)
+    if state is None:
+        issues["unknown_state"] += 1
+        state = SimpleState.UNAVAILABLE
+    return Connector(name=name.strip(), position=position, max_power_kw=float(power), raw_state=raw_state, state=state)
