@@ -47,6 +47,8 @@ def _local_name(tag: str) -> str:
 
 def _looks_like_another_format(body: bytes) -> bool:
     head = body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if not head:
+        return False  # an empty body is the extreme of truncation
     return not head.startswith(b"<") or head.startswith((b"<!doctype html", b"<html"))
 
 

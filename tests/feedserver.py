@@ -1,0 +1,100 @@
+"""A real HTTP server on 127.0.0.1 that plays the Chargy feed, healthy or faulty."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FeedResponse:
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "application/vnd.google-earth.kml+xml"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    """Wait before answering at all."""
+    drip_interval_s: float | None = None
+    """Send the body one byte at a time, this far apart."""
+    truncate_at: int | None = None
+    """Announce the whole body, send this many bytes, then hang up."""
+    gzip: bool = False
+    announce_length: bool = True
+
+
+class FeedServer:
+    def __init__(self) -> None:
+        self._response = FeedResponse()
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        feed = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                with feed._lock:
+                    response = feed._response
+                    feed.requests.append((self.path, dict(self.headers.items())))
+                if response.delay_s:
+                    time.sleep(response.delay_s)
+                body = gzip.compress(response.body) if response.gzip else response.body
+                self.send_response(response.status)
+                self.send_header("Content-Type", response.content_type)
+                if response.gzip:
+                    self.send_header("Content-Encoding", "gzip")
+                if response.announce_length:
+                    self.send_header("Content-Length", str(len(body)))
+                else:
+                    self.send_header("Connection", "close")
+                for name, value in response.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                try:
+                    if response.truncate_at is not None:
+                        self.wfile.write(body[: response.truncate_at])
+                        self.wfile.flush()
+                        self.close_connection = True
+                    elif response.drip_interval_s is not None:
+                        for index in range(len(body)):
+                            self.wfile.write(body[index : index + 1])
+                            self.wfile.flush()
+                            time.sleep(response.drip_interval_s)
+                    else:
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+                if not response.announce_length:
+                    self.close_connection = True
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FeedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def url(self, path: str = "/kml", query: str = "") -> str:
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}{path}" + (f"?{query}" if query else "")
+
+    def serve(self, response: FeedResponse) -> None:
+        with self._lock:
+            self._response = response
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self.requests)

@@ -1,0 +1,122 @@
+"""otel-chargy run as a real subprocess, and ways to read what it serves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
+from prometheus_client.parser import text_string_to_metric_families
+
+T = TypeVar("T")
+
+# How long a test waits for a condition before it gives up: a bound on a hang, not a timing assertion.
+WAIT_LIMIT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], T], what: str, limit_s: float = WAIT_LIMIT_S) -> T:
+    """Polls `condition` until it returns something truthy, and returns that."""
+    deadline = time.monotonic() + limit_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except (httpx.HTTPError, AssertionError) as error:
+            last_error = error
+        else:
+            if result:
+                return result
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+
+def command() -> list[str]:
+    return [sys.executable, "-m", "otel_chargy.main"]
+
+
+class ServiceProcess:
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._log_file = tempfile.NamedTemporaryFile(prefix="otel-chargy-", suffix=".log", delete=False)
+        self.log_path = Path(self._log_file.name)
+        full_env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "CHARGY_"))}
+        full_env.pop("KML_URL", None)
+        full_env.update(env or {})
+        self.process = subprocess.Popen(
+            [*command(), "--web.listen-address", f"127.0.0.1:{self.port}", *args],
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+        self.client = httpx.Client(base_url=self.base_url, timeout=30)
+
+    def __enter__(self) -> ServiceProcess:
+        wait_until(lambda: self.get("/healthz").status_code == 200, "the service to answer /healthz")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> int:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+        return self.process.returncode
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"otel-chargy exited with {self.process.returncode}:\n{self.logs()}")
+        return self.client.get(path, headers=headers)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def metrics(self, path: str = "/metrics") -> dict[str, Metric]:
+        response = self.get(path)
+        assert response.status_code == 200, response.text
+        return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+    def samples(self, family: str) -> list[Sample]:
+        """The samples of a family; none when the family has no series at all."""
+        metrics = self.metrics()
+        return metrics[family].samples if family in metrics else []
+
+    def sample(self, family: str, **labels: str) -> float | None:
+        """The value of one series, or None when it is absent."""
+        metrics = self.metrics()
+        name = family.removesuffix("_total")
+        if name not in metrics:
+            return None
+        for sample in metrics[name].samples:
+            if sample.name == family and sample.labels == labels:
+                return float(sample.value)
+        return None
+
+    def wait_for_refreshes(self, outcome: str, count: int) -> None:
+        wait_until(
+            lambda: (self.sample("chargy_feed_refreshes_total", outcome=outcome) or 0) >= count,
+            f"{count} refreshes with outcome {outcome}",
+        )
