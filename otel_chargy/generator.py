@@ -99,7 +99,8 @@ def generate_network(placemarks: int, seed: int = 0) -> Snapshot:
     used_names: set[str] = set()
     device_number = 1000
     for index in range(placemarks):
-        name = f"{rng.choice(_TOWNS)} - {rng.choice(_SITES)}"
+        town = rng.choice(_TOWNS)
+        name = f"{town} - {rng.choice(_SITES)}"
         if name in used_names:
             name = f"{name} {index}"
         used_names.add(name)
@@ -119,7 +120,7 @@ def generate_network(placemarks: int, seed: int = 0) -> Snapshot:
         stations.append(
             Station(
                 name=name,
-                address=f"{rng.randint(1, 200)} {rng.choice(_SITES)}, L-{rng.randint(1000, 9999)} {name.split(' - ')[0]}",
+                address=f"{rng.randint(1, 200)} {rng.choice(_SITES)}, L-{rng.randint(1000, 9999)} {town}",
                 latitude=round(rng.uniform(49.45, 50.18), 6),
                 longitude=round(rng.uniform(5.74, 6.53), 6),
                 devices=tuple(devices),
@@ -168,10 +169,11 @@ def render_kml(network: Snapshot, *, legacy: bool = False, namespace: bool = Tru
     parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<kml{xmlns}><Document><name>Stations</name>\n']
     for station in network.stations:
         state = station.devices[0].connectors[0].raw_state if station.devices and station.devices[0].connectors else ""
+        summary = f"{sum(len(device.connectors) for device in station.devices)} connectors"
         parts.append(
             f"<Placemark><name>{escape(station.name)}</name><visibility>1</visibility>"
             f"<address>{escape(station.address)}</address>"
-            f"<description>{escape(escape(f'{sum(len(d.connectors) for d in station.devices)} connectors'))}</description>"
+            f"<description>{escape(escape(summary))}</description>"
             f"<styleUrl>#{state}</styleUrl><ExtendedData>"
             f'<Data name="CPnum"><value>{len(station.devices)}</value></Data>'
         )

@@ -169,7 +169,8 @@ def metrics_table_markdown() -> str:
     for spec in METRICS:
         labels = ", ".join(f"`{name}`" for name in spec.attributes)
         lines.append(
-            f"| `{spec.prometheus_name}` | `{spec.name}` | {spec.kind.value} | `{spec.unit}` | {labels} | {spec.description} |"
+            f"| `{spec.prometheus_name}` | `{spec.name}` | {spec.kind.value} | `{spec.unit}` | {labels} "
+            f"| {spec.description} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -325,3 +326,7 @@ def build_meter_provider(
         METRIC_OVERFLOW.name, [lambda _: overflow.observations()], METRIC_OVERFLOW.unit, METRIC_OVERFLOW.description
     )
     return provider, RefreshRecorder(provider)
+
+
+if __name__ == "__main__":
+    print(metrics_table_markdown(), end="")

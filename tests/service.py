@@ -15,8 +15,8 @@ from typing import TypeVar
 
 import httpx
 from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import Sample
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ class ServiceProcess:
     def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, port: int | None = None) -> None:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self._log_file = tempfile.NamedTemporaryFile(prefix="otel-chargy-", suffix=".log", delete=False)
+        self._log_file = tempfile.NamedTemporaryFile(prefix="otel-chargy-", suffix=".log", delete=False)  # noqa: SIM115
         self.log_path = Path(self._log_file.name)
         full_env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "CHARGY_"))}
         full_env.pop("KML_URL", None)

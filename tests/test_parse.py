@@ -23,13 +23,19 @@ def placemark(name: str, *devices: str, coordinates: str = "6.2,49.6", address: 
     )
 
 
-def document(*placemarks: str, namespace: str = KML_NS, declaration: str = '<?xml version="1.0" encoding="UTF-8"?>') -> str:
+def document(
+    *placemarks: str, namespace: str = KML_NS, declaration: str = '<?xml version="1.0" encoding="UTF-8"?>'
+) -> str:
     return f"{declaration}<kml{namespace}><Document><name>Stations</name>{''.join(placemarks)}</Document></kml>"
 
 
 def device(name: str = "CP1", *connectors: dict[str, object], list_name: str = "connectors") -> str:
-    entries = list(connectors) or [{"id": 1, "name": f"{name} - 1", "maxchspeed": 22.0, "connector": 1, "description": "AVAILABLE"}]
-    return json.dumps({"id": 10, "name": name, "numberOfConnectors": len(entries), list_name: entries}).replace("&", "&amp;")
+    entries = list(connectors) or [
+        {"id": 1, "name": f"{name} - 1", "maxchspeed": 22.0, "connector": 1, "description": "AVAILABLE"}
+    ]
+    return json.dumps({"id": 10, "name": name, "numberOfConnectors": len(entries), list_name: entries}).replace(
+        "&", "&amp;"
+    )
 
 
 def parse(text: str, encoding: str = "utf-8") -> Snapshot:
@@ -53,16 +59,28 @@ def test_generated_network_is_read_back_exactly(legacy: bool, namespace: bool) -
 
 def test_station_fields_are_read() -> None:
     station, device_, connector = only_connector(
-        parse(document(placemark("Schuttrange - Parking Eglise", device("CP2417"), address="12 rue A, L-5360 Schuttrange")))
+        parse(
+            document(
+                placemark("Schuttrange - Parking Eglise", device("CP2417"), address="12 rue A, L-5360 Schuttrange")
+            )
+        )
     )
     assert (station.name, station.address) == ("Schuttrange - Parking Eglise", "12 rue A, L-5360 Schuttrange")
     assert (station.longitude, station.latitude) == (6.2, 49.6)
-    assert (device_.name, connector.name, connector.position, connector.max_power_kw) == ("CP2417", "CP2417 - 1", 1, 22.0)
+    assert (device_.name, connector.name, connector.position, connector.max_power_kw) == (
+        "CP2417",
+        "CP2417 - 1",
+        1,
+        22.0,
+    )
     assert connector.speed == "22"
 
 
 def test_legacy_list_without_names_gets_derived_names() -> None:
-    connectors = [{"maxchspeed": 22.08, "connector": 2, "description": "CHARGING"}, {"maxchspeed": 22, "description": "AVAILABLE"}]
+    connectors = [
+        {"maxchspeed": 22.08, "connector": 2, "description": "CHARGING"},
+        {"maxchspeed": 22, "description": "AVAILABLE"},
+    ]
     snapshot = parse(document(placemark("S", device("CP9", *connectors, list_name="chargingPointList"))))
     assert [connector.name for _, _, connector in snapshot.connectors()] == ["CP9 - 2"]
     # The second entry has no position: its place in the list (2) is used, which collides with the first.
@@ -96,7 +114,9 @@ def test_several_devices_in_one_placemark() -> None:
 
 @pytest.mark.parametrize("encoding", ["ISO-8859-1", "windows-1252", "UTF-16", "ISO-8859-15"])
 def test_any_declared_encoding(encoding: str) -> None:
-    text = document(placemark("Pétange - Gare", device("CP1")), declaration=f'<?xml version="1.0" encoding="{encoding}"?>')
+    text = document(
+        placemark("Pétange - Gare", device("CP1")), declaration=f'<?xml version="1.0" encoding="{encoding}"?>'
+    )
     assert parse(text, encoding).stations[0].name == "Pétange - Gare"
 
 
@@ -188,7 +208,13 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
 <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
 <kml><Document><Placemark><name>&lol3;</name></Placemark></Document></kml>"""
-QUADRATIC = '<?xml version="1.0"?><!DOCTYPE kml [<!ENTITY a "' + "x" * 50_000 + '">]><kml><Document><Placemark><name>' + "&a;" * 1000 + "</name></Placemark></Document></kml>"
+QUADRATIC = (
+    '<?xml version="1.0"?><!DOCTYPE kml [<!ENTITY a "'
+    + "x" * 50_000
+    + '">]><kml><Document><Placemark><name>'
+    + "&a;" * 1000
+    + "</name></Placemark></Document></kml>"
+)
 EXTERNAL_ENTITY = """<?xml version="1.0"?><!DOCTYPE kml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
 <kml><Document><Placemark><name>&xxe;</name></Placemark></Document></kml>"""
 EXTERNAL_DTD = """<?xml version="1.0"?><!DOCTYPE kml SYSTEM "http://127.0.0.1:1/evil.dtd">

@@ -42,8 +42,9 @@ def test_states_that_move_between_refreshes_are_followed(feed: FeedServer, feed_
         assert moved.stations != network.stations
         feed.serve(FeedResponse(render_kml(moved)))
         wait_until(
-            lambda: series_of(service.metrics()["chargy_connector_detailed_state_info"])
-            == expected_detailed_states(moved),
+            lambda: (
+                series_of(service.metrics()["chargy_connector_detailed_state_info"]) == expected_detailed_states(moved)
+            ),
             "the moved states to be served",
         )
         assert_serves(service.metrics(), moved)
@@ -77,7 +78,11 @@ def test_snapshot_older_than_max_staleness_is_withdrawn(feed: FeedServer, feed_u
         service.wait_for_refreshes("success", 1)
         feed.serve(FeedResponse(b"", status=500))
         wait_until(lambda: not service.samples("chargy_connector_state"), "the connector series to go")
-        for family in ("chargy_connector_detailed_state_info", "chargy_connector_max_power_watts", "chargy_station_info"):
+        for family in (
+            "chargy_connector_detailed_state_info",
+            "chargy_connector_max_power_watts",
+            "chargy_station_info",
+        ):
             assert service.samples(family) == []
         assert service.sample("chargy_feed_up") == 0
         assert service.sample("chargy_feed_stations") == 0
@@ -150,7 +155,9 @@ def test_custom_telemetry_path(feed: FeedServer, feed_url: str) -> None:
 
 def test_every_metric_of_the_table_is_served_with_clean_labels(feed: FeedServer, feed_url: str) -> None:
     feed.serve(FeedResponse(render_kml(generate_network(10))))
-    with ServiceProcess(["--kml-url", feed_url], env={"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test"}) as service:
+    with ServiceProcess(
+        ["--kml-url", feed_url], env={"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test"}
+    ) as service:
         service.wait_for_refreshes("success", 1)
         text = service.get("/metrics").text
         metrics = service.metrics()
