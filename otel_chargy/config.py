@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
+from urllib.parse import unquote
 
 from otel_chargy import __version__
 from otel_chargy.redact import redact_url
@@ -20,6 +21,10 @@ DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9000"
 DEFAULT_FETCH_TIMEOUT_S = 30.0
 DEFAULT_MAX_BYTES = 50_000_000
 LOG_LEVELS = ("debug", "info", "warn", "error")
+METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
+TRACES_EXPORTERS = ("otlp", "console", "none")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+DEFAULT_METRIC_EXPORT_INTERVAL_MS = 60_000  # the SDK's
 LOG_FORMATS = ("logfmt", "json")
 
 
@@ -44,6 +49,14 @@ class Config:
     demo: bool
     log_level: str
     log_format: str
+    metrics_exporters: tuple[str, ...] = ("prometheus",)
+    traces_exporters: tuple[str, ...] = ()
+    otlp_metrics_protocol: str = "grpc"
+    otlp_traces_protocol: str = "grpc"
+    metric_export_interval_s: float = 60.0
+    """The OTLP push interval: OTEL_METRIC_EXPORT_INTERVAL, at most the refresh interval."""
+    otlp_header_values: tuple[str, ...] = field(default=(), repr=False)
+    """Values of the OTLP headers (vendor API keys): secrets to redact."""
     check_source: str | None = None
     """Set for `otel-chargy check SOURCE`: parse once, report, exit."""
 
@@ -85,6 +98,47 @@ def _telemetry_path(text: str) -> str:
     if not text.startswith("/") or text == "/":
         raise argparse.ArgumentTypeError(f"{text!r} must start with / and not be the landing page /")
     return text
+
+
+def _exporter_list(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    def convert(text: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(name.strip().lower() for name in text.split(",") if name.strip()))
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)}, comma-separated")
+        return tuple(name for name in names if name != "none")
+
+    return convert
+
+
+def _otlp_protocol(environ: Mapping[str, str], signal: str) -> str:
+    for variable in (f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        if value := environ.get(variable, "").strip().lower():
+            if value not in OTLP_PROTOCOLS:
+                raise argparse.ArgumentTypeError(f"{variable}: {value!r} is not one of {', '.join(OTLP_PROTOCOLS)}")
+            return value
+    return "grpc"
+
+
+def _environment_number(environ: Mapping[str, str], variable: str, default: float) -> float:
+    try:
+        return _number(1)(environ.get(variable, str(default)))
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{variable}: {error}") from None
+
+
+def _header_values(environ: Mapping[str, str]) -> tuple[str, ...]:
+    values: set[str] = set()
+    for variable in (
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    ):
+        for pair in environ.get(variable, "").split(","):
+            _, _, value = pair.partition("=")
+            if value := value.strip():
+                values |= {value, unquote(value)}
+    return tuple(values)
 
 
 def _add_fetch_options(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
@@ -168,6 +222,27 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=environ.get("CHARGY_DEMO", "") in ("1", "true", "yes"),
         help="serve a generated sample network whose states move, no network needed (env CHARGY_DEMO=1)",
     )
+    has_otlp_endpoint = any(
+        environ.get(variable) for variable in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    parser.add_argument(
+        "--metrics-exporter",
+        dest="metrics_exporters",
+        type=_exporter_list(METRICS_EXPORTERS),
+        default=environ.get("OTEL_METRICS_EXPORTER", "prometheus"),
+        metavar="NAMES",
+        help=f"where metrics go, comma-separated: {', '.join(METRICS_EXPORTERS)} "
+        "(env OTEL_METRICS_EXPORTER; default %(default)s)",
+    )
+    parser.add_argument(
+        "--traces-exporter",
+        dest="traces_exporters",
+        type=_exporter_list(TRACES_EXPORTERS),
+        default=environ.get("OTEL_TRACES_EXPORTER", "otlp" if has_otlp_endpoint else "none"),
+        metavar="NAMES",
+        help=f"where refresh traces go: {', '.join(TRACES_EXPORTERS)} (env OTEL_TRACES_EXPORTER; "
+        "default otlp when an OTLP endpoint is set, else none)",
+    )
     _add_fetch_options(parser, environ)
     commands = parser.add_subparsers(dest="command", metavar="{check}")
     check = commands.add_parser(
@@ -184,8 +259,17 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Reads the settings; an invalid one ends the process with exit code 2 and one line saying why."""
     environ = os.environ if environ is None else environ
-    args = build_parser(environ).parse_args(argv)
+    parser = build_parser(environ)
+    args = parser.parse_args(argv)
     refresh_interval_s: float = args.refresh_interval
+    try:
+        otlp_metrics_protocol = _otlp_protocol(environ, "METRICS")
+        otlp_traces_protocol = _otlp_protocol(environ, "TRACES")
+        export_interval_ms = _environment_number(
+            environ, "OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_METRIC_EXPORT_INTERVAL_MS
+        )
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
     max_staleness_s: float = args.max_staleness if args.max_staleness is not None else 3 * refresh_interval_s
     return Config(
         kml_url=args.kml_url,
@@ -198,5 +282,12 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         demo=args.demo,
         log_level=args.log_level,
         log_format=args.log_format,
+        metrics_exporters=args.metrics_exporters,
+        traces_exporters=args.traces_exporters,
+        otlp_metrics_protocol=otlp_metrics_protocol,
+        otlp_traces_protocol=otlp_traces_protocol,
+        # A push interval longer than the refresh interval would skip snapshots; the SDK's default otherwise.
+        metric_export_interval_s=min(export_interval_ms / 1000, refresh_interval_s),
+        otlp_header_values=_header_values(environ),
         check_source=args.source if args.command == "check" else None,
     )

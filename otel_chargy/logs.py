@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from typing import Any
 
@@ -51,9 +52,38 @@ class _Formatter(logging.Formatter):
         return self._redactor(line)
 
 
-def configure_logging(level: str, log_format: str, redactor: Redactor) -> None:
+class _RepeatLimiter(logging.Filter):
+    """The OTel SDK logs every failed export: a collector down for an hour must not flood the log.
+    Each message of the SDK's is let through once per window, with the count of those held back."""
+
+    def __init__(self, window_s: float) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._last_passed: dict[tuple[str, str], float] = {}
+        self._held_back: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("opentelemetry"):
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_passed.get(key)
+            if last is not None and now - last < self._window_s:
+                self._held_back[key] = self._held_back.get(key, 0) + 1
+                return False
+            self._last_passed[key] = now
+            held_back = self._held_back.pop(key, 0)
+        if held_back:
+            record.repeats_held_back = held_back
+        return True
+
+
+def configure_logging(level: str, log_format: str, redactor: Redactor, repeat_window_s: float = 60.0) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(log_format, redactor))
+    handler.addFilter(_RepeatLimiter(repeat_window_s))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVEL_NAMES[level])

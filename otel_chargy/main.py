@@ -45,7 +45,9 @@ def _check(config: Config, source_url: str, redactor: Redactor) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(argv)
-    redactor = Redactor(secrets_of_url(config.kml_url) + secrets_of_url(config.check_source or ""))
+    redactor = Redactor(
+        [*secrets_of_url(config.kml_url), *secrets_of_url(config.check_source or ""), *config.otlp_header_values]
+    )
     configure_logging(config.log_level, config.log_format, redactor)
     if config.check_source is not None:
         return _check(config, config.check_source, redactor)

@@ -284,7 +284,8 @@ def build_meter_provider(
     overflow: OverflowTally,
 ) -> tuple[MeterProvider, RefreshRecorder]:
     """The MeterProvider with every instrument of METRICS registered on it."""
-    provider = MeterProvider(metric_readers=readers, resource=resource, views=_views())
+    # Shut down by the service, within a bound; not again at exit.
+    provider = MeterProvider(metric_readers=readers, resource=resource, views=_views(), shutdown_on_exit=False)
     meter = provider.get_meter(METER_NAME, __version__)
 
     def connector_observations(

@@ -37,14 +37,15 @@ def secrets_of_url(url: str) -> list[str]:
     found |= {value for name, value in raw_query.items() if _is_secret_parameter(name)}
     if parts.password:
         found.add(parts.password)
-    return sorted((value for value in found if value), key=len, reverse=True)
+    return [value for value in found if value]
 
 
 class Redactor:
     """Replaces known secret values in any text: the last line of defence for logs and pages."""
 
     def __init__(self, secrets: list[str]) -> None:
-        self._secrets = secrets
+        # Longest first, so that a secret that contains another is replaced whole.
+        self._secrets = sorted(set(secrets), key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:

@@ -33,7 +33,7 @@ class Pages:
     def __init__(
         self,
         holder: SnapshotHolder[PreparedObservations],
-        exposition: Exposition,
+        exposition: Exposition | None,
         telemetry_path: str,
         feed_description: str,
         redactor: Redactor,
@@ -77,6 +77,11 @@ class Pages:
             )
         outcome = status.outcome.value if status.outcome else "none yet"
         path = html.escape(self.telemetry_path)
+        metrics_link = (
+            f'<li><a href="{path}">{path}</a>: metrics (Prometheus text, OpenMetrics when asked)</li>'
+            if self.exposition is not None
+            else "<li>Metrics are pushed over OTLP; the Prometheus endpoint is off.</li>"
+        )
         page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>otel-chargy</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:50em}}td,th{{padding:0 1em 0 0;text-align:left}}</style>
@@ -90,7 +95,7 @@ class Pages:
 {counts}
 <h2>Endpoints</h2>
 <ul>
-<li><a href="{path}">{path}</a>: metrics (Prometheus text, OpenMetrics when asked)</li>
+{metrics_link}
 <li><a href="/healthz">/healthz</a>: 200 while the process runs</li>
 <li><a href="/readyz">/readyz</a>: 200 while a fresh snapshot is served</li>
 </ul>
@@ -110,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         pages = self.server.pages
-        if self.path.split("?", 1)[0] == pages.telemetry_path:
+        if pages.exposition is not None and self.path.split("?", 1)[0] == pages.telemetry_path:
             body, content_type, gzipped = pages.exposition.render(
                 self.headers.get("Accept"), self.headers.get("Accept-Encoding")
             )

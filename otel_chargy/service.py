@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from http.server import ThreadingHTTPServer
-
-from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
 
 from otel_chargy import __version__
 from otel_chargy.config import Config
-from otel_chargy.exposition import CountingPrometheusReader, Exposition
+from otel_chargy.exposition import Exposition
 from otel_chargy.fetch import DemoSource, FeedSource, open_source
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import (
@@ -24,24 +20,21 @@ from otel_chargy.metrics import (
 from otel_chargy.redact import Redactor
 from otel_chargy.refresh import Refresher
 from otel_chargy.server import Pages, make_server
+from otel_chargy.telemetry import build_metric_readers, build_resource, build_tracer_provider, shut_down
 
 logger = logging.getLogger(__name__)
 
-# A refresh still running at shutdown is abandoned after this long: the process must end promptly.
+# A refresh still running at shutdown is abandoned after this long, and a flush of telemetry
+# after the next: the process must end promptly, within 10 s of SIGTERM even with the collector down.
 _SHUTDOWN_GRACE_S = 2.0
-
-
-def build_resource() -> Resource:
-    """otel-chargy's identity, which OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override."""
-    defaults = {"service.name": "otel-chargy", "service.version": __version__, "service.instance.id": str(uuid.uuid4())}
-    return Resource.create(defaults).merge(OTELResourceDetector().detect())
+_TELEMETRY_FLUSH_LIMIT_S = 5.0
 
 
 class Service:
     def __init__(self, config: Config, redactor: Redactor) -> None:
         self._config = config
         resource = build_resource()
-        self._tracer_provider = TracerProvider(resource=resource)
+        self._tracer_provider = build_tracer_provider(config, resource)
         tracer = self._tracer_provider.get_tracer("otel_chargy", __version__)
         self._source: FeedSource = (
             DemoSource()
@@ -52,12 +45,11 @@ class Service:
         )
         self.holder = SnapshotHolder(prepare_observations, config.max_staleness_s)
         overflow = OverflowTally([spec.name for spec in SNAPSHOT_METRICS])
-        reader = CountingPrometheusReader(overflow)
-        self._meter_provider, recorder = build_meter_provider(self.holder, [reader], resource, overflow)
+        readers, prometheus_reader = build_metric_readers(config, overflow)
+        self._meter_provider, recorder = build_meter_provider(self.holder, readers, resource, overflow)
         self._refresher = Refresher(self._source, self.holder, recorder, tracer, config.refresh_interval_s)
-        pages = Pages(
-            self.holder, Exposition(reader, self.holder), config.telemetry_path, self._source.description, redactor
-        )
+        exposition = Exposition(prometheus_reader, self.holder) if prometheus_reader is not None else None
+        pages = Pages(self.holder, exposition, config.telemetry_path, self._source.description, redactor)
         self._server: ThreadingHTTPServer = make_server(config.listen_address, pages)
         self._stop = threading.Event()
         self._threads = [
@@ -76,6 +68,8 @@ class Service:
                 "telemetry_path": self._config.telemetry_path,
                 "feed": self._source.description,
                 "refresh_interval_s": self._config.refresh_interval_s,
+                "metrics_exporters": ",".join(self._config.metrics_exporters) or "none",
+                "traces_exporters": ",".join(self._config.traces_exporters) or "none",
             },
         )
 
@@ -87,6 +81,5 @@ class Service:
         refresh_thread.join(_SHUTDOWN_GRACE_S)
         if not refresh_thread.is_alive():
             self._source.close()
-        self._meter_provider.shutdown()
-        self._tracer_provider.shutdown()
+        shut_down(self._meter_provider, self._tracer_provider, _TELEMETRY_FLUSH_LIMIT_S)
         logger.info("otel-chargy stopped")

@@ -57,6 +57,36 @@ def test_environment_fallbacks_and_flags_over_them() -> None:
     assert (flagged.refresh_interval_s, flagged.kml_url, flagged.log_format) == (7, "/x.kml", "logfmt")
 
 
+def test_exporter_choices_follow_the_otel_variables() -> None:
+    assert load_config([], {}).metrics_exporters == ("prometheus",)
+    assert load_config([], {}).traces_exporters == ()
+    both = load_config([], {"OTEL_METRICS_EXPORTER": "prometheus, otlp"})
+    assert both.metrics_exporters == ("prometheus", "otlp")
+    assert load_config([], {"OTEL_METRICS_EXPORTER": "none"}).metrics_exporters == ()
+    with_endpoint = load_config([], {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
+    assert with_endpoint.traces_exporters == ("otlp",)
+    assert load_config([], {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}).traces_exporters == (
+        "otlp",
+    )
+    assert load_config(["--traces-exporter", "console"], {}).traces_exporters == ("console",)
+    protocols = load_config(
+        [], {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}
+    )
+    assert (protocols.otlp_metrics_protocol, protocols.otlp_traces_protocol) == ("http/protobuf", "grpc")
+
+
+def test_push_interval_is_the_sdk_default_capped_at_the_refresh_interval() -> None:
+    assert load_config([], {}).metric_export_interval_s == 60
+    assert load_config(["--refresh-interval", "20"], {}).metric_export_interval_s == 20
+    assert load_config([], {"OTEL_METRIC_EXPORT_INTERVAL": "15000"}).metric_export_interval_s == 15
+
+
+def test_otlp_header_values_are_secrets() -> None:
+    config = load_config([], {"OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%3D123,x-team=core"})
+    assert set(config.otlp_header_values) >= {"abc%3D123", "abc=123", "core"}
+    assert "abc" not in repr(config)
+
+
 def test_max_staleness_defaults_to_three_refresh_intervals() -> None:
     assert load_config(["--refresh-interval", "10"], {}).max_staleness_s == 30
 
@@ -78,6 +108,10 @@ def test_config_repr_hides_the_feed_url() -> None:
         (["--web.telemetry-path", "metrics"], {}, "--web.telemetry-path"),
         (["--log.level", "loud"], {}, "--log.level"),
         (["--no-such-option"], {}, "--no-such-option"),
+        (["--metrics-exporter", "prometheus,statsd"], {}, "--metrics-exporter"),
+        ([], {"OTEL_TRACES_EXPORTER": "zipkin"}, "--traces-exporter"),
+        ([], {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ([], {"OTEL_METRIC_EXPORT_INTERVAL": "often"}, "OTEL_METRIC_EXPORT_INTERVAL"),
     ],
 )
 def test_bad_setting_exits_2_with_one_line(args: list[str], environ: dict[str, str], mentions: str) -> None:

@@ -20,7 +20,7 @@ from otel_chargy.metrics import (
     metrics_table_markdown,
     prepare_observations,
 )
-from otel_chargy.service import build_resource
+from otel_chargy.telemetry import build_resource
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -1,0 +1,149 @@
+"""A test OTLP receiver: gRPC (MetricsService, TraceService) and HTTP/protobuf, decoding the real wire format."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+Attributes = dict[str, Any]
+
+
+def value_of(any_value: AnyValue) -> Any:
+    return getattr(any_value, any_value.WhichOneof("value")) if any_value.WhichOneof("value") else None
+
+
+def attributes_of(key_values: Any) -> Attributes:
+    return {kv.key: value_of(kv.value) for kv in key_values}
+
+
+class OtlpReceiver:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.metric_requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
+        self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
+        self.received_bytes: list[bytes] = []
+        """Every byte that reached the receiver: bodies and header or metadata values."""
+        self.headers: list[dict[str, str]] = []
+        receiver = self
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+                receiver._record(request, dict(context.invocation_metadata()), request.SerializeToString())
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+                receiver._record(request, dict(context.invocation_metadata()), request.SerializeToString())
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._grpc)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._grpc)
+        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+
+        class Http(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
+                request: Any
+                if self.path == "/v1/metrics":
+                    request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
+                    response = metrics_service_pb2.ExportMetricsServiceResponse()
+                elif self.path == "/v1/traces":
+                    request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+                    response = trace_service_pb2.ExportTraceServiceResponse()
+                else:
+                    self.send_error(404)
+                    return
+                receiver._record(request, dict(self.headers.items()), body)
+                payload = response.SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Http)
+        self._http.daemon_threads = True
+        self.http_port = self._http.server_address[1]
+
+    def _record(self, request: Any, headers: dict[str, str], body: bytes) -> None:
+        with self._lock:
+            if isinstance(request, metrics_service_pb2.ExportMetricsServiceRequest):
+                self.metric_requests.append(request)
+            else:
+                self.trace_requests.append(request)
+            self.headers.append(headers)
+            self.received_bytes.append(body)
+            self.received_bytes.extend(str(value).encode() for value in headers.values())
+
+    def __enter__(self) -> OtlpReceiver:
+        self._grpc.start()
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._grpc.stop(grace=None)
+        self._http.shutdown()
+        self._http.server_close()
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def latest_metric(self, name: str) -> tuple[Attributes, Metric] | None:
+        """(resource attributes, metric) from the newest request that carried the metric with data points."""
+        with self._lock:
+            requests = list(self.metric_requests)
+        for request in reversed(requests):
+            for resource_metrics in request.resource_metrics:
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        if metric.name == name and points_of(metric):
+                            return attributes_of(resource_metrics.resource.attributes), metric
+        return None
+
+    def spans(self) -> list[tuple[Attributes, Span]]:
+        with self._lock:
+            requests = list(self.trace_requests)
+        return [
+            (attributes_of(resource_spans.resource.attributes), span)
+            for request in requests
+            for resource_spans in request.resource_spans
+            for scope_spans in resource_spans.scope_spans
+            for span in scope_spans.spans
+        ]
+
+    def all_bytes(self) -> bytes:
+        with self._lock:
+            return b"\n".join(self.received_bytes)
+
+
+def points_of(metric: Metric) -> list[Any]:
+    kind = metric.WhichOneof("data")
+    return list(getattr(metric, kind).data_points) if kind else []
+
+
+def point_values(metric: Metric) -> dict[frozenset[tuple[str, Any]], float]:
+    values = {}
+    for point in points_of(metric):
+        value = point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
+        values[frozenset(attributes_of(point.attributes).items())] = float(value)
+    return values
