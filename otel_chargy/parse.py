@@ -38,6 +38,13 @@ ISSUE_KINDS: dict[str, str] = {
 }
 
 _DEVICE_DATA_NAME = "chargingdevice"
+# A real feed nests 7 deep, a placemark holds a few dozen elements, and ten times today's network
+# (~30,000 placemarks) about 600,000 elements. These bounds stop hostile documents early: the parser's
+# cost is per element, so the total bound also bounds the CPU time of a refresh.
+MAX_DEPTH = 64
+MAX_PLACEMARK_ELEMENTS = 1_000
+MAX_ELEMENTS_OUTSIDE_PLACEMARKS = 10_000
+MAX_ELEMENTS = 1_500_000
 
 
 def _local_name(tag: str) -> str:
@@ -72,21 +79,50 @@ def parse_kml(body: bytes) -> Snapshot:
 
 
 def _read_placemarks(events: Iterable[tuple[str, Any]]) -> tuple[list[Station], Counter[str]]:
+    """Reads placemarks one at a time. Only the open elements and the placemark being read stay in
+    memory: a 30 MB feed never stands whole in memory, and a hostile one cannot make it grow."""
     stations: list[Station] = []
     issues: Counter[str] = Counter()
     seen_connectors: set[tuple[str, str, str]] = set()
-    root_seen = False
+    open_elements: list[Element] = []
+    placemark_depth = 0  # depth of the placemark being read, 0 outside one
+    placemark_size = outside_size = total_size = 0
     for event, element in events:
-        if not root_seen:
-            root_seen = True
-            if _local_name(element.tag) != "kml":
+        if event == "start":
+            total_size += 1
+            if total_size > MAX_ELEMENTS:
+                raise FeedError(Outcome.FORBIDDEN_XML, f"the document holds over {MAX_ELEMENTS} elements")
+            if not open_elements and _local_name(element.tag) != "kml":
                 raise FeedError(Outcome.NOT_KML, f"the root element is <{_local_name(element.tag)}>, not <kml>")
-        if event == "end" and _local_name(element.tag) == "Placemark":
+            open_elements.append(element)
+            if len(open_elements) > MAX_DEPTH:
+                raise FeedError(Outcome.FORBIDDEN_XML, f"elements are nested deeper than {MAX_DEPTH}")
+            if placemark_depth:
+                placemark_size += 1
+                if placemark_size > MAX_PLACEMARK_ELEMENTS:
+                    raise FeedError(Outcome.FORBIDDEN_XML, f"a placemark holds over {MAX_PLACEMARK_ELEMENTS} elements")
+            elif _local_name(element.tag) == "Placemark":
+                placemark_depth, placemark_size = len(open_elements), 0
+            else:
+                outside_size += 1
+                if outside_size > MAX_ELEMENTS_OUTSIDE_PLACEMARKS:
+                    raise FeedError(
+                        Outcome.FORBIDDEN_XML,
+                        f"over {MAX_ELEMENTS_OUTSIDE_PLACEMARKS} elements stand outside placemarks",
+                    )
+            continue
+        depth = len(open_elements)
+        open_elements.pop()
+        if placemark_depth and depth > placemark_depth:
+            continue  # inside the placemark: kept until the placemark ends
+        if depth == placemark_depth:
+            placemark_depth = 0
             station = _read_station(element, issues, seen_connectors)
             if station is not None:
                 stations.append(station)
-            # Placemarks are read one at a time: a 30 MB feed never stands whole in memory.
-            element.clear()
+        if open_elements:
+            # The element that just ended is its parent's last child: dropping it frees it.
+            del open_elements[-1][-1]
     return stations, issues
 
 
