@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -21,11 +22,26 @@ from otel_chargy.redact import redact_url
 ACCEPT = "application/vnd.google-earth.kml+xml, application/xml;q=0.9, */*;q=0.1"
 
 
+@dataclass(frozen=True)
+class Validators:
+    """What the feed said identifies its content: sent back to ask "has it changed?"."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    body: bytes | None
+    """None when the feed answered 304: unchanged since the validators that were sent."""
+    validators: Validators = Validators()
+
+
 class FeedSource(Protocol):
     description: str
     """Where the feed comes from, safe to show (secrets redacted)."""
 
-    def fetch(self) -> bytes: ...
+    def fetch(self, validators: Validators) -> Fetched: ...
 
     def close(self) -> None: ...
 
@@ -53,7 +69,7 @@ class HttpSource:
     def close(self) -> None:
         self._client.close()
 
-    def fetch(self) -> bytes:
+    def fetch(self, validators: Validators) -> Fetched:
         attributes: dict[str, str | int] = {
             "http.request.method": "GET",
             "url.full": self.description,
@@ -68,26 +84,33 @@ class HttpSource:
             set_status_on_exception=False,
         ) as span:
             try:
-                return self._get(span)
+                return self._get(span, validators)
             except FeedError as error:
                 span.set_attribute("error.type", error.outcome.value)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, error.reason))
                 raise
 
-    def _get(self, span: trace.Span) -> bytes:
+    def _get(self, span: trace.Span, validators: Validators) -> Fetched:
         headers: dict[str, str] = {}
+        if validators.etag:
+            headers["If-None-Match"] = validators.etag
+        if validators.last_modified:
+            headers["If-Modified-Since"] = validators.last_modified
         propagate.inject(headers)
         # The timeout bounds the whole fetch: a feed that drips a byte at a time must not hold the refresh.
         deadline = time.monotonic() + self._timeout_s
         try:
             with self._client.stream("GET", self._url, headers=headers) as response:
                 span.set_attribute("http.response.status_code", response.status_code)
+                if response.status_code == 304:
+                    return Fetched(None, validators)
                 if response.status_code >= 400:
                     raise FeedError(Outcome.HTTP_ERROR, f"the feed answered HTTP {response.status_code}")
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > self._max_bytes:
                     raise _too_large(self._max_bytes)
-                return self._read_body(response, deadline)
+                body = self._read_body(response, deadline)
+                return Fetched(body, Validators(response.headers.get("etag"), response.headers.get("last-modified")))
         except httpx.TimeoutException:
             raise FeedError(Outcome.TIMEOUT, f"the feed did not answer within {self._timeout_s:g} s") from None
         except httpx.HTTPError as error:
@@ -128,7 +151,7 @@ class FileSource:
     def close(self) -> None:
         pass
 
-    def fetch(self) -> bytes:
+    def fetch(self, validators: Validators) -> Fetched:
         try:
             with self._path.open("rb") as file:
                 body = file.read(self._max_bytes + 1)
@@ -136,7 +159,7 @@ class FileSource:
             raise FeedError(Outcome.NETWORK_ERROR, f"could not read {self._path}: {error.strerror}") from None
         if len(body) > self._max_bytes:
             raise _too_large(self._max_bytes)
-        return body
+        return Fetched(body)
 
 
 class DemoSource:
@@ -151,9 +174,9 @@ class DemoSource:
     def close(self) -> None:
         pass
 
-    def fetch(self) -> bytes:
+    def fetch(self, validators: Validators) -> Fetched:
         self._network = move_states(self._network, self._rng)
-        return render_kml(self._network)
+        return Fetched(render_kml(self._network))
 
 
 def open_source(url: str, *, timeout_s: float, max_bytes: int, tracer: trace.Tracer) -> FeedSource:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from otel_chargy.model import Snapshot
@@ -61,6 +61,13 @@ class SnapshotHolder(Generic[Prepared]):
         with self._lock:
             self._published = published
             self._generation += 1
+
+    def confirm(self, fetched_at: float) -> None:
+        """The feed said the snapshot in service is still current: it is as fresh as a new fetch."""
+        with self._lock:
+            if self._published is not None:
+                self._published = replace(self._published, fetched_at=fetched_at, fetched_monotonic=self._monotonic())
+                self._generation += 1
 
     def record(self, status: RefreshStatus) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ from types import FrameType
 from opentelemetry import trace
 
 from otel_chargy.config import Config, load_config
-from otel_chargy.fetch import open_source
+from otel_chargy.fetch import Validators, open_source
 from otel_chargy.logs import configure_logging
 from otel_chargy.model import SimpleState
 from otel_chargy.outcome import FeedError
@@ -25,7 +25,8 @@ def _check(config: Config, source_url: str, redactor: Redactor) -> int:
         source_url, timeout_s=config.fetch_timeout_s, max_bytes=config.max_bytes, tracer=trace.NoOpTracer()
     )
     try:
-        snapshot = parse_kml(source.fetch())
+        body = source.fetch(Validators()).body
+        snapshot = parse_kml(body or b"")
     except FeedError as error:
         print(redactor(f"{source.description}: not usable: {error.outcome.value}: {error.reason}"))
         return 1

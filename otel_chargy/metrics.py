@@ -316,7 +316,7 @@ def build_meter_provider(
         CONNECTOR_DETAILED_STATE: connector_observations(lambda prepared: prepared.connector_detailed_state),
         CONNECTOR_MAX_POWER: connector_observations(lambda prepared: prepared.connector_max_power),
         STATION_INFO: connector_observations(lambda prepared: prepared.station_info),
-        FEED_UP: feed_observation(lambda: int(holder.status.outcome is Outcome.SUCCESS)),
+        FEED_UP: feed_observation(lambda: int(holder.status.outcome is not None and holder.status.outcome.succeeded)),
         FEED_LAST_SUCCESS: feed_observation(lambda: holder.status.last_success_at),
         FEED_STATIONS: feed_observation(served_count(lambda prepared: prepared.station_count)),
         FEED_CONNECTORS: feed_observation(served_count(lambda prepared: prepared.connector_count)),

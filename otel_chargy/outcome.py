@@ -7,6 +7,8 @@ from enum import StrEnum
 
 class Outcome(StrEnum):
     SUCCESS = "success"
+    NOT_MODIFIED = "not_modified"
+    """The feed answered 304 to a conditional GET: the snapshot in service is current."""
     HTTP_ERROR = "http_error"
     TIMEOUT = "timeout"
     NETWORK_ERROR = "network_error"
@@ -17,6 +19,10 @@ class Outcome(StrEnum):
     EMPTY = "empty"
     INTERNAL_ERROR = "internal_error"
     """A bug in otel-chargy, not a fault of the feed: the loop goes on."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self in (Outcome.SUCCESS, Outcome.NOT_MODIFIED)
 
 
 class FeedError(Exception):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from otel_chargy.fetch import FeedSource
+from otel_chargy.fetch import FeedSource, Validators
 from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import PreparedObservations, RefreshRecorder
 from otel_chargy.model import Snapshot
@@ -46,6 +46,7 @@ class Refresher:
         self._tracer = tracer
         self._refresh_interval_s = refresh_interval_s
         self._body_digest = b""
+        self._validators = Validators()
         self._consecutive_failures = 0
 
     def refresh_once(self) -> RefreshResult:
@@ -59,7 +60,7 @@ class Refresher:
                 logger.exception("refresh failed unexpectedly", extra={"error_type": type(error).__name__})
                 result = RefreshResult(Outcome.INTERNAL_ERROR, f"unexpected {type(error).__name__}", None)
             span.set_attribute("chargy.refresh.outcome", result.outcome.value)
-            if result.outcome is not Outcome.SUCCESS:
+            if not result.outcome.succeeded:
                 span.set_attribute("error.type", result.outcome.value)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, result.reason))
         duration_s = time.monotonic() - started
@@ -67,37 +68,26 @@ class Refresher:
         return result
 
     def _fetch_and_publish(self, span: trace.Span) -> RefreshResult:
+        # Validators are only sent while their snapshot is in service: a 304 then confirms it.
+        validators = self._validators if self._holder.latest is not None else Validators()
         try:
-            body = self._source.fetch()
-            with self._tracer.start_as_current_span(
-                "chargy.parse", record_exception=False, set_status_on_exception=False
-            ) as parse_span:
-                parse_span.set_attribute("chargy.feed.bytes", len(body))
-                try:
-                    snapshot = parse_kml(body)
-                except FeedError as error:
-                    parse_span.set_attribute("error.type", error.outcome.value)
-                    parse_span.set_status(trace.Status(trace.StatusCode.ERROR, error.reason))
-                    raise
-                parse_span.set_attributes(
-                    {
-                        "chargy.feed.placemarks": len(snapshot.stations),
-                        "chargy.feed.devices": snapshot.device_count,
-                        "chargy.feed.connectors": snapshot.connector_count,
-                    }
-                )
-                for kind, count in snapshot.issues.items():
-                    parse_span.add_event("chargy.parse_issue", {"kind": kind, "count": count})
+            fetched = self._source.fetch(validators)
+            if fetched.body is None:
+                self._holder.confirm(time.time())
+                span.set_attribute("chargy.snapshot.changed", False)
+                return RefreshResult(Outcome.NOT_MODIFIED, "the feed has not changed", None)
+            snapshot = self._parse(fetched.body)
         except FeedError as error:
             span.record_exception(error)
             return RefreshResult(error.outcome, error.reason, None)
-        digest = hashlib.blake2b(body, digest_size=16).digest()
+        digest = hashlib.blake2b(fetched.body, digest_size=16).digest()
         changed = digest != self._body_digest
         self._body_digest = digest
+        self._validators = fetched.validators
         self._holder.publish(snapshot, time.time())
         span.set_attributes(
             {
-                "chargy.feed.bytes": len(body),
+                "chargy.feed.bytes": len(fetched.body),
                 "chargy.feed.stations": len(snapshot.stations),
                 "chargy.feed.connectors": snapshot.connector_count,
                 "chargy.snapshot.changed": changed,
@@ -105,9 +95,31 @@ class Refresher:
         )
         return RefreshResult(Outcome.SUCCESS, "ok", snapshot)
 
+    def _parse(self, body: bytes) -> Snapshot:
+        with self._tracer.start_as_current_span(
+            "chargy.parse", record_exception=False, set_status_on_exception=False
+        ) as span:
+            span.set_attribute("chargy.feed.bytes", len(body))
+            try:
+                snapshot = parse_kml(body)
+            except FeedError as error:
+                span.set_attribute("error.type", error.outcome.value)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, error.reason))
+                raise
+            span.set_attributes(
+                {
+                    "chargy.feed.placemarks": len(snapshot.stations),
+                    "chargy.feed.devices": snapshot.device_count,
+                    "chargy.feed.connectors": snapshot.connector_count,
+                }
+            )
+            for kind, count in snapshot.issues.items():
+                span.add_event("chargy.parse_issue", {"kind": kind, "count": count})
+            return snapshot
+
     def _record(self, result: RefreshResult, duration_s: float) -> None:
         previous = self._holder.status
-        succeeded = result.outcome is Outcome.SUCCESS
+        succeeded = result.outcome.succeeded
         finished_at = time.time()
         self._holder.record(
             RefreshStatus(
@@ -119,24 +131,26 @@ class Refresher:
             )
         )
         self._recorder.record_refresh(result.outcome, duration_s, result.snapshot.issues if result.snapshot else {})
-        if result.snapshot is not None:
-            self._consecutive_failures = 0
-            logger.info(
-                "refresh finished",
-                extra={
-                    "outcome": result.outcome.value,
-                    "duration_s": round(duration_s, 3),
-                    "stations": len(result.snapshot.stations),
-                    "connectors": result.snapshot.connector_count,
-                    "parse_issues": sum(result.snapshot.issues.values()),
-                },
-            )
-        else:
+        if not succeeded:
             self._consecutive_failures += 1
             logger.warning(
                 "refresh failed; the last good snapshot stays in service",
                 extra={"outcome": result.outcome.value, "duration_s": round(duration_s, 3), "reason": result.reason},
             )
+            return
+        self._consecutive_failures = 0
+        published = self._holder.latest
+        snapshot = result.snapshot or (published.snapshot if published else None)
+        logger.info(
+            "refresh finished",
+            extra={
+                "outcome": result.outcome.value,
+                "duration_s": round(duration_s, 3),
+                "stations": len(snapshot.stations) if snapshot else 0,
+                "connectors": snapshot.connector_count if snapshot else 0,
+                "parse_issues": sum(result.snapshot.issues.values()) if result.snapshot else 0,
+            },
+        )
 
     def next_delay_s(self) -> float:
         """Seconds from the start of the last refresh to the next one."""

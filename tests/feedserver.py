@@ -24,6 +24,10 @@ class FeedResponse:
     """Announce the whole body, send this many bytes, then hang up."""
     gzip: bool = False
     announce_length: bool = True
+    etag: str | None = None
+    """Sent as ETag; a request whose If-None-Match matches it gets 304."""
+    last_modified: str | None = None
+    """Sent as Last-Modified; a request whose If-Modified-Since matches it gets 304."""
 
 
 class FeedServer:
@@ -45,6 +49,15 @@ class FeedServer:
                     feed.requests.append((self.path, dict(self.headers.items())))
                 if response.delay_s:
                     time.sleep(response.delay_s)
+                unchanged = (response.etag is not None and self.headers.get("If-None-Match") == response.etag) or (
+                    response.last_modified is not None
+                    and self.headers.get("If-Modified-Since") == response.last_modified
+                )
+                if unchanged:
+                    self.send_response(304)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = gzip.compress(response.body) if response.gzip else response.body
                 self.send_response(response.status)
                 self.send_header("Content-Type", response.content_type)
@@ -54,6 +67,10 @@ class FeedServer:
                     self.send_header("Content-Length", str(len(body)))
                 else:
                     self.send_header("Connection", "close")
+                if response.etag is not None:
+                    self.send_header("ETag", response.etag)
+                if response.last_modified is not None:
+                    self.send_header("Last-Modified", response.last_modified)
                 for name, value in response.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
