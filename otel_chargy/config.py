@@ -6,11 +6,13 @@ import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import unquote
 
 from otel_chargy import __version__
 from otel_chargy.redact import redact_url
+from otel_chargy.webconfig import WebConfig, WebConfigError, load_web_config
 
 # The public URL from the open-data catalogue; the provider may change it, so it is configuration.
 DEFAULT_KML_URL = (
@@ -57,6 +59,8 @@ class Config:
     """The OTLP push interval: OTEL_METRIC_EXPORT_INTERVAL, at most the refresh interval."""
     otlp_header_values: tuple[str, ...] = field(default=(), repr=False)
     """Values of the OTLP headers (vendor API keys): secrets to redact."""
+    web_config: WebConfig = field(default_factory=WebConfig)
+    """TLS and basic auth from --web.config.file."""
     check_source: str | None = None
     """Set for `otel-chargy check SOURCE`: parse once, report, exit."""
 
@@ -209,6 +213,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="path of the metrics (default %(default)s)",
     )
     parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        metavar="FILE",
+        help="TLS and basic auth for the HTTP endpoints, in the Prometheus exporter-toolkit format "
+        "(/healthz stays open)",
+    )
+    parser.add_argument(
         "--max-staleness",
         type=_number(0.5),
         default=environ.get("CHARGY_MAX_STALENESS"),
@@ -270,6 +282,12 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         )
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
+    web_config = WebConfig()
+    if args.web_config_file is not None:
+        try:
+            web_config = load_web_config(args.web_config_file)
+        except WebConfigError as error:
+            parser.error(f"--web.config.file {args.web_config_file}: {error}")
     max_staleness_s: float = args.max_staleness if args.max_staleness is not None else 3 * refresh_interval_s
     return Config(
         kml_url=args.kml_url,
@@ -289,5 +307,6 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         # A push interval longer than the refresh interval would skip snapshots; the SDK's default otherwise.
         metric_export_interval_s=min(export_interval_ms / 1000, refresh_interval_s),
         otlp_header_values=_header_values(environ),
+        web_config=web_config,
         check_source=args.source if args.command == "check" else None,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import socket
+import ssl
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,11 +17,14 @@ from otel_chargy.exposition import Exposition
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import PreparedObservations
 from otel_chargy.redact import Redactor
+from otel_chargy.webconfig import BasicAuth, WebConfig
 
 logger = logging.getLogger(__name__)
 
 # A client that sends nothing for this long is dropped: a stalled scraper must not hold a thread forever.
 _CLIENT_TIMEOUT_S = 30
+# GET needs no body; a large one is refused unread. (Header size and count are bounded by http.server.)
+_MAX_REQUEST_BODY = 65_536
 
 
 def _format_time(timestamp: float | None) -> str:
@@ -115,7 +119,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         pages = self.server.pages
-        if pages.exposition is not None and self.path.split("?", 1)[0] == pages.telemetry_path:
+        declared_body = self.headers.get("Content-Length", "0").strip()
+        if declared_body != "0" or "Transfer-Encoding" in self.headers:
+            self.close_connection = True  # the body is never read: the connection cannot carry another request
+        if not declared_body.isdigit() or int(declared_body) > _MAX_REQUEST_BODY:
+            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"413 request body refused\n", "text/plain; charset=utf-8")
+        elif self.path != "/healthz" and not self.server.auth.allows(self.headers.get("Authorization")):
+            self._send(
+                HTTPStatus.UNAUTHORIZED,
+                b"401 unauthorized\n",
+                "text/plain; charset=utf-8",
+                {"WWW-Authenticate": 'Basic realm="otel-chargy", charset="UTF-8"'},
+            )
+        elif pages.exposition is not None and self.path.split("?", 1)[0] == pages.telemetry_path:
             body, content_type, gzipped = pages.exposition.render(
                 self.headers.get("Accept"), self.headers.get("Accept-Encoding")
             )
@@ -150,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
+        for name, value in {**self.server.web_config.headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -160,6 +176,25 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     pages: Pages
+    web_config: WebConfig
+    auth: BasicAuth
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self.web_config.tls is not None:
+            # The handshake happens in the connection's own thread (finish_request), never in the accept loop.
+            connection = self.web_config.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(_CLIENT_TIMEOUT_S)
+            try:
+                request.do_handshake()
+            except (OSError, ssl.SSLError):
+                logger.debug("TLS handshake failed", exc_info=True)
+                return
+        super().finish_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up mid-response is routine, not worth a traceback on stderr.
@@ -170,9 +205,11 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-def make_server(address: ListenAddress, pages: Pages) -> ThreadingHTTPServer:
+def make_server(address: ListenAddress, pages: Pages, web_config: WebConfig) -> ThreadingHTTPServer:
     """Binds at once: a port in use fails here, before anything else starts."""
     server_class = _Server6 if ":" in address.host else _Server
     server = server_class((address.host, address.port), _Handler)
     server.pages = pages
+    server.web_config = web_config
+    server.auth = BasicAuth(web_config.basic_auth_users)
     return server

@@ -50,7 +50,7 @@ class Service:
         self._refresher = Refresher(self._source, self.holder, recorder, tracer, config.refresh_interval_s)
         exposition = Exposition(prometheus_reader, self.holder) if prometheus_reader is not None else None
         pages = Pages(self.holder, exposition, config.telemetry_path, self._source.description, redactor)
-        self._server: ThreadingHTTPServer = make_server(config.listen_address, pages)
+        self._server: ThreadingHTTPServer = make_server(config.listen_address, pages, config.web_config)
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._server.serve_forever, name="http", daemon=True),
@@ -65,6 +65,8 @@ class Service:
             extra={
                 "version": __version__,
                 "listen_address": str(self._config.listen_address),
+                "tls": self._config.web_config.tls is not None,
+                "basic_auth": bool(self._config.web_config.basic_auth_users),
                 "telemetry_path": self._config.telemetry_path,
                 "feed": self._source.description,
                 "refresh_interval_s": self._config.refresh_interval_s,

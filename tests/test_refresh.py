@@ -1,0 +1,93 @@
+"""The refresh loop and the holder, in process."""
+
+from __future__ import annotations
+
+import threading
+
+from opentelemetry import trace
+
+from otel_chargy.fetch import Fetched, Validators
+from otel_chargy.generator import generate_network, render_kml
+from otel_chargy.holder import SnapshotHolder
+from otel_chargy.metrics import (
+    OverflowTally,
+    PreparedObservations,
+    build_meter_provider,
+    prepare_observations,
+)
+from otel_chargy.outcome import Outcome
+from otel_chargy.refresh import Refresher
+from otel_chargy.telemetry import build_resource
+from tests.service import wait_until
+
+
+class ScriptedSource:
+    """Answers each fetch with the next item: bytes, or an exception to raise."""
+
+    description = "scripted"
+
+    def __init__(self, *answers: bytes | Exception) -> None:
+        self._answers = list(answers)
+
+    def fetch(self, validators: Validators) -> Fetched:
+        answer = self._answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return Fetched(answer)
+
+    def close(self) -> None:
+        pass
+
+
+def refresher_for(
+    source: ScriptedSource, interval_s: float = 60
+) -> tuple[Refresher, SnapshotHolder[PreparedObservations]]:
+    holder = SnapshotHolder(prepare_observations, max_staleness_s=600)
+    _, recorder = build_meter_provider(holder, [], build_resource(), OverflowTally([]))
+    return Refresher(source, holder, recorder, trace.NoOpTracer(), interval_s), holder
+
+
+def test_an_unexpected_error_is_counted_and_the_loop_goes_on() -> None:
+    good = render_kml(generate_network(5))
+    refresher, holder = refresher_for(ScriptedSource(good, RuntimeError("boom"), good))
+    assert refresher.refresh_once().outcome is Outcome.SUCCESS
+    first = holder.latest
+    failed = refresher.refresh_once()
+    assert failed.outcome is Outcome.INTERNAL_ERROR and "RuntimeError" in failed.reason
+    assert holder.latest is first and holder.status.outcome is Outcome.INTERNAL_ERROR
+    assert refresher.refresh_once().outcome is Outcome.SUCCESS
+
+
+def test_backoff_grows_and_never_passes_the_interval() -> None:
+    refresher, _ = refresher_for(ScriptedSource(*[ConnectionError()] * 8), interval_s=10)
+    delays = []
+    for _ in range(8):
+        refresher.refresh_once()
+        delays.append(refresher.next_delay_s())
+    assert delays[0] <= 1 and all(delay <= 10 for delay in delays)
+    assert delays[-1] > delays[0] and delays[-1] >= 5  # 2**7 s, capped at the interval, with jitter down to half
+
+
+def test_run_refreshes_at_once_and_stops_when_asked() -> None:
+    good = render_kml(generate_network(3))
+    refresher, holder = refresher_for(ScriptedSource(good, good))
+    stop = threading.Event()
+    thread = threading.Thread(target=refresher.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(lambda: holder.latest is not None, "the first refresh")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_holder_withdraws_a_stale_snapshot_but_keeps_it() -> None:
+    now = [100.0]
+    holder = SnapshotHolder(prepare_observations, max_staleness_s=5, monotonic=lambda: now[0])
+    holder.publish(generate_network(2), fetched_at=0)
+    assert holder.current is not None
+    now[0] += 6
+    assert holder.current is None and holder.latest is not None
+    holder.confirm(fetched_at=1)
+    assert holder.current is not None
