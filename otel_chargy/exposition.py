@@ -1,18 +1,45 @@
-"""The Prometheus text of the metrics, rendered once per change and served from memory."""
+"""The Prometheus endpoint's bytes: the snapshot-sized metrics rendered once per snapshot, the
+feed-health metrics from the SDK's Prometheus reader, both served from memory.
+
+At 27,000 connectors the SDK's reader takes seconds and hundreds of MB per collection for the
+~135,000 connector series, and their values only change when a refresh ends. So at refresh time
+`render_snapshot` writes those series as text, once; `tests/test_exposition.py` checks that the
+bytes are exactly what the SDK's reader renders for the same snapshot. A scrape then only joins
+that text (and its gzip, spliced) with the few feed-health series the SDK renders, cached per change.
+"""
 
 from __future__ import annotations
 
-import gzip
+import struct
 import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics.export import MetricsData
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
+from prometheus_client.utils import floatToGoString
 
-from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import OverflowTally, PreparedObservations
+from otel_chargy.metrics import (
+    CONNECTOR_DETAILED_STATE,
+    CONNECTOR_MAX_POWER,
+    CONNECTOR_STATE,
+    STATION_INFO,
+    MetricSpec,
+    OverflowTally,
+)
+from otel_chargy.model import SimpleState, Snapshot
+
+# prometheus_client's own number format (Go's), typed for mypy.
+_number_text: Callable[[float], str] = floatToGoString
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_GZIP_LEVEL = 6
+# The OpenMetrics unit of a snapshot metric, as the SDK's reader derives it from the OTel unit.
+_OPENMETRICS_UNIT = {CONNECTOR_MAX_POWER: "watts"}
 
 
 class CountingPrometheusReader(PrometheusMetricReader):
@@ -30,32 +57,184 @@ class CountingPrometheusReader(PrometheusMetricReader):
         super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
 
 
-class Exposition:
-    """Every metric changes only when a refresh ends or the snapshot goes stale, so a scrape in between
-    gets the bytes the reader produced for the first scrape after that change."""
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
-    def __init__(self, reader: CountingPrometheusReader, holder: SnapshotHolder[PreparedObservations]) -> None:
+
+def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+    """Label text as prometheus_client writes it: names sorted, values escaped."""
+    return ",".join(f'{name}="{_escape(value)}"' for name, value in sorted(pairs))
+
+
+@dataclass(frozen=True, slots=True)
+class _Deflated:
+    """A section compressed as the start of a gzip member: raw deflate ending in a sync flush
+    (byte-aligned, not final), so that the feed-health part can be appended to it per change."""
+
+    data: bytes
+    crc: int
+    size: int
+
+    @classmethod
+    def of(cls, chunks: Sequence[bytes]) -> _Deflated:
+        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        data = b"".join(compressor.compress(chunk) for chunk in chunks) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        crc = 0
+        for chunk in chunks:
+            crc = zlib.crc32(chunk, crc)
+        return cls(data, crc, sum(len(chunk) for chunk in chunks))
+
+    def gzip_with(self, tail: bytes) -> list[bytes]:
+        """A whole gzip member: this section, then `tail`."""
+        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        tail_data = compressor.compress(tail) + compressor.flush()
+        trailer = struct.pack("<II", zlib.crc32(tail, self.crc), (self.size + len(tail)) & 0xFFFFFFFF)
+        return [_GZIP_HEADER, self.data, tail_data + trailer]
+
+
+@dataclass(frozen=True)
+class SnapshotExposition:
+    """The snapshot-sized metrics of one snapshot, as text and OpenMetrics, plain and deflated."""
+
+    text: tuple[bytes, ...]
+    openmetrics: tuple[bytes, ...]
+    text_deflated: _Deflated
+    openmetrics_deflated: _Deflated
+
+
+def _family(spec: MetricSpec, samples: Iterator[str]) -> tuple[bytes, bytes, bytes]:
+    """(text format header, OpenMetrics header, samples) of one gauge family."""
+    name = spec.prometheus_name
+    # The text format escapes backslash and newline in HELP; OpenMetrics escapes double quotes too.
+    text_help = spec.description.replace("\\", r"\\").replace("\n", r"\n")
+    text_header = f"# HELP {name} {text_help}\n"
+    openmetrics_header = f"# HELP {name} {_escape(spec.description)}\n"
+    type_line = f"# TYPE {name} gauge\n"
+    unit = _OPENMETRICS_UNIT.get(spec)
+    unit_line = f"# UNIT {name} {unit}\n" if unit else ""
+    return (
+        (text_header + type_line).encode(),
+        (openmetrics_header + type_line + unit_line).encode(),
+        "".join(samples).encode(),
+    )
+
+
+def render_snapshot(snapshot: Snapshot) -> SnapshotExposition:
+    connectors = [(station.name, device.name, connector) for station, device, connector in snapshot.connectors()]
+
+    def states() -> Iterator[str]:
+        for station, device, connector in connectors:
+            for state in SimpleState:
+                labels = _labels(
+                    [
+                        ("chargy_connector_state", state.value),
+                        ("connector", connector.name),
+                        ("device", device),
+                        ("speed", connector.speed),
+                        ("station", station),
+                    ]
+                )
+                yield f"{CONNECTOR_STATE.prometheus_name}{{{labels}}} {'1.0' if state is connector.state else '0.0'}\n"
+
+    def detailed_states() -> Iterator[str]:
+        name = CONNECTOR_DETAILED_STATE.prometheus_name
+        for station, device, connector in connectors:
+            labels = _labels(
+                [
+                    ("connector", connector.name),
+                    ("device", device),
+                    ("speed", connector.speed),
+                    ("state", connector.raw_state),
+                    ("station", station),
+                ]
+            )
+            yield f"{name}{{{labels}}} 1.0\n"
+
+    def max_powers() -> Iterator[str]:
+        name = CONNECTOR_MAX_POWER.prometheus_name
+        for station, device, connector in connectors:
+            labels = _labels([("connector", connector.name), ("device", device), ("station", station)])
+            yield f"{name}{{{labels}}} {_number_text(connector.max_power_kw * 1000.0)}\n"
+
+    def stations() -> Iterator[str]:
+        name = STATION_INFO.prometheus_name
+        for station in snapshot.stations:
+            labels = _labels(
+                [
+                    ("address", station.address),
+                    ("latitude", "" if station.latitude is None else f"{station.latitude}"),
+                    ("longitude", "" if station.longitude is None else f"{station.longitude}"),
+                    ("station", station.name),
+                ]
+            )
+            yield f"{name}{{{labels}}} 1.0\n"
+
+    families = [
+        _family(CONNECTOR_STATE, states()),
+        _family(CONNECTOR_DETAILED_STATE, detailed_states()),
+        _family(CONNECTOR_MAX_POWER, max_powers()),
+        _family(STATION_INFO, stations()),
+    ]
+    text = tuple(part for header, _, samples in families for part in (header, samples))
+    openmetrics = tuple(part for _, header, samples in families for part in (header, samples))
+    return SnapshotExposition(text, openmetrics, _Deflated.of(text), _Deflated.of(openmetrics))
+
+
+@dataclass(frozen=True)
+class Response:
+    chunks: Sequence[bytes]
+    content_type: str
+    gzipped: bool
+
+    @property
+    def length(self) -> int:
+        return sum(len(chunk) for chunk in self.chunks)
+
+
+class Exposition:
+    """What /metrics answers: the cached snapshot section, then the feed-health part from the SDK's reader.
+
+    Every metric changes only when a refresh ends or the snapshot goes stale (`version`), so the
+    feed-health part too is rendered once per change."""
+
+    def __init__(
+        self,
+        reader: CountingPrometheusReader,
+        snapshot: Callable[[], SnapshotExposition | None],
+        version: Callable[[], object],
+    ) -> None:
         self._reader = reader
-        self._holder = holder
+        self._snapshot = snapshot
+        self._version = version
         # The reader's collector is not safe for concurrent collections: one render at a time.
         self._lock = threading.Lock()
-        self._version: object = None
-        self._rendered: dict[tuple[str, bool], bytes] = {}
+        self._rendered_version: object = None
+        self._responses: dict[tuple[str, bool], Response] = {}
 
-    def render(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, bool]:
-        """(body, content type, gzipped) for a request with these headers."""
+    def render(self, accept: str | None, accept_encoding: str | None) -> Response:
         encoder, content_type = choose_encoder(accept or "")
         gzipped = "gzip" in (accept_encoding or "")
         key = (content_type, gzipped)
         with self._lock:
-            version = self._holder.version
-            if version != self._version:
-                self._version = version
-                self._rendered.clear()
-            body = self._rendered.get(key)
-            if body is None:
-                plain = self._rendered.get((content_type, False))
-                if plain is None:
-                    plain = self._rendered[(content_type, False)] = encoder(self._reader.registry)
-                body = self._rendered[key] = gzip.compress(plain, compresslevel=6) if gzipped else plain
-        return body, content_type, gzipped
+            version = self._version()
+            if version != self._rendered_version:
+                self._rendered_version = version
+                self._responses.clear()
+            response = self._responses.get(key)
+            if response is None:
+                live = encoder(self._reader.registry)
+                response = self._responses[key] = self._compose(live, content_type, gzipped)
+        return response
+
+    def _compose(self, live: bytes, content_type: str, gzipped: bool) -> Response:
+        snapshot = self._snapshot()
+        openmetrics = content_type == OPENMETRICS_CONTENT_TYPE
+        if snapshot is None:
+            chunks: list[bytes] = [live]
+            if gzipped:
+                chunks = _Deflated.of([]).gzip_with(live)
+            return Response(chunks, content_type, gzipped)
+        if gzipped:
+            deflated = snapshot.openmetrics_deflated if openmetrics else snapshot.text_deflated
+            return Response(deflated.gzip_with(live), content_type, True)
+        return Response([*(snapshot.openmetrics if openmetrics else snapshot.text), live], content_type, False)

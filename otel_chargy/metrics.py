@@ -13,7 +13,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 
 from otel_chargy import __version__
-from otel_chargy.holder import SnapshotHolder
+from otel_chargy.holder import RefreshStatus
 from otel_chargy.model import SimpleState, Snapshot
 from otel_chargy.outcome import Outcome
 from otel_chargy.parse import ISSUE_KINDS
@@ -183,8 +183,6 @@ class PreparedObservations:
     connector_detailed_state: Sequence[Observation]
     connector_max_power: Sequence[Observation]
     station_info: Sequence[Observation]
-    station_count: int
-    connector_count: int
 
 
 def prepare_observations(snapshot: Snapshot) -> PreparedObservations:
@@ -212,7 +210,7 @@ def prepare_observations(snapshot: Snapshot) -> PreparedObservations:
         )
         for station in snapshot.stations
     ]
-    return PreparedObservations(states, detailed, power, stations, len(stations), len(power))
+    return PreparedObservations(states, detailed, power, stations)
 
 
 class OverflowTally:
@@ -239,28 +237,37 @@ class OverflowTally:
 
 
 class RefreshRecorder:
-    """The synchronous instruments a refresh updates."""
+    """The synchronous instruments a refresh updates, on every MeterProvider that exports them."""
 
-    def __init__(self, provider: MeterProvider) -> None:
-        meter = provider.get_meter(METER_NAME, __version__)
-        self._refreshes = meter.create_counter(FEED_REFRESHES.name, FEED_REFRESHES.unit, FEED_REFRESHES.description)
-        self._duration = meter.create_histogram(
-            FEED_REFRESH_DURATION.name, FEED_REFRESH_DURATION.unit, FEED_REFRESH_DURATION.description
-        )
-        self._issues = meter.create_counter(
-            FEED_PARSE_ISSUES.name, FEED_PARSE_ISSUES.unit, FEED_PARSE_ISSUES.description
-        )
+    def __init__(self, providers: Sequence[MeterProvider]) -> None:
+        meters = [provider.get_meter(METER_NAME, __version__) for provider in providers]
+        self._refreshes = [
+            meter.create_counter(FEED_REFRESHES.name, FEED_REFRESHES.unit, FEED_REFRESHES.description)
+            for meter in meters
+        ]
+        self._durations = [
+            meter.create_histogram(
+                FEED_REFRESH_DURATION.name, FEED_REFRESH_DURATION.unit, FEED_REFRESH_DURATION.description
+            )
+            for meter in meters
+        ]
+        self._issues = [
+            meter.create_counter(FEED_PARSE_ISSUES.name, FEED_PARSE_ISSUES.unit, FEED_PARSE_ISSUES.description)
+            for meter in meters
+        ]
         # Every label value is exported from the start, as Prometheus practice wants for counters.
-        for outcome in Outcome:
-            self._refreshes.add(0, {"outcome": outcome.value})
-        for kind in ISSUE_KINDS:
-            self._issues.add(0, {"kind": kind})
+        for refreshes, issues in zip(self._refreshes, self._issues, strict=True):
+            for outcome in Outcome:
+                refreshes.add(0, {"outcome": outcome.value})
+            for kind in ISSUE_KINDS:
+                issues.add(0, {"kind": kind})
 
     def record_refresh(self, outcome: Outcome, duration_s: float, issues: Mapping[str, int]) -> None:
-        self._refreshes.add(1, {"outcome": outcome.value})
-        self._duration.record(duration_s)
-        for kind, count in issues.items():
-            self._issues.add(count, {"kind": kind})
+        for refreshes, durations, issue_counter in zip(self._refreshes, self._durations, self._issues, strict=True):
+            refreshes.add(1, {"outcome": outcome.value})
+            durations.record(duration_s)
+            for kind, count in issues.items():
+                issue_counter.add(count, {"kind": kind})
 
 
 def _views() -> list[View]:
@@ -277,25 +284,24 @@ def _views() -> list[View]:
     ]
 
 
+@dataclass(frozen=True)
+class ServedFeed:
+    """What the callbacks read: accessors over the holder, so that a callback only returns what is ready."""
+
+    status: Callable[[], RefreshStatus]
+    counts: Callable[[], tuple[int, int]]
+    """(stations, connectors) of the snapshot in service; (0, 0) when none is."""
+    observations: Callable[[], PreparedObservations | None] | None = None
+    """The snapshot's prepared observations; None leaves the snapshot-sized metrics out of this provider."""
+
+
 def build_meter_provider(
-    holder: SnapshotHolder[PreparedObservations],
-    readers: Sequence[MetricReader],
-    resource: Resource,
-    overflow: OverflowTally,
-) -> tuple[MeterProvider, RefreshRecorder]:
-    """The MeterProvider with every instrument of METRICS registered on it."""
+    readers: Sequence[MetricReader], resource: Resource, overflow: OverflowTally, served: ServedFeed
+) -> MeterProvider:
+    """A MeterProvider with the feed-health instruments, and the snapshot-sized ones when `served` has them."""
     # Shut down by the service, within a bound; not again at exit.
     provider = MeterProvider(metric_readers=readers, resource=resource, views=_views(), shutdown_on_exit=False)
     meter = provider.get_meter(METER_NAME, __version__)
-
-    def connector_observations(
-        select: Callable[[PreparedObservations], Sequence[Observation]],
-    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        def callback(_: CallbackOptions) -> Iterable[Observation]:
-            published = holder.current
-            return select(published.prepared) if published is not None else ()
-
-        return callback
 
     def feed_observation(value: Callable[[], float | None]) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(_: CallbackOptions) -> Iterable[Observation]:
@@ -304,29 +310,40 @@ def build_meter_provider(
 
         return callback
 
-    def served_count(count: Callable[[PreparedObservations], int]) -> Callable[[], float]:
-        def value() -> float:
-            published = holder.current
-            return 0 if published is None else count(published.prepared)
-
-        return value
+    def up() -> int:
+        outcome = served.status().outcome
+        return int(outcome is not None and outcome.succeeded)
 
     gauges: dict[MetricSpec, Callable[[CallbackOptions], Iterable[Observation]]] = {
-        CONNECTOR_STATE: connector_observations(lambda prepared: prepared.connector_state),
-        CONNECTOR_DETAILED_STATE: connector_observations(lambda prepared: prepared.connector_detailed_state),
-        CONNECTOR_MAX_POWER: connector_observations(lambda prepared: prepared.connector_max_power),
-        STATION_INFO: connector_observations(lambda prepared: prepared.station_info),
-        FEED_UP: feed_observation(lambda: int(holder.status.outcome is not None and holder.status.outcome.succeeded)),
-        FEED_LAST_SUCCESS: feed_observation(lambda: holder.status.last_success_at),
-        FEED_STATIONS: feed_observation(served_count(lambda prepared: prepared.station_count)),
-        FEED_CONNECTORS: feed_observation(served_count(lambda prepared: prepared.connector_count)),
+        FEED_UP: feed_observation(up),
+        FEED_LAST_SUCCESS: feed_observation(lambda: served.status().last_success_at),
+        FEED_STATIONS: feed_observation(lambda: served.counts()[0]),
+        FEED_CONNECTORS: feed_observation(lambda: served.counts()[1]),
     }
+    if served.observations is not None:
+        prepared = served.observations
+
+        def snapshot_observations(
+            select: Callable[[PreparedObservations], Sequence[Observation]],
+        ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+            def callback(_: CallbackOptions) -> Iterable[Observation]:
+                observations = prepared()
+                return select(observations) if observations is not None else ()
+
+            return callback
+
+        gauges |= {
+            CONNECTOR_STATE: snapshot_observations(lambda ready: ready.connector_state),
+            CONNECTOR_DETAILED_STATE: snapshot_observations(lambda ready: ready.connector_detailed_state),
+            CONNECTOR_MAX_POWER: snapshot_observations(lambda ready: ready.connector_max_power),
+            STATION_INFO: snapshot_observations(lambda ready: ready.station_info),
+        }
     for spec, callback in gauges.items():
         meter.create_observable_gauge(spec.name, [callback], spec.unit, spec.description)
     meter.create_observable_counter(
         METRIC_OVERFLOW.name, [lambda _: overflow.observations()], METRIC_OVERFLOW.unit, METRIC_OVERFLOW.description
     )
-    return provider, RefreshRecorder(provider)
+    return provider
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ from opentelemetry import trace
 
 from otel_chargy.fetch import FeedSource, Validators
 from otel_chargy.holder import RefreshStatus, SnapshotHolder
-from otel_chargy.metrics import PreparedObservations, RefreshRecorder
+from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import parse_kml
+from otel_chargy.publication import Publication
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class Refresher:
     def __init__(
         self,
         source: FeedSource,
-        holder: SnapshotHolder[PreparedObservations],
+        holder: SnapshotHolder[Publication],
         recorder: RefreshRecorder,
         tracer: trace.Tracer,
         refresh_interval_s: float,

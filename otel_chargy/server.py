@@ -7,6 +7,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,7 +16,7 @@ from otel_chargy import __version__
 from otel_chargy.config import ListenAddress
 from otel_chargy.exposition import Exposition
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import PreparedObservations
+from otel_chargy.publication import Publication
 from otel_chargy.redact import Redactor
 from otel_chargy.webconfig import BasicAuth, WebConfig
 
@@ -36,7 +37,7 @@ class Pages:
 
     def __init__(
         self,
-        holder: SnapshotHolder[PreparedObservations],
+        holder: SnapshotHolder[Publication],
         exposition: Exposition | None,
         telemetry_path: str,
         feed_description: str,
@@ -132,10 +133,9 @@ class _Handler(BaseHTTPRequestHandler):
                 {"WWW-Authenticate": 'Basic realm="otel-chargy", charset="UTF-8"'},
             )
         elif pages.exposition is not None and self.path.split("?", 1)[0] == pages.telemetry_path:
-            body, content_type, gzipped = pages.exposition.render(
-                self.headers.get("Accept"), self.headers.get("Accept-Encoding")
-            )
-            self._send(HTTPStatus.OK, body, content_type, {"Content-Encoding": "gzip"} if gzipped else {})
+            response = pages.exposition.render(self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
+            headers = {"Content-Encoding": "gzip"} if response.gzipped else {}
+            self._send(HTTPStatus.OK, response.chunks, response.content_type, headers)
         elif self.path == "/":
             self._send(HTTPStatus.OK, pages.landing_page().encode(), "text/html; charset=utf-8")
         elif self.path == "/healthz":
@@ -162,15 +162,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
 
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: HTTPStatus,
+        body: bytes | Sequence[bytes],
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        # The metrics come as chunks (cached parts of many MB): written one by one, never joined.
+        chunks = [body] if isinstance(body, bytes) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(sum(len(chunk) for chunk in chunks)))
         for name, value in {**self.server.web_config.headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            for chunk in chunks:
+                self.wfile.write(chunk)
 
 
 class _Server(ThreadingHTTPServer):

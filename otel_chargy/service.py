@@ -8,15 +8,18 @@ from http.server import ThreadingHTTPServer
 
 from otel_chargy import __version__
 from otel_chargy.config import Config
-from otel_chargy.exposition import Exposition
+from otel_chargy.exposition import Exposition, SnapshotExposition
 from otel_chargy.fetch import DemoSource, FeedSource, open_source
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import (
     SNAPSHOT_METRICS,
     OverflowTally,
+    PreparedObservations,
+    RefreshRecorder,
+    ServedFeed,
     build_meter_provider,
-    prepare_observations,
 )
+from otel_chargy.publication import publisher
 from otel_chargy.redact import Redactor
 from otel_chargy.refresh import Refresher
 from otel_chargy.server import Pages, make_server
@@ -43,12 +46,27 @@ class Service:
                 config.kml_url, timeout_s=config.fetch_timeout_s, max_bytes=config.max_bytes, tracer=tracer
             )
         )
-        self.holder = SnapshotHolder(prepare_observations, config.max_staleness_s)
         overflow = OverflowTally([spec.name for spec in SNAPSHOT_METRICS])
-        readers, prometheus_reader = build_metric_readers(config, overflow)
-        self._meter_provider, recorder = build_meter_provider(self.holder, readers, resource, overflow)
+        prometheus_reader, push_readers = build_metric_readers(config, overflow)
+        self.holder = SnapshotHolder(
+            publisher(observations=bool(push_readers), exposition=prometheus_reader is not None),
+            config.max_staleness_s,
+        )
+        status = lambda: self.holder.status  # noqa: E731
+        # Two providers, so that the Prometheus reader never collects the snapshot-sized metrics,
+        # which are rendered once per snapshot instead (exposition.py); the push readers collect all.
+        self._meter_providers = []
+        if prometheus_reader is not None:
+            served = ServedFeed(status, self._served_counts)
+            self._meter_providers.append(build_meter_provider([prometheus_reader], resource, overflow, served))
+        if push_readers:
+            served = ServedFeed(status, self._served_counts, self._served_observations)
+            self._meter_providers.append(build_meter_provider(push_readers, resource, overflow, served))
+        recorder = RefreshRecorder(self._meter_providers)
         self._refresher = Refresher(self._source, self.holder, recorder, tracer, config.refresh_interval_s)
-        exposition = Exposition(prometheus_reader, self.holder) if prometheus_reader is not None else None
+        exposition = None
+        if prometheus_reader is not None:
+            exposition = Exposition(prometheus_reader, self._served_exposition, lambda: self.holder.version)
         pages = Pages(self.holder, exposition, config.telemetry_path, self._source.description, redactor)
         self._server: ThreadingHTTPServer = make_server(config.listen_address, pages, config.web_config)
         self._stop = threading.Event()
@@ -56,6 +74,18 @@ class Service:
             threading.Thread(target=self._server.serve_forever, name="http", daemon=True),
             threading.Thread(target=self._refresher.run, args=(self._stop,), name="refresh", daemon=True),
         ]
+
+    def _served_counts(self) -> tuple[int, int]:
+        published = self.holder.current
+        return (published.prepared.station_count, published.prepared.connector_count) if published else (0, 0)
+
+    def _served_observations(self) -> PreparedObservations | None:
+        published = self.holder.current
+        return published.prepared.observations if published else None
+
+    def _served_exposition(self) -> SnapshotExposition | None:
+        published = self.holder.current
+        return published.prepared.exposition if published else None
 
     def start(self) -> None:
         for thread in self._threads:
@@ -83,5 +113,5 @@ class Service:
         refresh_thread.join(_SHUTDOWN_GRACE_S)
         if not refresh_thread.is_alive():
             self._source.close()
-        shut_down(self._meter_provider, self._tracer_provider, _TELEMETRY_FLUSH_LIMIT_S)
+        shut_down(self._meter_providers, self._tracer_provider, _TELEMETRY_FLUSH_LIMIT_S)
         logger.info("otel-chargy stopped")

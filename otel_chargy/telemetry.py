@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -72,20 +73,19 @@ def _otlp_span_exporter(protocol: str) -> SpanExporter:
 
 def build_metric_readers(
     config: Config, overflow: OverflowTally
-) -> tuple[list[MetricReader], CountingPrometheusReader | None]:
-    """The readers of OTEL_METRICS_EXPORTER, and the Prometheus one when it is among them."""
-    readers: list[MetricReader] = []
+) -> tuple[CountingPrometheusReader | None, list[MetricReader]]:
+    """The readers of OTEL_METRICS_EXPORTER: the Prometheus one (if chosen) and the push readers."""
     prometheus: CountingPrometheusReader | None = None
+    readers: list[MetricReader] = []
     for name in config.metrics_exporters:
         if name == "prometheus":
             prometheus = CountingPrometheusReader(overflow)
-            readers.append(prometheus)
         elif name == "otlp":
             exporter = _otlp_metric_exporter(config.otlp_metrics_protocol)
             readers.append(CountingPeriodicReader(overflow, exporter, config.metric_export_interval_s))
         elif name == "console":
             readers.append(CountingPeriodicReader(overflow, ConsoleMetricExporter(), config.metric_export_interval_s))
-    return readers, prometheus
+    return prometheus, readers
 
 
 def build_tracer_provider(config: Config, resource: Resource) -> TracerProvider:
@@ -98,11 +98,12 @@ def build_tracer_provider(config: Config, resource: Resource) -> TracerProvider:
     return provider
 
 
-def shut_down(meter_provider: MeterProvider, tracer_provider: TracerProvider, limit_s: float) -> None:
+def shut_down(meter_providers: Sequence[MeterProvider], tracer_provider: TracerProvider, limit_s: float) -> None:
     """Flushes metrics and spans, but gives up after `limit_s`: a collector that is down must not hold the exit."""
 
     def flush() -> None:
-        meter_provider.shutdown(timeout_millis=limit_s * 1000)
+        for meter_provider in meter_providers:
+            meter_provider.shutdown(timeout_millis=limit_s * 1000)
         tracer_provider.shutdown()
 
     flusher = threading.Thread(target=flush, name="telemetry-shutdown", daemon=True)

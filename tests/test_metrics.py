@@ -6,16 +6,18 @@ import re
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_chargy import metrics
-from otel_chargy.exposition import CountingPrometheusReader, Exposition
+from otel_chargy.exposition import CountingPrometheusReader
 from otel_chargy.generator import generate_network
-from otel_chargy.holder import SnapshotHolder
+from otel_chargy.holder import RefreshStatus
 from otel_chargy.metrics import (
     METRICS,
     SNAPSHOT_METRICS,
     OverflowTally,
+    ServedFeed,
     build_meter_provider,
     metrics_table_markdown,
     prepare_observations,
@@ -39,16 +41,15 @@ def test_otel_names_follow_the_conventions() -> None:
 
 
 def render(limit: int, monkeypatch: pytest.MonkeyPatch, collections: int = 1) -> dict[str, float]:
+    """Overflow and its count, as a reader that collects the snapshot-sized metrics (a push reader) sees them."""
     monkeypatch.setattr(metrics, "SERIES_LIMIT", limit)
-    holder = SnapshotHolder(prepare_observations, max_staleness_s=60)
+    observations = prepare_observations(generate_network(20))
     overflow = OverflowTally([spec.name for spec in SNAPSHOT_METRICS])
     reader = CountingPrometheusReader(overflow)
-    provider, _ = build_meter_provider(holder, [reader], build_resource(), overflow)
-    holder.publish(generate_network(20), fetched_at=0)
-    exposition = Exposition(reader, holder)
+    served = ServedFeed(lambda: RefreshStatus(), lambda: (0, 0), lambda: observations)
+    provider = build_meter_provider([reader], build_resource(), overflow, served)
     for _ in range(collections):
-        holder.record(holder.status)  # a new version, as each refresh makes
-        text = exposition.render(None, None)[0].decode()
+        text = generate_latest(reader.registry).decode()
     provider.shutdown()
     return {
         f"{sample.name}{sorted(sample.labels.items())}": sample.value
@@ -73,8 +74,8 @@ def test_prepared_observations_cover_every_connector() -> None:
     network = generate_network(30)
     prepared = prepare_observations(network)
     assert len(prepared.connector_state) == 3 * network.connector_count
-    assert len(prepared.connector_detailed_state) == prepared.connector_count == network.connector_count
-    assert len(prepared.station_info) == prepared.station_count == len(network.stations)
+    assert len(prepared.connector_detailed_state) == len(prepared.connector_max_power) == network.connector_count
+    assert len(prepared.station_info) == len(network.stations)
     assert sum(observation.value for observation in prepared.connector_state) == network.connector_count
 
 

@@ -9,15 +9,10 @@ from opentelemetry import trace
 from otel_chargy.fetch import Fetched, Validators
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import (
-    OverflowTally,
-    PreparedObservations,
-    build_meter_provider,
-    prepare_observations,
-)
+from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.outcome import Outcome
+from otel_chargy.publication import Publication, publisher
 from otel_chargy.refresh import Refresher
-from otel_chargy.telemetry import build_resource
 from tests.service import wait_until
 
 
@@ -39,12 +34,9 @@ class ScriptedSource:
         pass
 
 
-def refresher_for(
-    source: ScriptedSource, interval_s: float = 60
-) -> tuple[Refresher, SnapshotHolder[PreparedObservations]]:
-    holder = SnapshotHolder(prepare_observations, max_staleness_s=600)
-    _, recorder = build_meter_provider(holder, [], build_resource(), OverflowTally([]))
-    return Refresher(source, holder, recorder, trace.NoOpTracer(), interval_s), holder
+def refresher_for(source: ScriptedSource, interval_s: float = 60) -> tuple[Refresher, SnapshotHolder[Publication]]:
+    holder = SnapshotHolder(publisher(observations=True, exposition=True), max_staleness_s=600)
+    return Refresher(source, holder, RefreshRecorder([]), trace.NoOpTracer(), interval_s), holder
 
 
 def test_an_unexpected_error_is_counted_and_the_loop_goes_on() -> None:
@@ -84,7 +76,9 @@ def test_run_refreshes_at_once_and_stops_when_asked() -> None:
 
 def test_holder_withdraws_a_stale_snapshot_but_keeps_it() -> None:
     now = [100.0]
-    holder = SnapshotHolder(prepare_observations, max_staleness_s=5, monotonic=lambda: now[0])
+    holder = SnapshotHolder(
+        publisher(observations=False, exposition=False), max_staleness_s=5, monotonic=lambda: now[0]
+    )
     holder.publish(generate_network(2), fetched_at=0)
     assert holder.current is not None
     now[0] += 6
