@@ -66,6 +66,11 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
     return ",".join(f'{name}="{_escape(value)}"' for name, value in sorted(pairs))
 
 
+def _sync_deflate(part: bytes) -> bytes:
+    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(part) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
 @dataclass(frozen=True, slots=True)
 class _Deflated:
     """A section compressed as the start of a gzip member: raw deflate ending in a sync flush
@@ -76,13 +81,12 @@ class _Deflated:
     size: int
 
     @classmethod
-    def of(cls, chunks: Sequence[bytes]) -> _Deflated:
-        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-        data = b"".join(compressor.compress(chunk) for chunk in chunks) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    def of(cls, parts: Sequence[tuple[bytes, bytes]]) -> _Deflated:
+        """From (plain, sync-deflated) parts: deflate sections one after another are one deflate stream."""
         crc = 0
-        for chunk in chunks:
-            crc = zlib.crc32(chunk, crc)
-        return cls(data, crc, sum(len(chunk) for chunk in chunks))
+        for plain, _ in parts:
+            crc = zlib.crc32(plain, crc)
+        return cls(b"".join(deflated for _, deflated in parts), crc, sum(len(plain) for plain, _ in parts))
 
     def gzip_with(self, tail: bytes) -> list[bytes]:
         """A whole gzip member: this section, then `tail`."""
@@ -120,54 +124,44 @@ def _family(spec: MetricSpec, samples: Iterator[str]) -> tuple[bytes, bytes, byt
 
 
 def render_snapshot(snapshot: Snapshot) -> SnapshotExposition:
-    connectors = [(station.name, device.name, connector) for station, device, connector in snapshot.connectors()]
+    # Label names in sorted order, as prometheus_client writes them; each value escaped once.
+    connectors = [
+        (_escape(connector.name), _escape(device.name), connector.speed, _escape(station.name), connector)
+        for station, device, connector in snapshot.connectors()
+    ]
 
     def states() -> Iterator[str]:
-        for station, device, connector in connectors:
+        name = CONNECTOR_STATE.prometheus_name
+        for connector_name, device, speed, station, connector in connectors:
+            rest = f'connector="{connector_name}",device="{device}",speed="{speed}",station="{station}"}}'
             for state in SimpleState:
-                labels = _labels(
-                    [
-                        ("chargy_connector_state", state.value),
-                        ("connector", connector.name),
-                        ("device", device),
-                        ("speed", connector.speed),
-                        ("station", station),
-                    ]
-                )
-                yield f"{CONNECTOR_STATE.prometheus_name}{{{labels}}} {'1.0' if state is connector.state else '0.0'}\n"
+                value = "1.0" if state is connector.state else "0.0"
+                yield f'{name}{{chargy_connector_state="{state.value}",{rest} {value}\n'
 
     def detailed_states() -> Iterator[str]:
         name = CONNECTOR_DETAILED_STATE.prometheus_name
-        for station, device, connector in connectors:
-            labels = _labels(
-                [
-                    ("connector", connector.name),
-                    ("device", device),
-                    ("speed", connector.speed),
-                    ("state", connector.raw_state),
-                    ("station", station),
-                ]
+        for connector_name, device, speed, station, connector in connectors:
+            state = _escape(connector.raw_state)
+            yield (
+                f'{name}{{connector="{connector_name}",device="{device}",speed="{speed}",'
+                f'state="{state}",station="{station}"}} 1.0\n'
             )
-            yield f"{name}{{{labels}}} 1.0\n"
 
     def max_powers() -> Iterator[str]:
         name = CONNECTOR_MAX_POWER.prometheus_name
-        for station, device, connector in connectors:
-            labels = _labels([("connector", connector.name), ("device", device), ("station", station)])
-            yield f"{name}{{{labels}}} {_number_text(connector.max_power_kw * 1000.0)}\n"
+        for connector_name, device, _, station, connector in connectors:
+            value = _number_text(connector.max_power_kw * 1000.0)
+            yield f'{name}{{connector="{connector_name}",device="{device}",station="{station}"}} {value}\n'
 
     def stations() -> Iterator[str]:
         name = STATION_INFO.prometheus_name
         for station in snapshot.stations:
-            labels = _labels(
-                [
-                    ("address", station.address),
-                    ("latitude", "" if station.latitude is None else f"{station.latitude}"),
-                    ("longitude", "" if station.longitude is None else f"{station.longitude}"),
-                    ("station", station.name),
-                ]
+            latitude = "" if station.latitude is None else f"{station.latitude}"
+            longitude = "" if station.longitude is None else f"{station.longitude}"
+            yield (
+                f'{name}{{address="{_escape(station.address)}",latitude="{latitude}",'
+                f'longitude="{longitude}",station="{_escape(station.name)}"}} 1.0\n'
             )
-            yield f"{name}{{{labels}}} 1.0\n"
 
     families = [
         _family(CONNECTOR_STATE, states()),
@@ -175,9 +169,16 @@ def render_snapshot(snapshot: Snapshot) -> SnapshotExposition:
         _family(CONNECTOR_MAX_POWER, max_powers()),
         _family(STATION_INFO, stations()),
     ]
-    text = tuple(part for header, _, samples in families for part in (header, samples))
-    openmetrics = tuple(part for _, header, samples in families for part in (header, samples))
-    return SnapshotExposition(text, openmetrics, _Deflated.of(text), _Deflated.of(openmetrics))
+    # Each part is deflated on its own, so the samples are compressed once for both formats.
+    deflated = [tuple((part, _sync_deflate(part)) for part in family) for family in families]
+    text = [part for text_header, _, samples in deflated for part in (text_header, samples)]
+    openmetrics = [part for _, openmetrics_header, samples in deflated for part in (openmetrics_header, samples)]
+    return SnapshotExposition(
+        tuple(plain for plain, _ in text),
+        tuple(plain for plain, _ in openmetrics),
+        _Deflated.of(text),
+        _Deflated.of(openmetrics),
+    )
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class Exposition:
         if snapshot is None:
             chunks: list[bytes] = [live]
             if gzipped:
-                chunks = _Deflated.of([]).gzip_with(live)
+                chunks = _Deflated(b"", 0, 0).gzip_with(live)
             return Response(chunks, content_type, gzipped)
         if gzipped:
             deflated = snapshot.openmetrics_deflated if openmetrics else snapshot.text_deflated
