@@ -115,6 +115,12 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = _CLIENT_TIMEOUT_S
     server_version = f"otel-chargy/{__version__}"
 
+    def setup(self) -> None:
+        super().setup()
+        # A response is written as several chunks: without this, Nagle's algorithm and the client's
+        # delayed ACK hold a small chunk back for 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # a scrape every few seconds is not worth a log line
 

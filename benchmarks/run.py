@@ -1,0 +1,210 @@
+"""otel-chargy against the naive reference exporter, side by side, in one run.
+
+    python benchmarks/run.py                  # 1k, 10k and 50k placemarks (~2.7k, 27k, 135k connectors)
+    python benchmarks/run.py --sizes 1000     # one size
+
+For each size: generates a feed with the project's generator, serves it on 127.0.0.1, runs
+otel-chargy and benchmarks/naive_exporter.py as subprocesses, and measures refresh time, scrape
+latency (sequential and 8 concurrent clients, plain and gzip), response bytes, peak RSS and CPU
+per scrape. Prints a table with ratios (otel-chargy / naive) and writes it as JSON.
+Needs the `bench` extra: pip install -e '.[bench]'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from otel_chargy.generator import generate_network, render_kml
+
+HERE = Path(__file__).parent
+# What Prometheus sends: it prefers OpenMetrics.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+CONCURRENT_CLIENTS = 8
+
+
+def serve_feed(body: bytes) -> tuple[ThreadingHTTPServer, str]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/kml"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start(kind: str, feed_url: str, port: int, interval_s: float, log: Path) -> subprocess.Popen[bytes]:
+    if kind == "otel-chargy":
+        command = [sys.executable, "-m", "otel_chargy.main", "--kml-url", feed_url, "--refresh-interval",
+                   str(interval_s), "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json"]  # fmt: skip
+    else:
+        command = [sys.executable, str(HERE / "naive_exporter.py"), feed_url, str(port), str(interval_s)]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "CHARGY_"))}
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+
+
+def refresh_times(log: Path) -> list[float]:
+    times = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if "refresh_s" in record:
+                times.append(record["refresh_s"])
+            elif record.get("msg") == "refresh finished":
+                times.append(record["duration_s"])
+    return times
+
+
+def wait(condition: Callable[[], bool], limit_s: float, what: str) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"gave up waiting for {what}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def scrape_ms(client: httpx.Client, gzip: bool) -> tuple[float, int]:
+    headers = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip" if gzip else "identity"}
+    started = time.perf_counter()
+    with client.stream("GET", "/metrics", headers=headers) as response:
+        size = sum(len(chunk) for chunk in response.iter_raw())
+    assert response.status_code == 200
+    return (time.perf_counter() - started) * 1000, size
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def measure(kind: str, feed_url: str, repeats: int, workdir: Path) -> dict[str, float]:
+    result: dict[str, float] = {}
+    # Refresh: back to back (an interval shorter than a refresh), at least `repeats` of them.
+    log = workdir / f"{kind}-refresh.log"
+    process = start(kind, feed_url, free_port(), 0.5, log)
+    try:
+        wait(lambda: len(refresh_times(log)) >= repeats + 1, 3600, f"{kind} refreshes")
+    finally:
+        process.terminate()
+        process.wait()
+    result["refresh_s"] = statistics.median(refresh_times(log)[1:])  # the first one warms up
+    # Scrapes: one refresh, then none while measuring.
+    port = free_port()
+    log = workdir / f"{kind}-scrape.log"
+    process = start(kind, feed_url, port, 3600, log)
+    try:
+        wait(lambda: len(refresh_times(log)) >= 1, 3600, f"{kind} first refresh")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+            scrape_ms(client, gzip=False)  # warm up (otel-chargy renders its feed-health part once per change)
+            cpu_before = cpu_seconds(process.pid)
+            plain = [scrape_ms(client, gzip=False) for _ in range(repeats)]
+            result["cpu_ms_per_scrape"] = (cpu_seconds(process.pid) - cpu_before) / repeats * 1000
+            gzipped = [scrape_ms(client, gzip=True) for _ in range(repeats)]
+        result["scrape_p50_ms"] = statistics.median(ms for ms, _ in plain)
+        result["scrape_p99_ms"] = percentile([ms for ms, _ in plain], 0.99)
+        result["gzip_scrape_p50_ms"] = statistics.median(ms for ms, _ in gzipped)
+        result["response_bytes"] = plain[-1][1]
+        result["gzip_response_bytes"] = gzipped[-1][1]
+
+        def client_run(_: int) -> list[float]:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+                return [scrape_ms(client, gzip=True)[0] for _ in range(repeats)]
+
+        with ThreadPoolExecutor(CONCURRENT_CLIENTS) as pool:
+            concurrent = [ms for run in pool.map(client_run, range(CONCURRENT_CLIENTS)) for ms in run]
+        result["concurrent_p50_ms"] = statistics.median(concurrent)
+        result["concurrent_p99_ms"] = percentile(concurrent, 0.99)
+        result["peak_rss_mib"] = peak_rss_mib(process.pid)
+    finally:
+        process.terminate()
+        process.wait()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000], help="placemarks per feed")
+    parser.add_argument("--repeats", type=int, default=5, help="measurements per figure, median taken (>= 5)")
+    parser.add_argument("--output", type=Path, default=HERE / "latest.json")
+    args = parser.parse_args()
+    report: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "sizes": [],
+    }
+    with tempfile.TemporaryDirectory() as directory:
+        for placemarks in args.sizes:
+            network = generate_network(placemarks, seed=1)
+            server, url = serve_feed(render_kml(network))
+            try:
+                figures = {kind: measure(kind, url, args.repeats, Path(directory)) for kind in ("otel-chargy", "naive")}
+            finally:
+                server.shutdown()
+            report["sizes"].append({"placemarks": placemarks, "connectors": network.connector_count, **figures})
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [f"Machine: {report['machine']}; {report['date']}. Ratio: otel-chargy / naive (lower is better).", ""]
+    for size in report["sizes"]:
+        lines += [
+            f"{size['placemarks']} placemarks, {size['connectors']} connectors:",
+            "",
+            "| figure | otel-chargy | naive | ratio |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for figure, ours in size["otel-chargy"].items():
+            theirs = size["naive"][figure]
+            ratio = ours / theirs if theirs else float("nan")
+            lines.append(f"| {figure} | {ours:,.4g} | {theirs:,.4g} | {ratio:.3g} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
