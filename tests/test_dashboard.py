@@ -10,6 +10,7 @@ from typing import Any
 
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.model import SimpleState, Snapshot
+from tests.dashboard_queries import panel_queries
 from tests.feedserver import FeedResponse, FeedServer
 from tests.prometheus import PrometheusServer
 from tests.service import ServiceProcess, wait_until
@@ -19,9 +20,7 @@ SEED_DASHBOARD = Path(__file__).parent / "data" / "station-view-dashboard.json"
 
 
 def dashboard_queries(dashboard: dict[str, Any]) -> Iterator[str]:
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            yield target["expr"]
+    yield from panel_queries(dashboard)
     for variable in dashboard["templating"]["list"]:
         yield variable["query"]["query"]
 
