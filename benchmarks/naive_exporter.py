@@ -6,7 +6,6 @@ builds a StateSet and an Info family for every connector at each scrape.
 
 import json
 import sys
-import threading
 import time
 
 import httpx

@@ -6,7 +6,9 @@
 For each size: generates a feed with the project's generator, serves it on 127.0.0.1, runs
 otel-chargy and benchmarks/naive_exporter.py as subprocesses, and measures refresh time, scrape
 latency (sequential and 8 concurrent clients, plain and gzip), response bytes, peak RSS and CPU
-per scrape. Prints a table with ratios (otel-chargy / naive) and writes it as JSON.
+per scrape; and, in process, the CPU of one collection by a push reader (OTLP) against callbacks that
+build their observations at each collection. Prints a table with ratios (otel-chargy / naive) and
+writes it as JSON.
 Needs the `bench` extra: pip install -e '.[bench]'.
 """
 
@@ -25,13 +27,19 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_chargy.generator import generate_network, render_kml
+from otel_chargy.holder import RefreshStatus
+from otel_chargy.metrics import OverflowTally, ServedFeed, build_meter_provider, prepare_observations
+from otel_chargy.model import Snapshot
+from otel_chargy.telemetry import build_resource
 
 HERE = Path(__file__).parent
 # What Prometheus sends: it prefers OpenMetrics.
@@ -165,6 +173,33 @@ def measure(kind: str, feed_url: str, repeats: int, workdir: Path) -> dict[str, 
     return result
 
 
+def otlp_collection_ms(network: Snapshot, repeats: int) -> dict[str, float]:
+    """CPU of one collection by a push reader (what an OTLP export collects), in process: otel-chargy's
+    callbacks return observations prepared at refresh time; the baseline's build them from the snapshot
+    at each collection, as a plain SDK program would."""
+    observations = prepare_observations(network)
+    ours = InMemoryMetricReader()
+    served = ServedFeed(lambda: RefreshStatus(), lambda: (0, 0), lambda: observations)
+    build_meter_provider([ours], build_resource(), OverflowTally([]), served)
+    baseline = InMemoryMetricReader()
+    build_meter_provider(
+        [baseline],
+        build_resource(),
+        OverflowTally([]),
+        replace(served, observations=lambda: prepare_observations(network)),
+    )
+    result = {}
+    for name, reader in (("otel-chargy", ours), ("naive", baseline)):
+        reader.get_metrics_data()  # the first collection creates the attribute sets
+        times = []
+        for _ in range(repeats):
+            started = time.process_time()
+            reader.get_metrics_data()
+            times.append((time.process_time() - started) * 1000)
+        result[name] = statistics.median(times)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000], help="placemarks per feed")
@@ -184,6 +219,8 @@ def main() -> None:
                 figures = {kind: measure(kind, url, args.repeats, Path(directory)) for kind in ("otel-chargy", "naive")}
             finally:
                 server.shutdown()
+            for kind, milliseconds in otlp_collection_ms(network, args.repeats).items():
+                figures[kind]["otlp_collect_cpu_ms"] = milliseconds
             report["sizes"].append({"placemarks": placemarks, "connectors": network.connector_count, **figures})
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))

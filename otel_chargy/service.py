@@ -10,7 +10,7 @@ from otel_chargy import __version__
 from otel_chargy.config import Config
 from otel_chargy.exposition import Exposition, SnapshotExposition
 from otel_chargy.fetch import DemoSource, FeedSource, open_source
-from otel_chargy.holder import SnapshotHolder
+from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import (
     SNAPSHOT_METRICS,
     OverflowTally,
@@ -52,15 +52,14 @@ class Service:
             publisher(observations=bool(push_readers), exposition=prometheus_reader is not None),
             config.max_staleness_s,
         )
-        status = lambda: self.holder.status  # noqa: E731
         # Two providers, so that the Prometheus reader never collects the snapshot-sized metrics,
         # which are rendered once per snapshot instead (exposition.py); the push readers collect all.
         self._meter_providers = []
         if prometheus_reader is not None:
-            served = ServedFeed(status, self._served_counts)
+            served = ServedFeed(self._status, self._served_counts)
             self._meter_providers.append(build_meter_provider([prometheus_reader], resource, overflow, served))
         if push_readers:
-            served = ServedFeed(status, self._served_counts, self._served_observations)
+            served = ServedFeed(self._status, self._served_counts, self._served_observations)
             self._meter_providers.append(build_meter_provider(push_readers, resource, overflow, served))
         recorder = RefreshRecorder(self._meter_providers)
         self._refresher = Refresher(self._source, self.holder, recorder, tracer, config.refresh_interval_s)
@@ -74,6 +73,9 @@ class Service:
             threading.Thread(target=self._server.serve_forever, name="http", daemon=True),
             threading.Thread(target=self._refresher.run, args=(self._stop,), name="refresh", daemon=True),
         ]
+
+    def _status(self) -> RefreshStatus:
+        return self.holder.status
 
     def _served_counts(self) -> tuple[int, int]:
         published = self.holder.current

@@ -9,18 +9,22 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 import random
 import threading
+from dataclasses import replace
 from typing import Any
 
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_chargy.exposition import CountingPrometheusReader, Exposition
 from otel_chargy.fetch import HttpSource
 from otel_chargy.generator import generate_network, move_states, render_kml
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import OverflowTally, build_meter_provider, prepare_observations
+from otel_chargy.metrics import OverflowTally, PreparedObservations, RefreshRecorder, ServedFeed, build_meter_provider
+from otel_chargy.publication import Publication, publisher
 from otel_chargy.refresh import Refresher
 from otel_chargy.telemetry import build_resource
 from tests.feedserver import FeedResponse, FeedServer
@@ -41,6 +45,7 @@ def resources() -> dict[str, Any]:
 
 
 def main() -> None:
+    logging.disable(logging.WARNING)  # each fault logs a warning: thousands of lines say nothing here
     parser = argparse.ArgumentParser()
     parser.add_argument("--refreshes", type=int, default=2000)
     parser.add_argument("--placemarks", type=int, default=1100)
@@ -55,12 +60,29 @@ def main() -> None:
     responses = itertools.cycle(variants)
     faults = itertools.cycle(FAULTS)
 
-    holder = SnapshotHolder(prepare_observations, max_staleness_s=3600)
+    # The service's wiring for both kinds of reader: the Prometheus endpoint's cached exposition,
+    # and a reader that collects every connector through the SDK, as an OTLP reader does.
+    holder: SnapshotHolder[Publication] = SnapshotHolder(
+        publisher(observations=True, exposition=True), max_staleness_s=3600
+    )
+
+    def observations() -> PreparedObservations | None:
+        published = holder.current
+        return published.prepared.observations if published else None
+
     overflow = OverflowTally([])
-    reader = CountingPrometheusReader(overflow)
-    provider, recorder = build_meter_provider(holder, [reader], build_resource(), overflow)
-    exposition = Exposition(reader, holder)
+    prometheus_reader, push_reader = CountingPrometheusReader(overflow), InMemoryMetricReader()
+    served = ServedFeed(lambda: holder.status, lambda: (0, 0))
+    providers = [
+        build_meter_provider([prometheus_reader], build_resource(), overflow, served),
+        build_meter_provider([push_reader], build_resource(), overflow, replace(served, observations=observations)),
+    ]
+    recorder = RefreshRecorder(providers)
+    exposition = Exposition(
+        prometheus_reader, lambda: holder.latest.prepared.exposition if holder.latest else None, lambda: holder.version
+    )
     outcomes: dict[str, int] = {}
+
     with FeedServer() as feed:
         source = HttpSource(feed.url(), timeout_s=10, max_bytes=50_000_000, tracer=TracerProvider().get_tracer("soak"))
         refresher = Refresher(source, holder, recorder, TracerProvider().get_tracer("soak"), 60)
@@ -69,13 +91,15 @@ def main() -> None:
             feed.serve(next(faults) if index % 10 == 0 else next(responses))
             outcome = refresher.refresh_once().outcome.value
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            exposition.render(None, "gzip" if index % 2 else None)
             if index % args.collect_every == 0:
-                exposition.render(None, "gzip" if index % 2 else None)
+                push_reader.get_metrics_data()
             if index == 100:
                 report["after_100"] = resources()
         report["after_all"] = resources()
         source.close()
-    provider.shutdown()
+    for provider in providers:
+        provider.shutdown()
     report["outcomes"] = outcomes
     print(json.dumps(report))
 

@@ -1,0 +1,30 @@
+"""The benchmark runs end to end on a small feed (a smoke run: its timings are not judged here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+FIGURES = {
+    "refresh_s", "cpu_ms_per_scrape", "scrape_p50_ms", "scrape_p99_ms", "gzip_scrape_p50_ms", "response_bytes",
+    "gzip_response_bytes", "concurrent_p50_ms", "concurrent_p99_ms", "peak_rss_mib", "otlp_collect_cpu_ms",
+}  # fmt: skip
+
+
+def test_benchmark_smoke_run(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--sizes", "100", "--repeats", "5", "--output", str(output)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(output.read_text())
+    (size,) = report["sizes"]
+    assert size["placemarks"] == 100 and size["connectors"] > 200
+    for kind in ("otel-chargy", "naive"):
+        assert set(size[kind]) == FIGURES
+        assert all(value > 0 for value in size[kind].values())
+    assert "| scrape_p50_ms |" in result.stdout and "ratio" in result.stdout
