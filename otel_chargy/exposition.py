@@ -13,12 +13,10 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics.export import MetricsData
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
@@ -30,6 +28,7 @@ from otel_chargy.metrics import (
     CONNECTOR_STATE,
     STATION_INFO,
     MetricSpec,
+    OverflowCounting,
     OverflowTally,
 )
 from otel_chargy.model import SimpleState, Snapshot
@@ -42,28 +41,18 @@ _GZIP_LEVEL = 6
 _OPENMETRICS_UNIT = {CONNECTOR_MAX_POWER: "watts"}
 
 
-class CountingPrometheusReader(PrometheusMetricReader):
+class CountingPrometheusReader(OverflowCounting, PrometheusMetricReader):
     """The SDK's Prometheus reader on a registry of its own, counting overflow points as they pass."""
 
     def __init__(self, overflow: OverflowTally) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         # No otel_scope_* labels: the series keep the original exporter's label sets.
         super().__init__(disable_target_info=False, scope_info_enabled=False, registry=self.registry)
-        self._overflow = overflow
-
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        if metrics_data is not None:
-            self._overflow.count(metrics_data)
-        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+        self.overflow = overflow
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    """Label text as prometheus_client writes it: names sorted, values escaped."""
-    return ",".join(f'{name}="{_escape(value)}"' for name, value in sorted(pairs))
 
 
 def _sync_deflate(part: bytes) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -234,6 +235,18 @@ class OverflowTally:
 
     def observations(self) -> list[Observation]:
         return [Observation(count, {"metric": name}) for name, count in self._points.items()]
+
+
+class OverflowCounting(MetricReader):
+    """Mixed into a reader: counts the overflow points of each collection before the reader handles it."""
+
+    overflow: OverflowTally
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        if metrics_data is not None:
+            self.overflow.count(metrics_data)
+        # The mixin always stands before a concrete reader in the MRO, whose method this reaches.
+        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)  # type: ignore[safe-super]
 
 
 class RefreshRecorder:

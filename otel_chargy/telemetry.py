@@ -10,14 +10,12 @@ import logging
 import threading
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
     MetricReader,
-    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
@@ -27,7 +25,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from otel_chargy import __version__
 from otel_chargy.config import Config
 from otel_chargy.exposition import CountingPrometheusReader
-from otel_chargy.metrics import OverflowTally
+from otel_chargy.metrics import OverflowCounting, OverflowTally
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +36,12 @@ def build_resource() -> Resource:
     return Resource.create(defaults).merge(OTELResourceDetector().detect())
 
 
-class CountingPeriodicReader(PeriodicExportingMetricReader):
+class CountingPeriodicReader(OverflowCounting, PeriodicExportingMetricReader):
     """The SDK's push reader, counting overflow points as they pass."""
 
     def __init__(self, overflow: OverflowTally, exporter: MetricExporter, export_interval_s: float) -> None:
         super().__init__(exporter, export_interval_millis=export_interval_s * 1000)
-        self._overflow = overflow
-
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        if metrics_data is not None:
-            self._overflow.count(metrics_data)
-        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+        self.overflow = overflow
 
 
 def _otlp_metric_exporter(protocol: str) -> MetricExporter:

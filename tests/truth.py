@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client.metrics_core import Metric
 
 from otel_chargy.model import SimpleState, Snapshot
@@ -13,58 +15,49 @@ def series_of(family: Metric) -> Series:
     return {frozenset(sample.labels.items()): sample.value for sample in family.samples}
 
 
+def _series(rows: Iterable[tuple[dict[str, str], float]]) -> Series:
+    return {frozenset(labels.items()): value for labels, value in rows}
+
+
 def expected_connector_states(network: Snapshot) -> Series:
-    return {
-        frozenset(
+    return _series(
+        (
             {
-                "station": station.name,
-                "device": device.name,
-                "connector": connector.name,
-                "speed": connector.speed,
-                "chargy_connector_state": state.value,
-            }.items()
-        ): float(state is connector.state)
-        for station, device, connector in network.connectors()
+                "station": s.name,
+                "device": d.name,
+                "connector": c.name,
+                "speed": c.speed,
+                "chargy_connector_state": state,
+            },
+            float(state is c.state),
+        )
+        for s, d, c in network.connectors()
         for state in SimpleState
-    }
+    )
 
 
 def expected_detailed_states(network: Snapshot) -> Series:
-    return {
-        frozenset(
-            {
-                "station": station.name,
-                "device": device.name,
-                "connector": connector.name,
-                "speed": connector.speed,
-                "state": connector.raw_state,
-            }.items()
-        ): 1.0
-        for station, device, connector in network.connectors()
-    }
+    return _series(
+        ({"station": s.name, "device": d.name, "connector": c.name, "speed": c.speed, "state": c.raw_state}, 1.0)
+        for s, d, c in network.connectors()
+    )
 
 
 def expected_max_power(network: Snapshot) -> Series:
-    return {
-        frozenset({"station": station.name, "device": device.name, "connector": connector.name}.items()): (
-            connector.max_power_kw * 1000
-        )
-        for station, device, connector in network.connectors()
-    }
+    return _series(
+        ({"station": s.name, "device": d.name, "connector": c.name}, c.max_power_kw * 1000)
+        for s, d, c in network.connectors()
+    )
 
 
 def expected_station_info(network: Snapshot) -> Series:
-    return {
-        frozenset(
-            {
-                "station": station.name,
-                "address": station.address,
-                "latitude": f"{station.latitude}",
-                "longitude": f"{station.longitude}",
-            }.items()
-        ): 1.0
-        for station in network.stations
-    }
+    return _series(
+        (
+            {"station": s.name, "address": s.address, "latitude": f"{s.latitude}", "longitude": f"{s.longitude}"},
+            1.0,
+        )
+        for s in network.stations
+    )
 
 
 def assert_serves(metrics: dict[str, Metric], network: Snapshot) -> None:
