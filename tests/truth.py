@@ -27,7 +27,7 @@ def expected_connector_states(network: Snapshot) -> Series:
                 "device": d.name,
                 "connector": c.name,
                 "speed": c.speed,
-                "chargy_connector_state": state,
+                "chargy_connector_state": state.value,
             },
             float(state is c.state),
         )
