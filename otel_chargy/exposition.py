@@ -36,7 +36,7 @@ from otel_chargy.model import SimpleState, Snapshot
 # prometheus_client's own number format (Go's), typed for mypy.
 _number_text: Callable[[float], str] = floatToGoString
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-_GZIP_LEVEL = 6
+_GZIP_LEVEL = 4  # a fifth larger than level 6, at under half its cost per refresh
 # The OpenMetrics unit of a snapshot metric, as the SDK's reader derives it from the OTel unit.
 _OPENMETRICS_UNIT = {CONNECTOR_MAX_POWER: "watts"}
 
