@@ -26,5 +26,7 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert size["placemarks"] == 100 and size["connectors"] > 200
     for kind in ("otel-chargy", "naive"):
         assert set(size[kind]) == FIGURES
-        assert all(value > 0 for value in size[kind].values())
+        # CPU per scrape is read in 10 ms clock ticks: on so small a feed it may round to 0.
+        assert all(value >= 0 for value in size[kind].values())
+        assert size[kind]["response_bytes"] > 0 and size[kind]["scrape_p50_ms"] > 0
     assert "| scrape_p50_ms |" in result.stdout and "ratio" in result.stdout
