@@ -7,10 +7,10 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 from defusedxml import DefusedXmlException, DTDForbidden
-from defusedxml.ElementTree import iterparse
+from defusedxml.ElementTree import DefusedXMLParser, iterparse
 
 from otel_chargy.model import (
     Connector,
@@ -45,6 +45,34 @@ MAX_DEPTH = 64
 MAX_PLACEMARK_ELEMENTS = 1_000
 MAX_ELEMENTS_OUTSIDE_PLACEMARKS = 10_000
 MAX_ELEMENTS = 1_000_000
+MAX_ATTRIBUTES_PER_ELEMENT = 100
+MAX_ATTRIBUTES = 200_000
+MAX_DISTINCT_NAMES = 1_000
+
+
+class _BoundedParser(DefusedXMLParser):
+    """defusedxml's parser, refusing attribute floods before ElementTree builds them into dicts, and
+    documents of many distinct names (expat and ElementTree each keep every name they have seen;
+    a real feed uses a few dozen)."""
+
+    _names: dict[str, str]  # ElementTree's (pure Python) XMLParser's memo of names; not in its stubs
+
+    def __init__(self) -> None:
+        super().__init__(target=TreeBuilder(), forbid_dtd=True)
+        self._attributes = 0
+
+    def _start(self, tag: str, attr_list: list[str]) -> Element:
+        attributes = len(attr_list) // 2
+        self._attributes += attributes
+        if attributes > MAX_ATTRIBUTES_PER_ELEMENT or self._attributes > MAX_ATTRIBUTES:
+            raise FeedError(
+                Outcome.FORBIDDEN_XML,
+                f"over {MAX_ATTRIBUTES_PER_ELEMENT} attributes on an element or {MAX_ATTRIBUTES} in all",
+            )
+        # ElementTree's memo holds every name it has met so far.
+        if len(self._names) > MAX_DISTINCT_NAMES:
+            raise FeedError(Outcome.FORBIDDEN_XML, f"over {MAX_DISTINCT_NAMES} distinct element or attribute names")
+        return super()._start(tag, attr_list)  # type: ignore[misc,no-any-return]  # private: not in the stubs
 
 
 def _local_name(tag: str) -> str:
@@ -62,7 +90,9 @@ def _looks_like_another_format(body: bytes) -> bool:
 def parse_kml(body: bytes) -> Snapshot:
     """Parse a whole KML document. Raises FeedError when the document cannot be used."""
     try:
-        stations, issues = _read_placemarks(iterparse(io.BytesIO(body), events=("start", "end"), forbid_dtd=True))
+        stations, issues = _read_placemarks(
+            iterparse(io.BytesIO(body), events=("start", "end"), parser=_BoundedParser())
+        )
     except DTDForbidden as error:
         if str(error.name).lower() == "html":
             raise FeedError(Outcome.NOT_KML, "the document is an HTML page, not KML") from None

@@ -158,13 +158,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def _method_not_allowed(self) -> None:
+        self.close_connection = True  # a body we did not read may follow
         self._send(
             HTTPStatus.METHOD_NOT_ALLOWED,
             b"405 method not allowed\n",
             "text/plain; charset=utf-8",
             {"Allow": "GET, HEAD"},
         )
-        self.close_connection = True  # a body we did not read may follow
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
 
@@ -182,6 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(sum(len(chunk) for chunk in chunks)))
         for name, value in {**self.server.web_config.headers, **(headers or {})}.items():
             self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")  # so that the client does not send another request on it
         self.end_headers()
         if self.command != "HEAD":
             for chunk in chunks:

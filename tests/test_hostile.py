@@ -42,6 +42,16 @@ def build(kind):
     if kind == "many-attributes":
         attributes = b" ".join(b'a%d="v"' % i for i in range(500_000))
         return head + b"<kml><Document><Placemark " + attributes + b"><name>S</name></Placemark></Document></kml>"
+    if kind == "distinct-names":
+        attributes = lambda i: b" ".join(b'n%d_%d="v"' % (i, j) for j in range(50))
+        return head + b"<kml><Document>" + b"".join(
+            b"<Placemark " + attributes(i) + b"><name>S</name></Placemark>" for i in range(30_000)
+        ) + b"</Document></kml>"
+    if kind == "distinct-elements":
+        names = b"".join(b"<e%d/>" % i for i in range(900))
+        return head + b"<kml><Document>" + b"".join(
+            b"<Placemark><name>S</name>" + names.replace(b"<e", b"<p%d_" % i) + b"</Placemark>" for i in range(1_000)
+        ) + b"</Document></kml>"
     raise ValueError(kind)
 
 body = build(sys.argv[1])
@@ -70,7 +80,9 @@ print(json.dumps({
         ("wide-document", Outcome.FORBIDDEN_XML),
         ("junk-placemarks", Outcome.FORBIDDEN_XML),
         ("wide-placemark", Outcome.FORBIDDEN_XML),
-        ("many-attributes", None),
+        ("many-attributes", Outcome.FORBIDDEN_XML),
+        ("distinct-names", Outcome.FORBIDDEN_XML),
+        ("distinct-elements", Outcome.FORBIDDEN_XML),
     ],
 )
 def test_hostile_document_is_bounded(kind: str, outcome: Outcome | None) -> None:
