@@ -176,10 +176,6 @@ class Response:
     content_type: str
     gzipped: bool
 
-    @property
-    def length(self) -> int:
-        return sum(len(chunk) for chunk in self.chunks)
-
 
 class Exposition:
     """What /metrics answers: the cached snapshot section, then the feed-health part from the SDK's reader.

@@ -31,7 +31,6 @@ class RefreshStatus:
     reason: str = "the first refresh has not finished yet"
     finished_at: float | None = None
     last_success_at: float | None = None
-    duration_s: float = 0.0
 
 
 class SnapshotHolder(Generic[Prepared]):

@@ -80,7 +80,6 @@ class Snapshot:
     stations: tuple[Station, ...]
     # parse issue kind -> how many times it was met in this document
     issues: Mapping[str, int] = field(default_factory=dict)
-    size_bytes: int = 0
 
     def connectors(self) -> Iterator[tuple[Station, Device, Connector]]:
         for station in self.stations:

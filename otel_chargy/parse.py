@@ -105,7 +105,7 @@ def parse_kml(body: bytes) -> Snapshot:
         raise FeedError(Outcome.INVALID_XML, f"the document is not well-formed XML: {error}") from None
     if not stations:
         raise FeedError(Outcome.EMPTY, "the document holds no usable placemark")
-    return Snapshot(stations=tuple(stations), issues=dict(issues), size_bytes=len(body))
+    return Snapshot(stations=tuple(stations), issues=dict(issues))
 
 
 def _read_placemarks(events: Iterable[tuple[str, Any]]) -> tuple[list[Station], Counter[str]]:

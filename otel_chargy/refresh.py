@@ -128,7 +128,6 @@ class Refresher:
                 reason=result.reason,
                 finished_at=finished_at,
                 last_success_at=finished_at if succeeded else previous.last_success_at,
-                duration_s=duration_s,
             )
         )
         self._recorder.record_refresh(result.outcome, duration_s, result.snapshot.issues if result.snapshot else {})

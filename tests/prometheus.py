@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.service import free_port, wait_until
+from tests.service import free_port, stop_process, wait_until
 
 
 class PrometheusServer:
@@ -44,12 +44,7 @@ class PrometheusServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, grace_s=20)
         self._log.close()
         self._directory.cleanup()
 

@@ -46,6 +46,18 @@ def wait_until(condition: Callable[[], T], what: str, limit_s: float = WAIT_LIMI
     raise AssertionError(f"gave up waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
 
 
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10) -> int:
+    """SIGTERM, then SIGKILL if the process has not ended after `grace_s`."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 def command() -> list[str]:
     return [sys.executable, "-m", "otel_chargy.main"]
 
@@ -76,15 +88,9 @@ class ServiceProcess:
 
     def stop(self) -> int:
         self.client.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        returncode = stop_process(self.process)
         self._log_file.close()
-        return self.process.returncode
+        return returncode
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
         if self.process.poll() is not None:

@@ -234,35 +234,23 @@ def test_hostile_documents_are_refused(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "outcome"),
     [
-        document(placemark("S", device()))[:-20].encode(),  # truncated
-        b"<kml><Document><Placemark></Document></kml>",  # mismatched tags
-        b"",
-        document(placemark("S\xff", device())).encode("utf-8").replace(b"S\xc3\xbf", b"S\xff\xfe"),  # bad UTF-8
+        (document(placemark("S", device()))[:-20].encode(), Outcome.INVALID_XML),
+        (b"<kml><Document><Placemark></Document></kml>", Outcome.INVALID_XML),
+        (b"", Outcome.INVALID_XML),
+        (document(placemark("S\xff", device())).encode().replace(b"S\xc3\xbf", b"S\xff\xfe"), Outcome.INVALID_XML),
+        (b'{"stations": []}', Outcome.NOT_KML),
+        (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><hr></body></html>", Outcome.NOT_KML),
+        (b"<html><body><p>Maintenance<br></body></html>", Outcome.NOT_KML),
+        (b'<?xml version="1.0"?><rss><channel/></rss>', Outcome.NOT_KML),
     ],
-    ids=["truncated", "mismatched", "empty-body", "bad-utf8"],
+    ids=["truncated", "mismatched", "empty-body", "bad-utf8", "json", "html-doctype", "html", "other-xml"],
 )
-def test_malformed_documents_are_invalid_xml(body: bytes) -> None:
+def test_unusable_documents(body: bytes, outcome: Outcome) -> None:
     with pytest.raises(FeedError) as caught:
         parse_kml(body)
-    assert caught.value.outcome is Outcome.INVALID_XML
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        b'{"stations": []}',
-        b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><hr></body></html>",
-        b"<html><body><p>Maintenance<br></body></html>",
-        b'<?xml version="1.0"?><rss><channel/></rss>',
-    ],
-    ids=["json", "html-doctype", "html", "other-xml"],
-)
-def test_documents_that_are_not_kml(body: bytes) -> None:
-    with pytest.raises(FeedError) as caught:
-        parse_kml(body)
-    assert caught.value.outcome is Outcome.NOT_KML
+    assert caught.value.outcome is outcome
 
 
 def test_kml_without_placemarks_is_empty() -> None:
