@@ -170,6 +170,10 @@ def render_snapshot(snapshot: Snapshot) -> SnapshotExposition:
     )
 
 
+# Served while no snapshot is (none yet, or older than the maximum staleness): feed health only.
+_NO_SNAPSHOT = SnapshotExposition((), (), _Deflated(b"", 0, 0), _Deflated(b"", 0, 0))
+
+
 @dataclass(frozen=True)
 class Response:
     chunks: Sequence[bytes]
@@ -213,13 +217,8 @@ class Exposition:
         return response
 
     def _compose(self, live: bytes, content_type: str, gzipped: bool) -> Response:
-        snapshot = self._snapshot()
+        snapshot = self._snapshot() or _NO_SNAPSHOT
         openmetrics = content_type == OPENMETRICS_CONTENT_TYPE
-        if snapshot is None:
-            chunks: list[bytes] = [live]
-            if gzipped:
-                chunks = _Deflated(b"", 0, 0).gzip_with(live)
-            return Response(chunks, content_type, gzipped)
         if gzipped:
             deflated = snapshot.openmetrics_deflated if openmetrics else snapshot.text_deflated
             return Response(deflated.gzip_with(live), content_type, True)
