@@ -76,8 +76,10 @@ def free_port() -> int:
 
 def start(kind: str, feed_url: str, port: int, interval_s: float, log: Path) -> subprocess.Popen[bytes]:
     if kind == "otel-chargy":
+        # The largest size is beyond the default --max-connectors (a third over ten times today's network).
         command = [sys.executable, "-m", "otel_chargy.main", "--kml-url", feed_url, "--refresh-interval",
-                   str(interval_s), "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json"]  # fmt: skip
+                   str(interval_s), "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json",
+                   "--max-connectors", "200000"]  # fmt: skip
     else:
         command = [sys.executable, str(HERE / "naive_exporter.py"), feed_url, str(port), str(interval_s)]
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "CHARGY_"))}

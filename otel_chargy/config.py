@@ -11,6 +11,7 @@ from typing import NoReturn
 from urllib.parse import unquote
 
 from otel_chargy import __version__
+from otel_chargy.parse import DEFAULT_MAX_CONNECTORS
 from otel_chargy.redact import redact_url
 from otel_chargy.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -48,6 +49,7 @@ class Config:
     max_staleness_s: float
     fetch_timeout_s: float
     max_bytes: int
+    max_connectors: int
     demo: bool
     log_level: str
     log_format: str
@@ -84,8 +86,11 @@ def _number(minimum: float, cast: Callable[[str], float] = float) -> Callable[[s
     return convert
 
 
-def _byte_count(text: str) -> int:
-    return int(_number(1, int)(text.replace("_", "")))
+def _count(minimum: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        return int(_number(minimum, int)(text.replace("_", "")))
+
+    return convert
 
 
 def parse_listen_address(text: str) -> ListenAddress:
@@ -155,10 +160,18 @@ def _add_fetch_options(parser: argparse.ArgumentParser, environ: Mapping[str, st
     )
     parser.add_argument(
         "--max-bytes",
-        type=_byte_count,
+        type=_count(1),
         default=environ.get("CHARGY_MAX_BYTES", str(DEFAULT_MAX_BYTES)),
         metavar="BYTES",
         help="largest feed accepted, after decompression (env CHARGY_MAX_BYTES; default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connectors",
+        type=_count(1_000),
+        default=environ.get("CHARGY_MAX_CONNECTORS", str(DEFAULT_MAX_CONNECTORS)),
+        metavar="COUNT",
+        help="largest network accepted; placemarks (half as many), XML elements (6 times as many) and "
+        "attributes are bounded in proportion (env CHARGY_MAX_CONNECTORS; default %(default)s)",
     )
     parser.add_argument(
         "--log.level",
@@ -297,6 +310,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         max_staleness_s=max_staleness_s,
         fetch_timeout_s=args.fetch_timeout,
         max_bytes=args.max_bytes,
+        max_connectors=args.max_connectors,
         demo=args.demo,
         log_level=args.log_level,
         log_format=args.log_format,

@@ -15,7 +15,7 @@ from otel_chargy.fetch import Validators, open_source
 from otel_chargy.logs import configure_logging
 from otel_chargy.model import SimpleState
 from otel_chargy.outcome import FeedError
-from otel_chargy.parse import parse_kml
+from otel_chargy.parse import SizeBounds, parse_kml
 from otel_chargy.redact import Redactor, secrets_of_url
 from otel_chargy.service import Service
 
@@ -26,7 +26,7 @@ def _check(config: Config, source_url: str, redactor: Redactor) -> int:
     )
     try:
         body = source.fetch(Validators()).body
-        snapshot = parse_kml(body or b"")
+        snapshot = parse_kml(body or b"", SizeBounds(config.max_connectors))
     except FeedError as error:
         print(redactor(f"{source.description}: not usable: {error.outcome.value}: {error.reason}"))
         return 1

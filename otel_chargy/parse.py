@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import Any
-from xml.etree.ElementTree import Element, ParseError, TreeBuilder
+from dataclasses import dataclass
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder, XMLPullParser
 
 from defusedxml import DefusedXmlException, DTDForbidden
-from defusedxml.ElementTree import DefusedXMLParser, iterparse
+from defusedxml.ElementTree import DefusedXMLParser
 
 from otel_chargy.model import (
     Connector,
@@ -38,41 +37,42 @@ ISSUE_KINDS: dict[str, str] = {
 }
 
 _DEVICE_DATA_NAME = "chargingdevice"
-# A real feed nests 7 deep, a placemark holds a few dozen elements, and ten times today's network
-# (~30,000 placemarks) about 600,000 elements. These bounds stop hostile documents early: the parser's
-# cost is per element, so the total bound also bounds the CPU time of a refresh.
+# A real placemark nests 5 deep and holds about 20 elements, 3 attributes and a few kB. These bounds
+# stop hostile documents early: the parser's cost is per element, attribute and byte, so they bound the
+# CPU time and memory of a refresh too (benchmarks/hostile.py measures them).
 MAX_DEPTH = 64
 MAX_PLACEMARK_ELEMENTS = 1_000
 MAX_ELEMENTS_OUTSIDE_PLACEMARKS = 10_000
-MAX_ELEMENTS = 1_000_000
 MAX_ATTRIBUTES_PER_ELEMENT = 100
-MAX_ATTRIBUTES = 200_000
 MAX_DISTINCT_NAMES = 1_000
+# No placemark, and nothing between two element boundaries (a tag, a text, a comment), may span
+# more: expat holds a whole tag before it reports one, so an attribute flood or a huge text is
+# otherwise read whole into memory.
+MAX_SPAN_BYTES = 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
+# A third over what ten times today's network holds (FEED.md: ~20,000-30,000 connectors).
+DEFAULT_MAX_CONNECTORS = 40_000
 
 
-class _BoundedParser(DefusedXMLParser):
-    """defusedxml's parser, refusing attribute floods before ElementTree builds them into dicts, and
-    documents of many distinct names (expat and ElementTree each keep every name they have seen;
-    a real feed uses a few dozen)."""
+@dataclass(frozen=True)
+class SizeBounds:
+    """How large a network is accepted. Placemarks, elements and attributes are bounded in proportion
+    to the connectors: a real feed holds about 3.4 connectors, 18 elements and 3 attributes a placemark,
+    5.4 elements a connector."""
 
-    _names: dict[str, str]  # ElementTree's (pure Python) XMLParser's memo of names; not in its stubs
+    connectors: int = DEFAULT_MAX_CONNECTORS
 
-    def __init__(self) -> None:
-        super().__init__(target=TreeBuilder(), forbid_dtd=True)
-        self._attributes = 0
+    @property
+    def placemarks(self) -> int:
+        return self.connectors // 2
 
-    def _start(self, tag: str, attr_list: list[str]) -> Element:
-        attributes = len(attr_list) // 2
-        self._attributes += attributes
-        if attributes > MAX_ATTRIBUTES_PER_ELEMENT or self._attributes > MAX_ATTRIBUTES:
-            raise FeedError(
-                Outcome.FORBIDDEN_XML,
-                f"over {MAX_ATTRIBUTES_PER_ELEMENT} attributes on an element or {MAX_ATTRIBUTES} in all",
-            )
-        # ElementTree's memo holds every name it has met so far.
-        if len(self._names) > MAX_DISTINCT_NAMES:
-            raise FeedError(Outcome.FORBIDDEN_XML, f"over {MAX_DISTINCT_NAMES} distinct element or attribute names")
-        return super()._start(tag, attr_list)  # type: ignore[misc,no-any-return]  # private: not in the stubs
+    @property
+    def elements(self) -> int:
+        return 6 * self.connectors
+
+    @property
+    def attributes(self) -> int:
+        return self.connectors
 
 
 def _local_name(tag: str) -> str:
@@ -87,12 +87,10 @@ def _looks_like_another_format(body: bytes) -> bool:
     return not head.startswith(b"<") or head.startswith((b"<!doctype html", b"<html"))
 
 
-def parse_kml(body: bytes) -> Snapshot:
+def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
     """Parse a whole KML document. Raises FeedError when the document cannot be used."""
     try:
-        stations, issues = _read_placemarks(
-            iterparse(io.BytesIO(body), events=("start", "end"), parser=_BoundedParser())
-        )
+        stations, issues = _read_placemarks(_element_events(body), bounds)
     except DTDForbidden as error:
         if str(error.name).lower() == "html":
             raise FeedError(Outcome.NOT_KML, "the document is an HTML page, not KML") from None
@@ -108,31 +106,67 @@ def parse_kml(body: bytes) -> Snapshot:
     return Snapshot(stations=tuple(stations), issues=dict(issues))
 
 
-def _read_placemarks(events: Iterable[tuple[str, Any]]) -> tuple[list[Station], Counter[str]]:
+def _element_events(body: bytes) -> Iterator[tuple[str, Element, int]]:
+    """("start" | "end", element, bytes fed to the parser so far). The body is fed in chunks, so that
+    a single tag, text or comment is refused once it spans MAX_SPAN_BYTES, before it is whole, and a
+    flood of distinct names (expat and ElementTree each keep every name they meet) within a chunk."""
+    xml_parser = DefusedXMLParser(target=TreeBuilder(), forbid_dtd=True)
+    names: dict[str, str] = xml_parser._names  # type: ignore[attr-defined]  # ElementTree's memo of names
+    parser: XMLPullParser[Element] = XMLPullParser(events=("start", "end"), _parser=xml_parser)
+    chunks = memoryview(body)
+    last_event_at = 0
+    for start in range(0, len(body) + _CHUNK_BYTES, _CHUNK_BYTES):
+        fed = min(start + _CHUNK_BYTES, len(body))
+        if start < len(body):
+            parser.feed(chunks[start:fed])
+        else:
+            parser.close()
+        if len(names) > MAX_DISTINCT_NAMES:
+            raise FeedError(Outcome.FORBIDDEN_XML, f"over {MAX_DISTINCT_NAMES} distinct element or attribute names")
+        # Only start and end events were asked for: each carries an element.
+        events: Iterator[tuple[str, Element]] = parser.read_events()  # type: ignore[assignment]
+        for event, element in events:
+            last_event_at = fed
+            yield event, element, fed
+        if fed - last_event_at > MAX_SPAN_BYTES:
+            raise FeedError(Outcome.FORBIDDEN_XML, f"a single tag, text or comment spans over {MAX_SPAN_BYTES} bytes")
+
+
+def _read_placemarks(
+    events: Iterable[tuple[str, Element, int]], bounds: SizeBounds
+) -> tuple[list[Station], Counter[str]]:
     """Reads placemarks one at a time. Only the open elements and the placemark being read stay in
     memory: a 30 MB feed never stands whole in memory, and a hostile one cannot make it grow."""
     stations: list[Station] = []
     issues: Counter[str] = Counter()
     seen_connectors: set[tuple[str, str, str]] = set()
     open_elements: list[Element] = []
+    max_elements, max_attributes = bounds.elements, bounds.attributes
     placemark_depth = 0  # depth of the placemark being read, 0 outside one
-    placemark_size = outside_size = total_size = 0
-    for event, element in events:
+    placemark_size = outside_size = total_size = placemark_start = total_attributes = 0
+    for event, element, fed in events:
         if event == "start":
-            total_size += 1
-            if total_size > MAX_ELEMENTS:
-                raise FeedError(Outcome.FORBIDDEN_XML, f"the document holds over {MAX_ELEMENTS} elements")
-            if not open_elements and _local_name(element.tag) != "kml":
-                raise FeedError(Outcome.NOT_KML, f"the root element is <{_local_name(element.tag)}>, not <kml>")
             open_elements.append(element)
-            if len(open_elements) > MAX_DEPTH:
-                raise FeedError(Outcome.FORBIDDEN_XML, f"elements are nested deeper than {MAX_DEPTH}")
+            total_size += 1
+            if total_size == 1 and _local_name(element.tag) != "kml":
+                raise FeedError(Outcome.NOT_KML, f"the root element is <{_local_name(element.tag)}>, not <kml>")
+            # keys(), not attrib: attrib gives each element a dict of its own.
+            if attribute_names := element.keys():
+                attributes = len(attribute_names)
+                total_attributes += attributes
+                if attributes > MAX_ATTRIBUTES_PER_ELEMENT or total_attributes > max_attributes:
+                    raise FeedError(
+                        Outcome.FORBIDDEN_XML,
+                        f"over {MAX_ATTRIBUTES_PER_ELEMENT} attributes on an element or {max_attributes} in all",
+                    )
             if placemark_depth:
                 placemark_size += 1
                 if placemark_size > MAX_PLACEMARK_ELEMENTS:
                     raise FeedError(Outcome.FORBIDDEN_XML, f"a placemark holds over {MAX_PLACEMARK_ELEMENTS} elements")
+                if fed - placemark_start > MAX_SPAN_BYTES:
+                    raise FeedError(Outcome.FORBIDDEN_XML, f"a placemark spans over {MAX_SPAN_BYTES} bytes")
             elif _local_name(element.tag) == "Placemark":
-                placemark_depth, placemark_size = len(open_elements), 0
+                placemark_depth, placemark_size, placemark_start = len(open_elements), 0, fed
             else:
                 outside_size += 1
                 if outside_size > MAX_ELEMENTS_OUTSIDE_PLACEMARKS:
@@ -140,16 +174,26 @@ def _read_placemarks(events: Iterable[tuple[str, Any]]) -> tuple[list[Station], 
                         Outcome.FORBIDDEN_XML,
                         f"over {MAX_ELEMENTS_OUTSIDE_PLACEMARKS} elements stand outside placemarks",
                     )
+            if total_size > max_elements:
+                raise FeedError(Outcome.FORBIDDEN_XML, f"the document holds over {max_elements} elements")
+            if len(open_elements) > MAX_DEPTH:
+                raise FeedError(Outcome.FORBIDDEN_XML, f"elements are nested deeper than {MAX_DEPTH}")
             continue
         depth = len(open_elements)
         open_elements.pop()
-        if placemark_depth and depth > placemark_depth:
+        if depth > placemark_depth > 0:
             continue  # inside the placemark: kept until the placemark ends
         if depth == placemark_depth:
             placemark_depth = 0
             station = _read_station(element, issues, seen_connectors)
             if station is not None:
                 stations.append(station)
+            if len(stations) > bounds.placemarks or len(seen_connectors) > bounds.connectors:
+                raise FeedError(
+                    Outcome.TOO_LARGE,
+                    f"the document holds over {bounds.placemarks} placemarks or {bounds.connectors} connectors"
+                    " (--max-connectors)",
+                )
         if open_elements:
             # The element that just ended is its parent's last child: dropping it frees it.
             del open_elements[-1][-1]

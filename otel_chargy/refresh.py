@@ -16,7 +16,7 @@ from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import FeedError, Outcome
-from otel_chargy.parse import parse_kml
+from otel_chargy.parse import SizeBounds, parse_kml
 from otel_chargy.publication import Publication
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,10 @@ class Refresher:
         recorder: RefreshRecorder,
         tracer: trace.Tracer,
         refresh_interval_s: float,
+        bounds: SizeBounds,
     ) -> None:
         self._source = source
+        self._bounds = bounds
         self._holder = holder
         self._recorder = recorder
         self._tracer = tracer
@@ -102,7 +104,7 @@ class Refresher:
         ) as span:
             span.set_attribute("chargy.feed.bytes", len(body))
             try:
-                snapshot = parse_kml(body)
+                snapshot = parse_kml(body, self._bounds)
             except FeedError as error:
                 span.set_attribute("error.type", error.outcome.value)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, error.reason))

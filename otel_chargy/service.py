@@ -19,6 +19,7 @@ from otel_chargy.metrics import (
     ServedFeed,
     build_meter_provider,
 )
+from otel_chargy.parse import SizeBounds
 from otel_chargy.publication import publisher
 from otel_chargy.redact import Redactor
 from otel_chargy.refresh import Refresher
@@ -62,7 +63,9 @@ class Service:
             served = ServedFeed(self._status, self._served_counts, self._served_observations)
             self._meter_providers.append(build_meter_provider(push_readers, resource, overflow, served))
         recorder = RefreshRecorder(self._meter_providers)
-        self._refresher = Refresher(self._source, self.holder, recorder, tracer, config.refresh_interval_s)
+        self._refresher = Refresher(
+            self._source, self.holder, recorder, tracer, config.refresh_interval_s, SizeBounds(config.max_connectors)
+        )
         exposition = None
         if prometheus_reader is not None:
             exposition = Exposition(prometheus_reader, self._served_exposition, lambda: self.holder.version)

@@ -24,6 +24,7 @@ from otel_chargy.fetch import HttpSource
 from otel_chargy.generator import generate_network, move_states, render_kml
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import OverflowTally, PreparedObservations, RefreshRecorder, ServedFeed, build_meter_provider
+from otel_chargy.parse import SizeBounds
 from otel_chargy.publication import Publication, publisher
 from otel_chargy.refresh import Refresher
 from otel_chargy.telemetry import build_resource
@@ -85,7 +86,7 @@ def main() -> None:
 
     with FeedServer() as feed:
         source = HttpSource(feed.url(), timeout_s=10, max_bytes=50_000_000, tracer=TracerProvider().get_tracer("soak"))
-        refresher = Refresher(source, holder, recorder, TracerProvider().get_tracer("soak"), 60)
+        refresher = Refresher(source, holder, recorder, TracerProvider().get_tracer("soak"), 60, SizeBounds())
         report: dict[str, Any] = {"connectors": network.connector_count}
         for index in range(1, args.refreshes + 1):
             feed.serve(next(faults) if index % 10 == 0 else next(responses))

@@ -1,4 +1,4 @@
-"""The benchmark runs end to end on a small feed (a smoke run: its timings are not judged here)."""
+"""The benchmarks run end to end on small inputs (smoke runs: their timings are not judged here)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,17 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
         assert all(value >= 0 for value in size[kind].values())
         assert size[kind]["response_bytes"] > 0 and size[kind]["scrape_p50_ms"] > 0
     assert "| scrape_p50_ms |" in result.stdout and "ratio" in result.stdout
+
+
+def test_hostile_benchmark_smoke_run(tmp_path: Path) -> None:
+    output = tmp_path / "hostile.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/hostile.py", "--kinds", "billion-laughs", "huge-text", "--repeats", "1",
+         "--reference-placemarks", "100", "--output", str(output)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(output.read_text())
+    assert list(report["documents"]) == ["legitimate feed", "billion-laughs", "huge-text"]
+    assert report["documents"]["huge-text"]["outcome"] == "forbidden_xml"
+    assert "| huge-text | 50.0 | `forbidden_xml` |" in result.stdout

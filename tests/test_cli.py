@@ -31,7 +31,7 @@ def test_defaults() -> None:
     assert config.telemetry_path == "/metrics"
     assert config.max_staleness_s == 900
     assert config.fetch_timeout_s == 30
-    assert config.max_bytes == 50_000_000
+    assert (config.max_bytes, config.max_connectors) == (50_000_000, 40_000)
     assert (config.demo, config.log_level, config.log_format) == (False, "info", "logfmt")
 
 
@@ -43,6 +43,7 @@ def test_environment_fallbacks_and_flags_over_them() -> None:
         "CHARGY_MAX_STALENESS": "60",
         "CHARGY_FETCH_TIMEOUT": "5",
         "CHARGY_MAX_BYTES": "1_000",
+        "CHARGY_MAX_CONNECTORS": "200_000",
         "CHARGY_DEMO": "1",
         "CHARGY_LOG_LEVEL": "DEBUG",
         "CHARGY_LOG_FORMAT": "json",
@@ -52,6 +53,7 @@ def test_environment_fallbacks_and_flags_over_them() -> None:
     assert config.refresh_interval_s == 2.5
     assert config.listen_address == ListenAddress("::1", 9100)
     assert (config.max_staleness_s, config.fetch_timeout_s, config.max_bytes) == (60, 5, 1000)
+    assert config.max_connectors == 200_000
     assert (config.demo, config.log_level, config.log_format) == (True, "debug", "json")
     flagged = load_config(["--refresh-interval", "7", "--kml-url", "/x.kml", "--log.format", "logfmt"], environ)
     assert (flagged.refresh_interval_s, flagged.kml_url, flagged.log_format) == (7, "/x.kml", "logfmt")
@@ -103,6 +105,7 @@ def test_config_repr_hides_the_feed_url() -> None:
         ([], {"CHARGY_REFRESH_INTERVAL": "nan"}, "--refresh-interval"),
         ([], {"CHARGY_FETCH_TIMEOUT": "soon"}, "--fetch-timeout"),
         (["--max-bytes", "-5"], {}, "--max-bytes"),
+        (["--max-connectors", "10"], {}, "--max-connectors"),
         (["--web.listen-address", "9000"], {}, "--web.listen-address"),
         (["--web.listen-address", "host:99999"], {}, "--web.listen-address"),
         (["--web.telemetry-path", "metrics"], {}, "--web.telemetry-path"),
@@ -143,6 +146,7 @@ def test_help_documents_every_setting_and_hides_the_key() -> None:
         ("--max-staleness", "CHARGY_MAX_STALENESS"),
         ("--fetch-timeout", "CHARGY_FETCH_TIMEOUT"),
         ("--max-bytes", "CHARGY_MAX_BYTES"),
+        ("--max-connectors", "CHARGY_MAX_CONNECTORS"),
         ("--demo", "CHARGY_DEMO"),
         ("--log.level", "CHARGY_LOG_LEVEL"),
         ("--log.format", "CHARGY_LOG_FORMAT"),

@@ -9,7 +9,7 @@ import pytest
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.model import SimpleState, Snapshot
 from otel_chargy.outcome import FeedError, Outcome
-from otel_chargy.parse import ISSUE_KINDS, parse_kml
+from otel_chargy.parse import ISSUE_KINDS, SizeBounds, parse_kml
 
 KML_NS = ' xmlns="http://www.opengis.net/kml/2.2"'
 
@@ -263,3 +263,13 @@ def test_kml_whose_placemarks_are_all_unusable_is_empty() -> None:
     with pytest.raises(FeedError) as caught:
         parse(document(placemark("", device())))
     assert caught.value.outcome is Outcome.EMPTY
+
+
+def test_max_connectors_bounds_the_network() -> None:
+    network = generate_network(300)
+    body = render_kml(network)
+    assert parse_kml(body, SizeBounds(network.connector_count)).connector_count == network.connector_count
+    with pytest.raises(FeedError) as caught:
+        parse_kml(body, SizeBounds(network.connector_count - 1))
+    assert caught.value.outcome is Outcome.TOO_LARGE
+    assert "--max-connectors" in caught.value.reason

@@ -11,6 +11,7 @@ from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.outcome import Outcome
+from otel_chargy.parse import SizeBounds
 from otel_chargy.publication import Publication, publisher
 from otel_chargy.refresh import Refresher
 from tests.service import wait_until
@@ -36,7 +37,7 @@ class ScriptedSource:
 
 def refresher_for(source: ScriptedSource, interval_s: float = 60) -> tuple[Refresher, SnapshotHolder[Publication]]:
     holder = SnapshotHolder(publisher(observations=True, exposition=True), max_staleness_s=600)
-    return Refresher(source, holder, RefreshRecorder([]), trace.NoOpTracer(), interval_s), holder
+    return Refresher(source, holder, RefreshRecorder([]), trace.NoOpTracer(), interval_s, SizeBounds()), holder
 
 
 def test_an_unexpected_error_is_counted_and_the_loop_goes_on() -> None:
