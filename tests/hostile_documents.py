@@ -84,7 +84,7 @@ class HostileDocument:
     build: Callable[[], bytes]
     outcome: Outcome
     reason: str
-    """A part of the refusal's reason: which bound stopped the document."""
+    """A part of the refusal's reason: which bound stopped the document; empty for the one accepted."""
 
 
 DOCUMENTS = (
