@@ -20,6 +20,7 @@ from typing import Any
 from otel_chargy.config import DEFAULT_MAX_BYTES
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import MAX_PLACEMARK_ELEMENTS, SizeBounds, parse_kml
+from tests.process_status import status_kib
 
 ROOT = Path(__file__).parent.parent
 # The largest body a refresh hands to the parser.
@@ -177,18 +178,10 @@ def measure(path: Path) -> dict[str, Any]:
     return measured
 
 
-def _memory_kib(field: str) -> int:
-    # This process's own figures: getrusage's ru_maxrss would start at the parent's peak.
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise LookupError(field)
-
-
 def _parse_and_measure(path: Path) -> dict[str, Any]:
     body = path.read_bytes()
     Path("/proc/self/clear_refs").write_text("5")  # the peak so far is the reading's: start it anew
-    rss_before = _memory_kib("VmRSS")
+    rss_before = status_kib("VmRSS")
     before = resource.getrusage(resource.RUSAGE_SELF)
     try:
         parse_kml(body)
@@ -199,7 +192,7 @@ def _parse_and_measure(path: Path) -> dict[str, Any]:
     return {
         "outcome": outcome.value,
         "reason": reason,
-        "extra_mib": (_memory_kib("VmHWM") - rss_before) / 1024,
+        "extra_mib": (status_kib("VmHWM") - rss_before) / 1024,
         "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
     }
 

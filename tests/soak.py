@@ -29,6 +29,7 @@ from otel_chargy.publication import Publication, publisher
 from otel_chargy.refresh import Refresher
 from otel_chargy.telemetry import build_resource
 from tests.feedserver import FeedResponse, FeedServer
+from tests.process_status import status_kib
 
 FAULTS = [
     FeedResponse(b"busy", status=503),
@@ -40,9 +41,11 @@ FAULTS = [
 
 
 def resources() -> dict[str, Any]:
-    with open("/proc/self/status") as status:
-        rss_kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-    return {"rss_mib": rss_kib / 1024, "threads": threading.active_count(), "fds": len(os.listdir("/proc/self/fd"))}
+    return {
+        "rss_mib": status_kib("VmRSS") / 1024,
+        "threads": threading.active_count(),
+        "fds": len(os.listdir("/proc/self/fd")),
+    }
 
 
 def main() -> None:
