@@ -2,7 +2,7 @@
 # install them in a slim one without build tools.
 FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY otel_chargy ./otel_chargy
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -44,7 +44,7 @@ def fully_booked_ratio(network: Snapshot) -> float:
     return sum(booked) / len(booked)
 
 
-def test_every_dashboard_query_matches_the_truth(feed: FeedServer, feed_url: str) -> None:
+def test_every_dashboard_query_matches_the_truth(feed: FeedServer, feed_url: str, prometheus: PrometheusServer) -> None:
     network = generate_network(80, seed=11)
     station = max(network.stations, key=lambda s: len({c.state for d in s.devices for c in d.connectors})).name
     feed.serve(FeedResponse(render_kml(network)))
@@ -60,10 +60,7 @@ def test_every_dashboard_query_matches_the_truth(feed: FeedServer, feed_url: str
             " / count(sum by (station) (chargy_connector_state))"
         ): lambda result: check_scalar(result, fully_booked_ratio(network)),
     }
-    with (
-        ServiceProcess(["--kml-url", feed_url]) as service,
-        PrometheusServer([f"127.0.0.1:{service.port}"]) as prometheus,
-    ):
+    with ServiceProcess(["--kml-url", feed_url]) as service, prometheus.scraping([f"127.0.0.1:{service.port}"]):
         wait_until(
             lambda: (
                 prometheus.query("count(chargy_connector_state)")

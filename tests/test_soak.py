@@ -1,5 +1,7 @@
-"""Endurance: 2,000 refreshes of a moving 3,000-connector feed with faults interleaved, in a fresh
-interpreter: memory, threads and open files stay flat after the first 100 refreshes."""
+"""A short soak in the suite: 300 refreshes of a moving feed with faults interleaved, in a fresh
+interpreter; live objects, memory, threads and open files stay flat after the first 100 refreshes.
+A leak of one object a refresh fails it. CI runs the long one (2,000 refreshes of a 3,000-connector
+feed) as a step of its own: `python -m tests.soak`."""
 
 from __future__ import annotations
 
@@ -9,21 +11,18 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
+REFRESHES = 300
 
 
-def test_soak_keeps_memory_threads_and_files_flat() -> None:
+def test_short_soak_keeps_objects_memory_threads_and_files_flat() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tests.soak", "--refreshes", "2000"],
-        capture_output=True, text=True, timeout=1500, cwd=ROOT,
+        [sys.executable, "-m", "tests.soak", "--refreshes", str(REFRESHES), "--placemarks", "40"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
-    early, late = report["after_100"], report["after_all"]
-    assert report["connectors"] >= 3000
-    assert late["rss_mib"] < early["rss_mib"] * 1.10, report
-    assert late["threads"] == early["threads"], report
-    assert late["fds"] == early["fds"], report
+    assert report["leaks"] == [], report
+    assert result.returncode == 0, result.stderr[-2000:]
     outcomes = report["outcomes"]
-    assert sum(outcomes.values()) == 2000
-    assert outcomes["success"] == 1800
+    assert sum(outcomes.values()) == REFRESHES
+    assert outcomes["success"] == REFRESHES * 9 // 10
     assert {"http_error", "invalid_xml", "forbidden_xml", "not_kml", "empty"} <= set(outcomes)

@@ -162,12 +162,12 @@ def test_station_view_keeps_every_query_of_the_seed() -> None:
     assert provisioned["uid"] == seed["uid"]  # the network dashboard links to it
 
 
-def test_every_dashboard_panel_returns_data_from_the_demo() -> None:
+def test_every_dashboard_panel_returns_data_from_the_demo(prometheus: PrometheusServer) -> None:
     queries = [(path.stem, query) for path in DASHBOARDS for query in panel_queries(json.loads(path.read_text()))]
     assert len(queries) > 10
     with (
         ServiceProcess(["--demo", "--refresh-interval", "1"]) as service,
-        PrometheusServer([f"127.0.0.1:{service.port}"]) as prometheus,
+        prometheus.scraping([f"127.0.0.1:{service.port}"]),
     ):
         wait_until(lambda: prometheus.query("count(chargy_connector_state)"), "Prometheus to scrape the demo")
         station = prometheus.label_values("station")[0]
