@@ -218,7 +218,8 @@ class Exposition:
 
     def _compose(self, live: bytes, content_type: str, gzipped: bool) -> Response:
         snapshot = self._snapshot() or _NO_SNAPSHOT
-        openmetrics = content_type == OPENMETRICS_CONTENT_TYPE
+        # prometheus_client may add parameters (`; escaping=underscores`) to its OpenMetrics content type.
+        openmetrics = content_type.startswith(OPENMETRICS_CONTENT_TYPE.split(";")[0])
         if gzipped:
             deflated = snapshot.openmetrics_deflated if openmetrics else snapshot.text_deflated
             return Response(deflated.gzip_with(live), content_type, True)

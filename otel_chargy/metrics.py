@@ -142,6 +142,43 @@ METRIC_OVERFLOW = MetricSpec(
     ("metric",),
 )
 
+_USAGE = (
+    "Counted at each successful refresh from the states the feed showed at the one before; a gap longer than "
+    "--max-staleness counts in no state."
+)
+STATION_CONNECTOR_TIME = MetricSpec(
+    "chargy.station.connector.time",
+    "chargy_station_connector_time_seconds_total",
+    Kind.COUNTER,
+    "s",
+    f"Connector-seconds the station's connectors spent in each simple state. {_USAGE}",
+    ("station", "chargy_connector_state"),
+)
+STATION_CHARGING_SESSIONS = MetricSpec(
+    "chargy.station.charging_sessions",
+    "chargy_station_charging_sessions_total",
+    Kind.COUNTER,
+    "{session}",
+    "Connectors of the station seen charging at a refresh and not charging at the one before.",
+    ("station",),
+)
+NETWORK_CONNECTOR_TIME = MetricSpec(
+    "chargy.network.connector.time",
+    "chargy_network_connector_time_seconds_total",
+    Kind.COUNTER,
+    "s",
+    f"Connector-seconds the network's connectors spent in each simple state, by speed. {_USAGE}",
+    ("speed", "chargy_connector_state"),
+)
+NETWORK_CHARGING_SESSIONS = MetricSpec(
+    "chargy.network.charging_sessions",
+    "chargy_network_charging_sessions_total",
+    Kind.COUNTER,
+    "{session}",
+    "Connectors seen charging at a refresh and not charging at the one before, by speed.",
+    ("speed",),
+)
+
 SNAPSHOT_METRICS = (CONNECTOR_STATE, CONNECTOR_DETAILED_STATE, CONNECTOR_MAX_POWER, STATION_INFO)
 """The metrics whose size grows with the network."""
 
@@ -158,6 +195,10 @@ METRICS: tuple[MetricSpec, ...] = (
     FEED_CONNECTORS,
     FEED_PARSE_ISSUES,
     METRIC_OVERFLOW,
+    STATION_CONNECTOR_TIME,
+    STATION_CHARGING_SESSIONS,
+    NETWORK_CONNECTOR_TIME,
+    NETWORK_CHARGING_SESSIONS,
 )
 
 

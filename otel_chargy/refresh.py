@@ -18,6 +18,7 @@ from otel_chargy.model import Snapshot
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import SizeBounds, parse_kml
 from otel_chargy.publication import Publication
+from otel_chargy.usage_metrics import UsagePublisher
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Refresher:
         tracer: trace.Tracer,
         refresh_interval_s: float,
         bounds: SizeBounds,
+        usage: UsagePublisher | None = None,
     ) -> None:
         self._source = source
         self._bounds = bounds
@@ -51,6 +53,7 @@ class Refresher:
         self._body_digest = b""
         self._validators = Validators()
         self._consecutive_failures = 0
+        self._usage = usage
 
     def refresh_once(self) -> RefreshResult:
         started = time.monotonic()
@@ -76,6 +79,9 @@ class Refresher:
         try:
             fetched = self._source.fetch(validators)
             if fetched.body is None:
+                published = self._holder.latest
+                if self._usage is not None and published is not None:
+                    self._usage.refreshed(published.snapshot)  # before the swap: counters and snapshot agree
                 self._holder.confirm(time.time())
                 span.set_attribute("chargy.snapshot.changed", False)
                 return RefreshResult(Outcome.NOT_MODIFIED, "the feed has not changed", None)
@@ -87,6 +93,8 @@ class Refresher:
         changed = digest != self._body_digest
         self._body_digest = digest
         self._validators = fetched.validators
+        if self._usage is not None:
+            self._usage.refreshed(snapshot)  # before the swap: counters and snapshot agree
         self._holder.publish(snapshot, time.time())
         span.set_attributes(
             {

@@ -12,6 +12,7 @@ from otel_chargy.exposition import Exposition, SnapshotExposition
 from otel_chargy.fetch import DemoSource, FeedSource, open_source
 from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import (
+    METER_NAME,
     SNAPSHOT_METRICS,
     OverflowTally,
     PreparedObservations,
@@ -25,6 +26,7 @@ from otel_chargy.redact import Redactor
 from otel_chargy.refresh import Refresher
 from otel_chargy.server import Pages, make_server
 from otel_chargy.telemetry import build_metric_readers, build_resource, build_tracer_provider, shut_down
+from otel_chargy.usage_metrics import UsagePublisher, register_usage_counters
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,9 @@ class Service:
             publisher(observations=bool(push_readers), exposition=prometheus_reader is not None),
             config.max_staleness_s,
         )
+        self._usage = UsagePublisher(
+            config.max_staleness_s, observations=bool(push_readers), exposition=prometheus_reader is not None
+        )
         # Two providers, so that the Prometheus reader never collects the snapshot-sized metrics,
         # which are rendered once per snapshot instead (exposition.py); the push readers collect all.
         self._meter_providers = []
@@ -62,9 +67,18 @@ class Service:
         if push_readers:
             served = ServedFeed(self._status, self._served_counts, self._served_observations)
             self._meter_providers.append(build_meter_provider(push_readers, resource, overflow, served))
+            register_usage_counters(
+                self._meter_providers[-1].get_meter(METER_NAME, __version__), self._usage.observations
+            )
         recorder = RefreshRecorder(self._meter_providers)
         self._refresher = Refresher(
-            self._source, self.holder, recorder, tracer, config.refresh_interval_s, SizeBounds(config.max_connectors)
+            self._source,
+            self.holder,
+            recorder,
+            tracer,
+            config.refresh_interval_s,
+            SizeBounds(config.max_connectors),
+            usage=self._usage,
         )
         exposition = None
         if prometheus_reader is not None:
@@ -90,7 +104,8 @@ class Service:
 
     def _served_exposition(self) -> SnapshotExposition | None:
         published = self.holder.current
-        return published.prepared.exposition if published else None
+        # The usage counters are served even while the snapshot is too old to be: they count the past.
+        return self._usage.joined(published.prepared.exposition if published else None)
 
     def start(self) -> None:
         for thread in self._threads:

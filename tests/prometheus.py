@@ -1,5 +1,6 @@
 """A real Prometheus (Debian's package) run in the foreground on 127.0.0.1, one per test session.
 
+It evaluates the project's recording rules (prometheus/recording.yml), which the dashboards read.
 Tests point it at their own otel-chargy with `scraping(...)`; the configuration is reloaded in
 place, and when a target is dropped Prometheus marks its series stale, so the next test's instant
 queries see only its own target.
@@ -16,8 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from tests.service import free_port, stop_process, wait_until
+
+RECORDING_RULES = Path(__file__).parent.parent / "prometheus" / "recording.yml"
+
+
+def recording_rules_for_tests() -> dict[str, Any]:
+    """The project's recording rules (what the dashboards read), every group evaluated at the test's interval."""
+    rules: dict[str, Any] = yaml.safe_load(RECORDING_RULES.read_text())
+    for group in rules["groups"]:
+        group.pop("interval", None)
+    return rules
 
 
 class PrometheusServer:
@@ -28,6 +40,8 @@ class PrometheusServer:
         self._directory = tempfile.TemporaryDirectory(prefix="prometheus-")
         directory = Path(self._directory.name)
         self._config = directory / "prometheus.yml"
+        self._rules = directory / "recording.yml"
+        self._rules.write_text(yaml.safe_dump(recording_rules_for_tests()))
         self._write_config([])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -57,6 +71,7 @@ class PrometheusServer:
         interval = self._scrape_interval
         self._config.write_text(
             f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+            f"rule_files: [{str(self._rules)!r}]\n"
             "scrape_configs:\n  - job_name: chargy\n    static_configs:\n"
             f"      - targets: [{', '.join(repr(target) for target in targets)}]\n"
         )
@@ -85,5 +100,7 @@ class PrometheusServer:
         return result
 
     def label_values(self, label: str) -> list[str]:
-        """Values of `label` among the series that are live now: stale series of earlier targets are left out."""
-        return sorted(item["metric"][label] for item in self.query(f'count by ({label}) ({{{label}!=""}})'))
+        """Values of `label` among the scraped series that are live now: stale series of earlier targets are
+        left out, and so are recorded series (a rule over a day's window still sees a target dropped just now)."""
+        live = f'count by ({label}) ({{{label}!="", __name__!~".*:.*"}})'
+        return sorted(item["metric"][label] for item in self.query(live))

@@ -1,0 +1,147 @@
+"""The network over time: connector-seconds by state and charging sessions, per station and per speed.
+
+Counted from one successful refresh to the next, from what the feed showed at each: a connector
+seen at the refresh at t' adds t - t' to the state it had then, and a connector charging at t
+that was seen not charging at t' began a session. Pure: no I/O, no clock; the caller gives the times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from otel_chargy.model import SimpleState, Snapshot
+
+STATES: tuple[SimpleState, ...] = tuple(SimpleState)
+"""The order of `UsageTotals.seconds`."""
+
+ConnectorKey = tuple[str, str, str]
+"""(station, device, connector) names: what identifies a connector from one refresh to the next."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    seconds: tuple[float, ...]
+    """Connector-seconds spent in each state, in the order of STATES."""
+    sessions: int
+    created: float
+    """Unix time these counters started from zero (OpenMetrics `_created`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageView:
+    """The counters after one refresh; what every reader reads."""
+
+    stations: Mapping[str, UsageTotals]
+    network: Mapping[str, UsageTotals]
+    """By `speed`: the connector's maximum power in kW, integer part, as text."""
+
+
+EMPTY_VIEW = UsageView(MappingProxyType({}), MappingProxyType({}))
+
+
+class _Totals:
+    __slots__ = ("created", "last_seen", "seconds", "sessions")
+
+    def __init__(self, created: float, last_seen: float) -> None:
+        self.seconds = [0.0] * len(STATES)
+        self.sessions = 0
+        self.created = created
+        self.last_seen = last_seen
+
+    def frozen(self) -> UsageTotals:
+        return UsageTotals(tuple(self.seconds), self.sessions, self.created)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refresh:
+    """What one refresh saw, as the next one needs it."""
+
+    at: float
+    snapshot: Snapshot
+    states: Mapping[ConnectorKey, SimpleState]
+    by_station: Mapping[str, list[int]]
+    """Connectors in each state (index of STATES), by station."""
+    by_speed: Mapping[str, list[int]]
+
+
+class UsageTracker:
+    """The counters' state across refreshes; updated by the refresh loop only (one thread)."""
+
+    def __init__(self, max_staleness_s: float) -> None:
+        self._max_staleness_s = max_staleness_s
+        self._stations: dict[str, _Totals] = {}
+        self._network: dict[str, _Totals] = {}
+        self._previous: _Refresh | None = None
+        self.view = EMPTY_VIEW
+
+    def observe(self, snapshot: Snapshot, monotonic_s: float, wall_s: float) -> UsageView:
+        """Counts a successful refresh at `monotonic_s` (`wall_s`: Unix time); for a 304, the snapshot in service."""
+        previous = self._previous
+        if previous is not None and 0.0 <= monotonic_s - previous.at <= self._max_staleness_s:
+            # Longer than the maximum staleness, the gap is attributed to no state: nobody knows.
+            elapsed_s = monotonic_s - previous.at
+            for totals, counts in [
+                *((self._stations[name], counts) for name, counts in previous.by_station.items()),
+                *((self._network[speed], counts) for speed, counts in previous.by_speed.items()),
+            ]:
+                for index, count in enumerate(counts):
+                    if count:
+                        totals.seconds[index] += elapsed_s * count
+        if previous is not None and previous.snapshot is snapshot:
+            # Nothing changed (304): the same states, no session began.
+            self._previous = _Refresh(monotonic_s, snapshot, previous.states, previous.by_station, previous.by_speed)
+            for name in previous.by_station:
+                self._stations[name].last_seen = monotonic_s
+        else:
+            self._previous = self._count(snapshot, monotonic_s, wall_s, previous)
+        self._forget_departed(monotonic_s)
+        self.view = UsageView(
+            MappingProxyType({name: totals.frozen() for name, totals in self._stations.items()}),
+            MappingProxyType({speed: totals.frozen() for speed, totals in self._network.items()}),
+        )
+        return self.view
+
+    def _count(self, snapshot: Snapshot, monotonic_s: float, wall_s: float, previous: _Refresh | None) -> _Refresh:
+        before = previous.states if previous is not None else {}
+        states: dict[ConnectorKey, SimpleState] = {}
+        by_station: dict[str, list[int]] = {}
+        by_speed: dict[str, list[int]] = {}
+        index_of = {state: index for index, state in enumerate(STATES)}
+        charging = SimpleState.CHARGING
+        for station in snapshot.stations:
+            station_totals = self._stations.get(station.name)
+            if station_totals is None:
+                station_totals = self._stations[station.name] = _Totals(wall_s, monotonic_s)
+            station_totals.last_seen = monotonic_s
+            station_counts = by_station.setdefault(station.name, [0] * len(STATES))
+            for device in station.devices:
+                for connector in device.connectors:
+                    key = (station.name, device.name, connector.name)
+                    state = connector.state
+                    states[key] = state
+                    speed = connector.speed
+                    speed_counts = by_speed.get(speed)
+                    if speed_counts is None:
+                        speed_counts = by_speed[speed] = [0] * len(STATES)
+                        if speed not in self._network:
+                            self._network[speed] = _Totals(wall_s, monotonic_s)
+                    index = index_of[state]
+                    station_counts[index] += 1
+                    speed_counts[index] += 1
+                    if state is charging:
+                        was = before.get(key)
+                        if was is not None and was is not charging:
+                            station_totals.sessions += 1
+                            self._network[speed].sessions += 1
+        return _Refresh(monotonic_s, snapshot, states, by_station, by_speed)
+
+    def _forget_departed(self, monotonic_s: float) -> None:
+        """A station absent from the feed for longer than the maximum staleness is no longer exported;
+        if it returns, its counters start again from zero (a reset, with a new `_created`)."""
+        departed = [
+            name for name, totals in self._stations.items() if monotonic_s - totals.last_seen > self._max_staleness_s
+        ]
+        for name in departed:
+            del self._stations[name]

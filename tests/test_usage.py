@@ -1,0 +1,341 @@
+"""The usage counters: driven through known sequences of snapshots and times, compared with each
+sequence's own answer; rendered as the SDK's reader renders them; through the real feed server,
+Refresher and service."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import random
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from prometheus_client import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+
+from otel_chargy.config import load_config
+from otel_chargy.exposition import CountingPrometheusReader, render_snapshot
+from otel_chargy.fetch import HttpSource
+from otel_chargy.generator import generate_network, move_states, render_kml
+from otel_chargy.holder import SnapshotHolder
+from otel_chargy.metrics import OverflowTally, RefreshRecorder
+from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
+from otel_chargy.outcome import Outcome
+from otel_chargy.parse import SizeBounds
+from otel_chargy.publication import publisher
+from otel_chargy.redact import Redactor
+from otel_chargy.refresh import Refresher
+from otel_chargy.service import Service
+from otel_chargy.usage import STATES, UsageTracker, UsageView
+from otel_chargy.usage_metrics import (
+    UsagePublisher,
+    join_sections,
+    prepare_usage_observations,
+    register_usage_counters,
+    render_usage,
+)
+from tests.feedserver import FeedResponse, FeedServer
+from tests.service import free_port, wait_until
+
+MAX_STALENESS_S = 900.0
+WALL_OFFSET_S = 1_764_000_000.0  # the injected Unix time is the injected monotonic time plus this
+
+
+def answer(
+    refreshes: Sequence[tuple[float, Snapshot]], max_staleness_s: float = MAX_STALENESS_S
+) -> dict[str, dict[tuple[str, str], float]]:
+    """The issue's definition, connector by connector: each connector seen at t' adds t - t' to the
+    state it had at t' (unless t - t' is over the maximum staleness); a connector charging at t
+    that was seen not charging at t' began a session. (No station leaves in these sequences.)"""
+    result: dict[str, dict[tuple[str, str], float]] = {
+        kind: defaultdict(float) for kind in ("station_time", "station_sessions", "network_time", "network_sessions")
+    }
+    for (before_at, before), (at, after) in itertools.pairwise(refreshes):
+        for station, _, connector in before.connectors():
+            if at - before_at <= max_staleness_s:
+                result["station_time"][station.name, connector.state.value] += at - before_at
+                result["network_time"][connector.speed, connector.state.value] += at - before_at
+        seen = {(s.name, d.name, c.name): c.state for s, d, c in before.connectors()}
+        for station, device, connector in after.connectors():
+            was = seen.get((station.name, device.name, connector.name))
+            if connector.state is SimpleState.CHARGING and was not in (None, SimpleState.CHARGING):
+                result["station_sessions"][station.name, ""] += 1
+                result["network_sessions"][connector.speed, ""] += 1
+    return result
+
+
+def counted(view: UsageView) -> dict[str, dict[tuple[str, str], float]]:
+    """The view in the shape of `answer`, zeros left out."""
+    result: dict[str, dict[tuple[str, str], float]] = {}
+    for level, totals in (("station", view.stations), ("network", view.network)):
+        result[f"{level}_time"] = {
+            (key, state.value): seconds
+            for key, usage in totals.items()
+            for state, seconds in zip(STATES, usage.seconds, strict=True)
+            if seconds
+        }
+        result[f"{level}_sessions"] = {(key, ""): usage.sessions for key, usage in totals.items() if usage.sessions}
+    return result
+
+
+def without_zeros(expected: dict[str, dict[tuple[str, str], float]]) -> dict[str, dict[tuple[str, str], float]]:
+    return {kind: {key: value for key, value in values.items() if value} for kind, values in expected.items()}
+
+
+def moving_sequence(placemarks: int, seed: int) -> list[tuple[float, Snapshot]]:
+    """Refreshes at irregular times; some are 304s (the same snapshot again), many states move between others."""
+    rng = random.Random(seed)
+    network = generate_network(placemarks, seed=seed)
+    refreshes = [(1000.0, network)]
+    for step, elapsed_s in enumerate((300, 300, 17.5, 600, 299.25, 900, 300, 1, 450, 300, 300, 120)):
+        if step % 4 != 3:  # every fourth refresh: not modified
+            network = move_states(network, rng, fraction=0.4)
+        refreshes.append((refreshes[-1][0] + elapsed_s, network))
+    return refreshes
+
+
+def observe_all(tracker: UsageTracker, refreshes: Sequence[tuple[float, Snapshot]]) -> UsageView:
+    for at, snapshot in refreshes:
+        view = tracker.observe(snapshot, at, at + WALL_OFFSET_S)
+    return view
+
+
+def test_station_counters_are_the_sequence_answer_and_network_counters_their_sums() -> None:
+    refreshes = moving_sequence(60, seed=5)
+    tracker = UsageTracker(MAX_STALENESS_S)
+    for count in range(1, len(refreshes) + 1):
+        view = observe_all(tracker, refreshes[count - 1 : count])
+        assert counted(view) == without_zeros(answer(refreshes[:count])), f"after refresh {count}"
+    assert sum(view.stations[name].sessions for name in view.stations) > 10  # the sequence has sessions
+    # Every station is exported from its first refresh, at zero where nothing happened yet.
+    assert set(view.stations) == {station.name for station in refreshes[0][1].stations}
+    for index, state in enumerate(STATES):
+        by_stations = sum(usage.seconds[index] for usage in view.stations.values())
+        assert by_stations == sum(usage.seconds[index] for usage in view.network.values()), state
+    assert sum(u.sessions for u in view.stations.values()) == sum(u.sessions for u in view.network.values())
+    total_s = sum(sum(usage.seconds) for usage in view.stations.values())
+    assert total_s == (refreshes[-1][0] - refreshes[0][0]) * refreshes[0][1].connector_count
+
+
+def test_an_outage_longer_than_the_maximum_staleness_adds_to_no_state() -> None:
+    before, after = generate_network(20, seed=1), move_states(generate_network(20, seed=1), random.Random(2), 0.5)
+    tracker = UsageTracker(MAX_STALENESS_S)
+    tracker.observe(before, 0.0, WALL_OFFSET_S)
+    counted_before = tracker.observe(before, 300.0, 300.0 + WALL_OFFSET_S)
+    across = tracker.observe(after, 300.0 + MAX_STALENESS_S + 0.5, 1500.0 + WALL_OFFSET_S)
+    for name, usage in across.stations.items():
+        assert usage.seconds == counted_before.stations[name].seconds
+    assert [u.seconds for u in across.network.values()] == [u.seconds for u in counted_before.network.values()]
+    # A session that began during the outage is still one: the connector was seen not charging, then charging.
+    assert counted(across)["station_sessions"] == without_zeros(answer([(0, before), (1, after)]))["station_sessions"]
+    # Exactly the maximum staleness is not an outage yet.
+    tracker.observe(after, 300.0 + 2 * MAX_STALENESS_S + 0.5, 0)
+    assert sum(sum(u.seconds) for u in tracker.view.network.values()) == (300.0 + MAX_STALENESS_S) * (
+        before.connector_count
+    )
+
+
+def station(name: str, *states: SimpleState, speed_kw: float = 22.0) -> Station:
+    connectors = tuple(
+        Connector(f"{name}1 - {position}", position, speed_kw, state.name, state)
+        for position, state in enumerate(states, start=1)
+    )
+    return Station(name, "", None, None, (Device(f"{name}1", connectors),))
+
+
+def test_a_station_that_leaves_and_returns() -> None:
+    available, charging, unavailable = SimpleState
+    a = station("A", available, charging)
+    tracker = UsageTracker(MAX_STALENESS_S)
+
+    def at(t: float, *stations: Station) -> UsageView:
+        return tracker.observe(Snapshot(stations), t, t + WALL_OFFSET_S)
+
+    at(0, a, station("B", unavailable, speed_kw=150))
+    view = at(300, a)  # B left: its connector seen at 0 still counts to 300
+    assert view.stations["B"].seconds == (0, 0, 300) and view.network["150"].seconds == (0, 0, 300)
+    view = at(600, a, station("B", charging, speed_kw=150))  # back within the staleness: not seen at 300
+    assert view.stations["B"].seconds == (0, 0, 300) and view.stations["B"].sessions == 0
+    assert view.stations["B"].created == WALL_OFFSET_S
+    for t in (900, 1200, 1500):
+        view = at(t, a)
+    assert "B" in view.stations  # last seen at 600: 900 s ago, not more
+    view = at(1501, a)
+    assert "B" not in view.stations and view.network["150"].seconds == (0, 300, 300)
+    assert view.stations["A"].seconds == (1501, 1501, 0)
+    view = at(1800, a, station("B", charging, speed_kw=150))  # a new start: zeros, a new _created, no session
+    assert view.stations["B"] == replace(view.stations["B"], seconds=(0, 0, 0), sessions=0)
+    assert view.stations["B"].created == 1800 + WALL_OFFSET_S
+    at(2100, a, station("B", available, speed_kw=150))
+    view = at(2400, a, station("B", charging, speed_kw=150))
+    assert view.stations["B"].seconds == (300, 300, 0) and view.stations["B"].sessions == 1
+    assert view.network["150"].seconds == (300, 600, 300) and view.network["150"].sessions == 1
+    assert view.network["22"].created == WALL_OFFSET_S and view.stations["A"].sessions == 0
+
+
+def awkward_view() -> UsageView:
+    tracker = UsageTracker(MAX_STALENESS_S)
+    odd = Station('Gare "Centrale"\\\nX', "", None, None, generate_network(1).stations[0].devices)
+    first = Snapshot((odd, *generate_network(30, seed=4).stations))
+    tracker.observe(first, 0, 1_764_000_123.25)
+    tracker.observe(move_states(first, random.Random(1), 0.5), 299.75, 1_764_000_423.0)
+    return tracker.view
+
+
+def sdk_rendering(view: UsageView) -> tuple[str, str]:
+    """What the SDK's Prometheus reader renders for the observable counters: (text, OpenMetrics)."""
+    reader = CountingPrometheusReader(OverflowTally([]))
+    provider = MeterProvider(metric_readers=[reader])
+    observations = prepare_usage_observations(view)
+    register_usage_counters(provider.get_meter("test"), lambda: observations)
+    text, openmetrics = generate_latest(reader.registry).decode(), generate_openmetrics(reader.registry).decode()
+    provider.shutdown()
+
+    def ours(exposition: str, separator: str) -> str:
+        blocks = [separator + block for block in exposition.removesuffix("# EOF\n").split(separator)[1:]]
+        return "".join(block for block in blocks if " chargy_" in block.split("\n")[0])
+
+    return ours(text, "# HELP "), ours(openmetrics, "# HELP ")
+
+
+def test_rendered_counters_are_what_the_sdk_reader_renders_with_created_in_openmetrics() -> None:
+    view = awkward_view()
+    rendered = render_usage(view)
+    text, openmetrics = sdk_rendering(view)
+    assert b"".join(rendered.text).decode() == text
+    ours = b"".join(rendered.openmetrics).decode()
+    assert "".join(line + "\n" for line in ours.splitlines() if "_created{" not in line) == openmetrics
+    # Strict OpenMetrics: each series with its _created, the Unix time its counters started.
+    families = {family.name: family for family in parse_openmetrics(ours + "# EOF\n")}
+    assert set(families) == {
+        "chargy_station_connector_time_seconds",
+        "chargy_station_charging_sessions",
+        "chargy_network_connector_time_seconds",
+        "chargy_network_charging_sessions",
+    }
+    stations = families["chargy_station_charging_sessions"].samples
+    created = {sample.labels["station"]: sample.value for sample in stations if sample.name.endswith("_created")}
+    assert created == {name: usage.created for name, usage in view.stations.items()}
+    assert created['Gare "Centrale"\\\nX'] == 1_764_000_123.25
+
+
+def test_the_usage_section_joins_the_snapshot_section_in_one_gzip_member() -> None:
+    network = generate_network(40, seed=2)
+    joined = join_sections(render_snapshot(network), render_usage(awkward_view()))
+    for plain, deflated in ((joined.text, joined.text_deflated), (joined.openmetrics, joined.openmetrics_deflated)):
+        assert gzip.decompress(b"".join(deflated.gzip_with(b"tail\n"))) == b"".join(plain) + b"tail\n"
+
+
+def test_push_readers_get_the_same_counters() -> None:
+    view = awkward_view()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    publication = prepare_usage_observations(view)
+    register_usage_counters(provider.get_meter("test"), lambda: publication, stations=False)
+    data = reader.get_metrics_data()
+    provider.shutdown()
+    assert data is not None
+    (metrics,) = [scope.metrics for resource in data.resource_metrics for scope in resource.scope_metrics]
+    points = {metric.name: list(metric.data.data_points) for metric in metrics}
+    assert set(points) == {"chargy.network.connector.time", "chargy.network.charging_sessions"}
+    assert {p.attributes["speed"]: p.value for p in points["chargy.network.charging_sessions"]} == {  # type: ignore[index]
+        speed: usage.sessions for speed, usage in view.network.items()
+    }
+    time_points = points["chargy.network.connector.time"]
+    assert len(time_points) == 3 * len(view.network)
+    assert sum(p.value for p in time_points) == sum(sum(u.seconds) for u in view.network.values())  # type: ignore[attr-defined]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.now + WALL_OFFSET_S
+
+
+def test_through_the_real_feed_and_refresher(feed: FeedServer) -> None:
+    """Successes, a 304, a failure, and an outage over the maximum staleness, over HTTP."""
+    clock = Clock()
+    usage = UsagePublisher(
+        MAX_STALENESS_S, observations=True, exposition=True, monotonic=clock.monotonic, wall=clock.wall
+    )
+    holder = SnapshotHolder(publisher(observations=False, exposition=False), MAX_STALENESS_S)
+    source = HttpSource(feed.url(), timeout_s=10, max_bytes=10**8, tracer=trace.NoOpTracer())
+    refresher = Refresher(source, holder, RefreshRecorder([]), trace.NoOpTracer(), 300, SizeBounds(), usage=usage)
+    rng = random.Random(8)
+    network = generate_network(50, seed=8)
+    successes: list[tuple[float, Snapshot]] = []
+    steps: list[tuple[float, str]] = [
+        (0, "new"), (300, "new"), (300, "304"), (250, "new"), (300, "error"), (300, "new"), (1200, "error"),
+        (300, "new"), (300, "304"), (60, "new"),
+    ]  # fmt: skip
+    for step, (elapsed_s, kind) in enumerate(steps):
+        clock.now += elapsed_s
+        if kind == "new":
+            network = move_states(network, rng, fraction=0.4)
+            feed.serve(FeedResponse(render_kml(network), etag=f'"{step}"'))
+        elif kind == "error":
+            feed.serve(FeedResponse(b"down", status=503))
+        outcome = refresher.refresh_once().outcome
+        assert outcome is {"new": Outcome.SUCCESS, "304": Outcome.NOT_MODIFIED, "error": Outcome.HTTP_ERROR}[kind]
+        if kind != "error":
+            successes.append((clock.now, network))
+        if kind == "error":  # the next answer is the same document again, but the feed stays quiet
+            feed.serve(FeedResponse(render_kml(network), etag=f'"{step - 1}"'))
+    source.close()
+    view = usage.latest.view
+    assert counted(view) == without_zeros(answer(successes))
+    assert sum(sum(u.seconds) for u in view.network.values()) == (300 + 300 + 250 + 600 + 300 + 60) * (
+        network.connector_count
+    )  # the 1,500 s across the outage count nowhere
+
+
+def openmetrics_samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    for family in parse_openmetrics(text):
+        for sample in family.samples:
+            yield sample.name, sample.labels, sample.value
+
+
+def test_the_service_serves_the_counters_on_metrics(feed: FeedServer) -> None:
+    network = generate_network(30, seed=6)
+    feed.serve(FeedResponse(render_kml(network)))
+    port = free_port()
+    config = load_config(
+        ["--kml-url", feed.url(), "--refresh-interval", "0.5", "--web.listen-address", f"127.0.0.1:{port}"], {}
+    )
+    service = Service(config, Redactor([]))
+    service.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            accept = {"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"}
+
+            def time_samples() -> list[tuple[str, dict[str, str], float]]:
+                text = client.get("/metrics", headers=accept).text  # httpx inflates the gzip member
+                return [s for s in openmetrics_samples(text) if "connector_time_seconds" in s[0]]
+
+            wait_until(lambda: [s for s in time_samples() if s[0].endswith("_total") and s[2] > 0], "time to count")
+            samples = time_samples()
+    finally:
+        service.stop()
+    totals: dict[str, dict[str, float]] = {"station": defaultdict(float), "network": defaultdict(float)}
+    for name, labels, value in samples:
+        level = "station" if name.startswith("chargy_station") else "network"
+        if name.endswith("_total"):
+            totals[level][labels["chargy_connector_state"]] += value
+        else:
+            assert name.endswith("_created") and value > WALL_OFFSET_S
+    assert sum(totals["station"].values()) > 0
+    for state, seconds in totals["station"].items():  # summed in another order: equal to rounding
+        assert abs(seconds - totals["network"][state]) <= 1e-9 * max(seconds, 1.0), state
+    stations = {labels["station"] for name, labels, _ in samples if name.startswith("chargy_station")}
+    assert stations == {s.name for s in network.stations}
