@@ -65,9 +65,11 @@ def _counter_family(spec: MetricSpec, samples: Sequence[tuple[str, str, str]]) -
     text_help = spec.description.replace("\\", r"\\").replace("\n", r"\n")
     unit = _OPENMETRICS_UNIT.get(spec)
     unit_line = f"# UNIT {base} {unit}\n" if unit else ""
-    text_samples = "".join(f"{total}{{{labels}}} {value}\n" for labels, value, _ in samples)
+    lines = [f"{total}{{{labels}}} {value}\n" for labels, value, _ in samples]
+    text_samples = "".join(lines)
     openmetrics_samples = "".join(
-        f"{total}{{{labels}}} {value}\n{base}_created{{{labels}}} {created}\n" for labels, value, created in samples
+        f"{line}{base}_created{{{labels}}} {created}\n"
+        for line, (labels, _, created) in zip(lines, samples, strict=True)
     )
     return (
         f"# HELP {total} {text_help}\n# TYPE {total} counter\n".encode(),
