@@ -159,7 +159,8 @@ STATION_CHARGING_SESSIONS = MetricSpec(
     "chargy_station_charging_sessions_total",
     Kind.COUNTER,
     "{session}",
-    "Connectors of the station seen charging at a refresh and not charging at the one before.",
+    "Connectors of the station seen charging at a refresh and not charging at the one before "
+    "(a session shorter than the refresh interval is not seen).",
     ("station",),
 )
 NETWORK_CONNECTOR_TIME = MetricSpec(
@@ -175,7 +176,8 @@ NETWORK_CHARGING_SESSIONS = MetricSpec(
     "chargy_network_charging_sessions_total",
     Kind.COUNTER,
     "{session}",
-    "Connectors seen charging at a refresh and not charging at the one before, by speed.",
+    "Connectors seen charging at a refresh and not charging at the one before, by speed "
+    "(a session shorter than the refresh interval is not seen).",
     ("speed",),
 )
 
