@@ -82,13 +82,11 @@ class UsageTracker:
         if previous is not None and 0.0 <= monotonic_s - previous.at <= self._max_staleness_s:
             # Longer than the maximum staleness, the gap is attributed to no state: nobody knows.
             elapsed_s = monotonic_s - previous.at
-            for totals, counts in [
-                *((self._stations[name], counts) for name, counts in previous.by_station.items()),
-                *((self._network[speed], counts) for speed, counts in previous.by_speed.items()),
-            ]:
-                for index, count in enumerate(counts):
-                    if count:
-                        totals.seconds[index] += elapsed_s * count
+            for totals, counts_by_key in ((self._stations, previous.by_station), (self._network, previous.by_speed)):
+                for key, counts in counts_by_key.items():
+                    seconds = totals[key].seconds
+                    for index, count in enumerate(counts):
+                        seconds[index] += elapsed_s * count
         if previous is not None and previous.snapshot is snapshot:
             # Nothing changed (304): the same states, no session began.
             self._previous = _Refresh(monotonic_s, snapshot, previous.states, previous.by_station, previous.by_speed)
