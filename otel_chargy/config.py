@@ -281,7 +281,7 @@ SETTINGS = (
         None,
         "/metrics",
         _telemetry_path,
-        "path of the metrics; not /, /healthz, /readyz, nor under /api/ or /static/",
+        "path of the metrics; not /, /healthz, /readyz, /api, /static or a path under them",
         metavar="PATH",
     ),
     Setting(
@@ -319,7 +319,7 @@ SETTINGS = (
         "CHARGY_MAX_BYTES",
         str(DEFAULT_MAX_BYTES),
         _count(1, 1_000_000_000, "bytes"),
-        "largest feed accepted, after decompression, up to 1,000,000,000",
+        "largest feed accepted, after decompression, 1 to 1,000,000,000",
         metavar="BYTES",
     ),
     Setting(

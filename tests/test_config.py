@@ -309,3 +309,13 @@ def test_bad_web_config_is_one_line_naming_the_file(tmp_path: Path, text: str, r
 def test_missing_web_config_names_the_file(tmp_path: Path) -> None:
     message = config_error(["--web.config.file", str(tmp_path / "none.yml")], {})
     assert message.startswith("--web.config.file ") and "none.yml" in message
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `--")]
+    for setting in (setting for setting in SETTINGS if setting.flag):
+        row = next((row for row in rows if row.startswith(f"| `{setting.flag}`")), None)
+        assert row is not None, setting.flag
+        assert setting.variable is None or f"`{setting.variable}" in row, setting.variable
