@@ -12,7 +12,11 @@ _SECRET_WORDS = ("key", "token", "secret", "sig", "pass", "auth", "credential")
 # which raises on a broken IPv6 literal; an invalid URL must be redacted as well as a valid one.
 _URL_PARTS = re.compile(
     r"^(?:(?P<scheme>[^:/?#]+):)?(?://(?P<authority>[^/?#]*))?(?P<path>[^?#]*)(?:\?(?P<query>[^#]*))?"
+    r"(?:#(?P<fragment>.*))?",
+    re.DOTALL,
 )
+# name=value in a query or a fragment (#access_token=…), separated by & or ;.
+_PARAMETER = re.compile(r"(?P<name>[^&;=]*)=(?P<value>[^&;]*)")
 
 
 def _is_secret_parameter(name: str) -> bool:
@@ -39,8 +43,14 @@ def _userinfo(authority: str) -> _Userinfo | None:
     return _Userinfo(user, password if colon else None)
 
 
-def _query_pairs(query: str) -> list[tuple[str, str | None]]:
-    return [(name, value if equals else None) for name, equals, value in (p.partition("=") for p in query.split("&"))]
+def _holds_secret(parameter: re.Match[str]) -> bool:
+    return bool(parameter["value"]) and _is_secret_parameter(parameter["name"])
+
+
+def _redact_parameters(text: str) -> str:
+    return _PARAMETER.sub(
+        lambda parameter: f"{parameter['name']}={REDACTED}" if _holds_secret(parameter) else parameter[0], text
+    )
 
 
 def redact_url(url: str) -> str:
@@ -59,12 +69,11 @@ def redact_url(url: str) -> str:
         else:
             redacted += f"{REDACTED}@{host}"
     redacted += parts["path"]
-    if (query := parts["query"]) is not None:
-        redacted += "?" + "&".join(
-            name if value is None else f"{name}={REDACTED if value and _is_secret_parameter(name) else value}"
-            for name, value in _query_pairs(query)
-        )
-    return redacted + url[parts.end() :]
+    if parts["query"] is not None:
+        redacted += "?" + _redact_parameters(parts["query"])
+    if parts["fragment"] is not None:
+        redacted += "#" + _redact_parameters(parts["fragment"])
+    return redacted
 
 
 def _spellings(secret: str) -> set[str]:
@@ -84,9 +93,9 @@ def secrets_of_url(url: str) -> list[str]:
     secrets: set[str] = set()
     if parts["authority"] is not None and (userinfo := _userinfo(parts["authority"])) is not None:
         secrets |= _spellings(userinfo.secret)
-    for name, value in _query_pairs(parts["query"] or ""):
-        if value and _is_secret_parameter(name):
-            secrets |= _spellings(value)
+    for parameter in _PARAMETER.finditer(f"{parts['query'] or ''}&{parts['fragment'] or ''}"):
+        if _holds_secret(parameter):
+            secrets |= _spellings(parameter["value"])
     return sorted(secrets)
 
 
