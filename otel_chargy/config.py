@@ -143,7 +143,7 @@ def _exporter_list(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 65535:
         raise ValueError("the port is not a number from 0 to 65535")
     return int(text)
 
