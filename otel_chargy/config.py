@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from otel_chargy import __version__
 from otel_chargy.parse import DEFAULT_MAX_CONNECTORS
@@ -176,30 +176,37 @@ def _telemetry_path(text: str) -> str:
     return text
 
 
-def _feed_url(text: str) -> str:
-    """An http(s) URL with a host, a file:// URL, or a plain path: anything else is a typo that would
-    otherwise be read as a file name (and shown, key included, in every failed refresh)."""
+def _url_parts(text: str) -> SplitResult:
     if not text.strip():
         raise ValueError("empty")
     if text != text.strip() or any(ord(character) < 0x20 or ord(character) == 0x7F for character in text):
         raise ValueError("holds spaces or control characters at its ends or inside")
     try:
-        parts = urlsplit(text)
+        return urlsplit(text)
     except ValueError:
         raise ValueError("the host is malformed (an IPv6 address goes whole in [ ])") from None
+
+
+def _check_http_url(parts: SplitResult) -> None:
+    if " " in parts.geturl():
+        raise ValueError("a URL holds no spaces (write %20)")
+    if not parts.hostname:
+        raise ValueError(f"no host after {parts.scheme}://")
+    if parts.netloc.rpartition("@")[2].startswith("["):
+        _ipv6(unquote(parts.hostname).partition("%")[0])
+    try:
+        parts.port  # noqa: B018  # raises on a port out of range or not a number
+    except ValueError:
+        raise ValueError("the port is not a number from 0 to 65535") from None
+
+
+def _feed_url(text: str) -> str:
+    """An http(s) URL with a host, a file:// URL, or a plain path: anything else is a typo that would
+    otherwise be read as a file name (and shown, key included, in every failed refresh)."""
+    parts = _url_parts(text)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        if " " in text:
-            raise ValueError("a URL holds no spaces (write %20)")
-        host = parts.netloc.rpartition("@")[2]
-        if not parts.hostname:
-            raise ValueError(f"no host after {scheme}://")
-        if host.startswith("["):
-            _ipv6(unquote(parts.hostname).partition("%")[0])
-        try:
-            parts.port  # noqa: B018  # raises on a port out of range or not a number
-        except ValueError:
-            raise ValueError("the port is not a number from 0 to 65535") from None
+        _check_http_url(parts)
     elif scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path:
             raise ValueError("a file URL holds an absolute path: file:///path/to/feed.kml")
@@ -210,6 +217,17 @@ def _feed_url(text: str) -> str:
         )
     elif text.startswith("//") or "?" in text or secrets_of_url(text):
         raise ValueError("not a path, and no scheme: is http:// or https:// missing?")
+    return text
+
+
+def _otlp_endpoint(text: str) -> str:
+    """Checked here so that a typo is one line, not a traceback from the exporter; the SDK reads the
+    variable itself. Without ://, it is host:port, which the gRPC exporter accepts."""
+    parts = _url_parts(text)
+    if "://" in text:
+        if parts.scheme.lower() not in ("http", "https"):
+            raise ValueError(f"unknown scheme {parts.scheme}://: use http:// or https://")
+        _check_http_url(parts)
     return text
 
 
@@ -395,6 +413,25 @@ SETTINGS = (
         None,
         _choice(OTLP_PROTOCOLS),
         "OTLP protocol of traces",
+    ),
+    Setting("otlp_endpoint", None, "OTEL_EXPORTER_OTLP_ENDPOINT", None, _otlp_endpoint, "OTLP endpoint", secret=True),
+    Setting(
+        "otlp_metrics_endpoint",
+        None,
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        None,
+        _otlp_endpoint,
+        "OTLP endpoint",
+        secret=True,
+    ),
+    Setting(
+        "otlp_traces_endpoint",
+        None,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        None,
+        _otlp_endpoint,
+        "OTLP endpoint",
+        secret=True,
     ),
     Setting(
         "metric_export_interval_ms",

@@ -73,6 +73,7 @@ def test_exporter_choices_follow_the_otel_variables() -> None:
     assert load_config([], {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}).traces_exporters == (
         "otlp",
     )
+    assert load_config([], {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}).traces_exporters == ("otlp",)
     assert load_config(["--traces-exporter", "console"], {}).traces_exporters == ("console",)
     protocols = load_config(
         [], {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}
@@ -180,6 +181,14 @@ BAD_SETTINGS = [
     ([], {"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER", "choose"),
     ([], {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
     ([], {"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "udp"}, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
+    ([], {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://[::1:4317"}, "OTEL_EXPORTER_OTLP_ENDPOINT", "IPv6"),
+    (
+        [],
+        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "htps://c:4318/v1/traces"},
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "scheme",
+    ),
+    ([], {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://c:99999/?api-key={KEY}"}, "_METRICS_ENDPOINT", "port"),
     # The listen address and the telemetry path.
     (["--web.listen-address", "9000"], {}, "--web.listen-address", "host:port"),
     (["--web.listen-address", "host:99999"], {}, "--web.listen-address", "port"),
