@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 
 from otel_chargy.fetch import FeedSource, Validators
+from otel_chargy.history import RefreshHistory, RefreshRecord
 from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
@@ -41,8 +42,10 @@ class Refresher:
         tracer: trace.Tracer,
         refresh_interval_s: float,
         bounds: SizeBounds,
+        history: RefreshHistory | None = None,
     ) -> None:
         self._source = source
+        self._history = history
         self._bounds = bounds
         self._holder = holder
         self._recorder = recorder
@@ -132,6 +135,18 @@ class Refresher:
                 last_success_at=finished_at if succeeded else previous.last_success_at,
             )
         )
+        if self._history is not None:
+            snapshot_in = result.snapshot
+            self._history.record(
+                RefreshRecord(
+                    finished_at,
+                    result.outcome,
+                    result.reason,
+                    duration_s,
+                    len(snapshot_in.stations) if snapshot_in else None,
+                    snapshot_in.connector_count if snapshot_in else None,
+                )
+            )
         self._recorder.record_refresh(result.outcome, duration_s, result.snapshot.issues if result.snapshot else {})
         if not succeeded:
             self._consecutive_failures += 1
@@ -166,4 +181,7 @@ class Refresher:
         while not stop.is_set():
             started = time.monotonic()
             self.refresh_once()
-            stop.wait(max(0.0, started + self.next_delay_s() - time.monotonic()))
+            delay_s = max(0.0, started + self.next_delay_s() - time.monotonic())
+            if self._history is not None:
+                self._history.expect_next(time.time() + delay_s)
+            stop.wait(delay_s)
