@@ -4,6 +4,7 @@
 "use strict";
 
 (function () {
+  document.documentElement.classList.add("scripted");
   const table = document.getElementById("station-table");
   if (!table) {
     return;

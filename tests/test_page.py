@@ -1,0 +1,253 @@
+"""The status page at /, as a person sees it: otel-chargy run for real, the page rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from functools import cache
+
+import pytest
+from bs4 import BeautifulSoup, Tag
+
+from otel_chargy.generator import generate_network, render_kml
+from otel_chargy.health import advise
+from otel_chargy.holder import SnapshotHolder
+from otel_chargy.model import Snapshot
+from otel_chargy.outcome import Outcome
+from otel_chargy.publication import publisher
+from otel_chargy.redact import Redactor
+from otel_chargy.server import Pages
+from otel_chargy.status_page import CONTENT_SECURITY_POLICY, ROWS_PER_PAGE
+from tests import browser
+from tests.conftest import TEST_API_KEY
+from tests.feedserver import FeedResponse, FeedServer
+from tests.network import HOSTILE_NAME, UNPLACED_NAME, counts_of, page_network
+from tests.service import ServiceProcess, free_port, wait_until
+
+FILTER = "steinfort"
+
+
+# --- what a person sees, in Chromium -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def network() -> Snapshot:
+    return page_network()
+
+
+@pytest.fixture(scope="module")
+def service(network: Snapshot) -> Iterator[ServiceProcess]:
+    with FeedServer() as feed:
+        feed.serve(FeedResponse(render_kml(network)))
+        with ServiceProcess(["--kml-url", feed.url(query=f"API-KEY={TEST_API_KEY}")]) as service:
+            wait_until(lambda: service.get("/api/v1/status").json()["up"], "the first refresh")
+            yield service
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[browser.Browser]:
+    with browser.Browser() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def page_dom(service: ServiceProcess, chromium: browser.Browser) -> Callable[[bool], BeautifulSoup]:
+    """The page's DOM once loaded, with JavaScript on and off, each rendered once for the module."""
+
+    @cache
+    def render(javascript: bool) -> BeautifulSoup:
+        soup = chromium.open(f"{service.base_url}/", javascript=javascript).dom()
+        # The page's script marks the document: proof that JavaScript ran, or did not.
+        assert ("scripted" in (soup.html.get("class") or [])) is javascript  # type: ignore[union-attr]
+        return soup
+
+    return render
+
+
+def _visible_rows(soup: BeautifulSoup) -> list[Tag]:
+    table = soup.find(id="station-table")
+    assert isinstance(table, Tag)
+    return [row for row in table.find_all("tr") if row.find("td") and not row.has_attr("hidden")]
+
+
+def _row_of(row: Tag) -> tuple[str, dict[str, int]]:
+    cells = [cell.get_text() for cell in row.find_all("td")]
+    return cells[1], {"available": int(cells[3]), "charging": int(cells[4]), "unavailable": int(cells[5])}
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript", "no-javascript"])
+def test_every_station_is_listed_with_its_counts(
+    page_dom: Callable[[bool], BeautifulSoup], network: Snapshot, javascript: bool
+) -> None:
+    soup = page_dom(javascript)
+    shown = dict(_row_of(row) for row in _visible_rows(soup))
+    assert shown == {station.name: counts_of(station) for station in network.stations}
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript", "no-javascript"])
+def test_the_map_has_one_dot_per_station_with_coordinates(
+    page_dom: Callable[[bool], BeautifulSoup], network: Snapshot, javascript: bool
+) -> None:
+    soup = page_dom(javascript)
+    svg = soup.select_one("#map svg")
+    assert svg is not None
+    titles = [circle.title.get_text() for circle in svg.find_all("circle")]
+    expected = [
+        f"{s.name}: {counts_of(s)['available']} available, {counts_of(s)['charging']} charging, "
+        f"{counts_of(s)['unavailable']} unavailable"
+        for s in network.stations
+        if s.latitude is not None
+    ]
+    assert sorted(titles) == sorted(expected)
+    unplaced = soup.find(id="unplaced")
+    assert unplaced is not None and UNPLACED_NAME in unplaced.get_text()
+    assert not any(title.startswith(UNPLACED_NAME) for title in titles)
+
+
+def test_fully_unavailable_stations_stand_out(page_dom: Callable[[bool], BeautifulSoup], network: Snapshot) -> None:
+    soup = page_dom(True)
+    down = {name for name, counts in map(_row_of, soup.select("#station-table tr.down")) if counts}
+    assert down == {s.name for s in network.stations if counts_of(s)["available"] == counts_of(s)["charging"] == 0}
+    assert all(row.find("td").get_text() == "all unavailable" for row in soup.select("#station-table tr.down"))
+
+
+def test_a_station_named_with_markup_is_text_on_the_page_and_in_the_map(
+    page_dom: Callable[[bool], BeautifulSoup],
+) -> None:
+    soup = page_dom(True)
+    # The only script is the page's own, and the name is a cell's text and a dot's title, unchanged.
+    assert [script.get("src") for script in soup.find_all("script")] == ["/static/status.js?v=0.1.0"]
+    assert HOSTILE_NAME in [cell.get_text() for cell in soup.select("#station-table td")]
+    assert any(circle.title.get_text().startswith(HOSTILE_NAME + ": ") for circle in soup.select("#map circle"))
+
+
+def test_typing_a_filter_and_clicking_a_sort_apply_without_a_round_trip(
+    service: ServiceProcess, chromium: browser.Browser, network: Snapshot
+) -> None:
+    tab = chromium.open(f"{service.base_url}/")
+    tab.evaluate("window.loadedOnce = true")  # gone if the page were loaded again
+    tab.type_into("#q", FILTER.capitalize())
+    tab.click('a[data-sort="available"]')
+    soup = tab.dom()
+    assert tab.evaluate("window.loadedOnce") is True
+    rows = [_row_of(row) for row in _visible_rows(soup)]
+    expected = {s.name: counts_of(s) for s in network.stations if FILTER in s.name.casefold()}
+    assert expected and dict(rows) == expected
+    available = [counts["available"] for _, counts in rows]
+    assert available == sorted(available, reverse=True)
+    assert len(soup.select("#station-table tr[hidden]")) == len(network.stations) - len(expected)
+    placed = [s for s in network.stations if s.latitude is not None]
+    placed_matches = [s for s in placed if FILTER in s.name.casefold()]
+    assert len(soup.select("#map circle.dim")) == len(placed) - len(placed_matches)
+    shown = soup.find(id="shown")
+    assert shown is not None and shown.get_text() == f"{len(expected)} of {len(network.stations)} stations match."
+    # The state is kept in the fragment: the same view comes back on a reload or from a bookmark.
+    assert tab.evaluate("location.hash") == f"#q={FILTER.capitalize()}&sort=available"
+    reopened = chromium.open(tab.evaluate("location.href")).dom()
+    assert [_row_of(row) for row in _visible_rows(reopened)] == rows
+    tab.close()
+
+
+def test_the_filter_and_sort_work_with_javascript_off(
+    service: ServiceProcess, chromium: browser.Browser, network: Snapshot
+) -> None:
+    soup = chromium.open(f"{service.base_url}/?q={FILTER.upper()}&sort=available", javascript=False).dom()
+    rows = [_row_of(row) for row in _visible_rows(soup)]
+    expected = {s.name: counts_of(s) for s in network.stations if FILTER in s.name.casefold()}
+    assert dict(rows) == expected
+    available = [counts["available"] for _, counts in rows]
+    assert available == sorted(available, reverse=True)
+    search = soup.find(id="q")
+    assert isinstance(search, Tag) and search.get("value") == FILTER.upper()
+
+
+def test_with_the_feed_unreachable_the_page_names_the_cause_and_the_next_step(chromium: browser.Browser) -> None:
+    closed_url = f"http://127.0.0.1:{free_port()}/kml?API-KEY={TEST_API_KEY}"
+    with ServiceProcess(["--kml-url", closed_url]) as service:
+        wait_until(lambda: service.get("/api/v1/status").json()["outcome"], "the first refresh")
+        soup = chromium.open(f"{service.base_url}/").dom()
+    health = soup.find(id="health")
+    assert isinstance(health, Tag) and "failing" in health.get("class", [])
+    assert health.h2 is not None and health.h2.get_text().startswith("Feed failing since")
+    cause = health.select_one(".cause")
+    next_step = health.select_one(".next-step")
+    assert cause is not None and next_step is not None
+    assert cause.get_text().startswith("network_error: ") and "connection refused" in cause.get_text()
+    assert "--kml-url" in next_step.get_text() and "--demo" in next_step.get_text()
+    assert TEST_API_KEY not in str(soup) and "API-KEY=REDACTED" in health.get_text()
+
+
+# --- the page's HTML, rendered in this process ---------------------------------------------------
+
+
+def _pages(network: Snapshot, redactor: Redactor | None = None) -> Pages:
+    holder = SnapshotHolder(publisher(observations=False, exposition=False), 600)
+    holder.publish(network, time.time())
+    return Pages(holder, None, "/metrics", "test feed", redactor or Redactor([]))
+
+
+def _html(pages: Pages, target: str) -> BeautifulSoup:
+    reply = pages.page(target)
+    assert reply is not None and reply.status == 200
+    return BeautifulSoup(b"".join(reply.chunks), "lxml")
+
+
+def test_the_page_runs_under_a_strict_content_security_policy(network: Snapshot) -> None:
+    pages = _pages(network)
+    reply = pages.page("/")
+    assert reply is not None and reply.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert "default-src 'none'" in CONTENT_SECURITY_POLICY and "unsafe-inline" not in CONTENT_SECURITY_POLICY
+    soup = BeautifulSoup(b"".join(reply.chunks), "lxml")
+    assert all(script.get("src", "").startswith("/static/") for script in soup.find_all("script"))
+    assert not soup.find_all("style")
+    assert not [tag for tag in soup.find_all(True) if any(a == "style" or a.startswith("on") for a in tag.attrs)]
+    for link in ("/static/status.css?v=0.1.0", "/static/status.js?v=0.1.0"):
+        static = pages.page(link)
+        assert static is not None and static.status == 200 and b"".join(static.chunks)
+
+
+def test_beyond_a_thousand_stations_rows_are_paged_and_the_filter_reaches_them_all() -> None:
+    network = generate_network(ROWS_PER_PAGE + 200, seed=3)
+    pages = _pages(network)
+    first = _html(pages, "/")
+    assert len(first.select("#station-table tbody tr")) == ROWS_PER_PAGE
+    assert first.select_one("#station-table")["data-complete"] == "0"  # type: ignore[index]
+    assert len(first.select("#map circle")) == ROWS_PER_PAGE + 200  # the map still shows the whole network
+    next_link = first.select_one('a[rel="next"]')
+    assert next_link is not None and next_link["href"] == "?page=2"
+    last = _html(pages, "/?page=2")
+    assert len(last.select("#station-table tbody tr")) == 200
+    assert last.select_one('a[rel="next"]') is None
+    by_name = sorted(network.stations, key=lambda station: station.name.casefold())
+    wanted = by_name[-1].name  # on the last page only
+    found = _html(pages, "/?q=" + wanted.replace(" ", "+"))
+    assert wanted in [row.find_all("td")[1].get_text() for row in found.select("#station-table tbody tr")]
+    past_the_end = _html(pages, "/?page=99")
+    assert len(past_the_end.select("#station-table tbody tr")) == 200
+
+
+def test_the_key_is_redacted_from_the_page(network: Snapshot) -> None:
+    soup = _html(_pages(network, Redactor([TEST_API_KEY])), "/")
+    assert TEST_API_KEY not in str(soup) and "API-KEY=REDACTED" in soup.get_text()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason", "flag"),
+    [
+        (Outcome.HTTP_ERROR, "the feed answered HTTP 401", "API-KEY"),
+        (Outcome.HTTP_ERROR, "the feed answered HTTP 403", "API-KEY"),
+        (Outcome.HTTP_ERROR, "the feed answered HTTP 429", "--refresh-interval"),
+        (Outcome.NETWORK_ERROR, "could not read the feed: ConnectError", "--demo"),
+        (Outcome.TIMEOUT, "the feed did not answer within 30 s", "--fetch-timeout"),
+        (Outcome.TOO_LARGE, "the feed is larger than the limit of 50000000 bytes", "--max-bytes"),
+        (
+            Outcome.TOO_LARGE,
+            "the document holds over 30000 placemarks or 60000 connectors (--max-connectors)",
+            "--max-connectors",
+        ),
+        (Outcome.NOT_KML, "the document is an HTML page, not KML", "otel-chargy check"),
+    ],
+)
+def test_each_failure_names_what_to_do(outcome: Outcome, reason: str, flag: str) -> None:
+    advice = advise(outcome, reason)
+    assert advice is not None and flag in advice.next_step
