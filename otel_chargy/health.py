@@ -10,7 +10,7 @@ from typing import Any
 
 from otel_chargy.history import RefreshHistory, RefreshRecord
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.model import SimpleState
+from otel_chargy.model import SimpleState, Snapshot
 from otel_chargy.outcome import Outcome
 
 _DEMO_HINT = "To try otel-chargy without the feed, run it with --demo."
@@ -176,16 +176,19 @@ def read_health(
     history: RefreshHistory | None,
     feed: str,
     push_health: Callable[[], Sequence[PushHealth]] | None = None,
+    count_by_state: Callable[[Snapshot], Mapping[SimpleState, int]] = Snapshot.count_by_state,
 ) -> FeedHealth:
+    """`count_by_state` is given a cached version by callers that answer requests: counting is per snapshot."""
     status = holder.status
     published = holder.latest
     snapshot = None
     if published is not None:
+        counts = count_by_state(published.snapshot)
         snapshot = SnapshotSummary(
             fetched_at=published.fetched_at,
             stations=len(published.snapshot.stations),
-            connectors=published.snapshot.connector_count,
-            connectors_by_state=published.snapshot.count_by_state(),
+            connectors=sum(counts.values()),
+            connectors_by_state=counts,
             parse_issues=dict(published.snapshot.issues),
             fresh=holder.current is not None,
         )

@@ -1,12 +1,21 @@
-"""The last refreshes, kept for the status page and the status API: a small bounded record."""
+"""The last refreshes, kept for the status page and the status API: a small bounded record.
+
+It also tells whoever renders from snapshots (the page, the API) that a new one is in service, so
+that they render it in the refresh thread rather than in the first request that needs it.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_HISTORY_LENGTH = 20
 
@@ -31,8 +40,14 @@ class RefreshHistory:
         self._up_since: float | None = None
         self._next_refresh_at: float | None = None
         self._lock = threading.Lock()
+        self._renderers: list[Callable[[Snapshot], object]] = []
 
-    def record(self, record: RefreshRecord) -> None:
+    def render_each_snapshot(self, render: Callable[[Snapshot], object]) -> None:
+        """Calls `render` with each new snapshot, in the refresh thread, once it is in service."""
+        self._renderers.append(render)
+
+    def record(self, record: RefreshRecord, snapshot: Snapshot | None = None) -> None:
+        """`snapshot`: the one this refresh put in service, if it brought one."""
         with self._lock:
             # "Since when" outlives the bounded list: a feed down for a day is still down since the first failure.
             if record.outcome.succeeded:
@@ -44,6 +59,12 @@ class RefreshHistory:
                 if self._failing_since is None:
                     self._failing_since = record.finished_at
             self._records.append(record)
+        if snapshot is not None:
+            for render in self._renderers:
+                try:
+                    render(snapshot)
+                except Exception:  # the refresh loop must outlive a bug in a page; a request renders again
+                    logger.exception("rendering a snapshot for the status page failed")
 
     def expect_next(self, at: float) -> None:
         """When the refresh loop will refresh next (wall-clock time)."""

@@ -135,19 +135,20 @@ class Refresher:
                 last_success_at=finished_at if succeeded else previous.last_success_at,
             )
         )
+        self._recorder.record_refresh(result.outcome, duration_s, result.snapshot.issues if result.snapshot else {})
         if self._history is not None:
-            snapshot_in = result.snapshot
+            new_snapshot = result.snapshot
             self._history.record(
                 RefreshRecord(
                     finished_at,
                     result.outcome,
                     result.reason,
                     duration_s,
-                    len(snapshot_in.stations) if snapshot_in else None,
-                    snapshot_in.connector_count if snapshot_in else None,
-                )
+                    len(new_snapshot.stations) if new_snapshot else None,
+                    new_snapshot.connector_count if new_snapshot else None,
+                ),
+                new_snapshot,
             )
-        self._recorder.record_refresh(result.outcome, duration_s, result.snapshot.issues if result.snapshot else {})
         if not succeeded:
             self._consecutive_failures += 1
             logger.warning(

@@ -29,8 +29,11 @@ def json_reply(value: object, status: HTTPStatus = HTTPStatus.OK) -> Reply:
     return Reply(status, [json_bytes(value) + b"\n"], JSON_TYPE)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def json_bytes(value: object) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 class PerSnapshot(Generic[Rendered]):

@@ -19,6 +19,7 @@ from otel_chargy.exposition import Exposition
 from otel_chargy.health import FeedHealth, PushHealth, read_health
 from otel_chargy.history import RefreshHistory
 from otel_chargy.holder import SnapshotHolder
+from otel_chargy.model import Snapshot
 from otel_chargy.publication import Publication
 from otel_chargy.redact import Redactor
 from otel_chargy.reply import PerSnapshot, Reply
@@ -59,6 +60,15 @@ class Pages:
         """How the OTLP push goes, shown on the page and in /api/v1/status; None when nothing is pushed."""
         self._station_views = PerSnapshot(lambda snapshot: StationView(snapshot, redactor))
         self._station_documents = PerSnapshot(lambda snapshot: StationDocuments.render(snapshot, redactor))
+        self._state_counts = PerSnapshot(Snapshot.count_by_state)
+        if history is not None:
+            history.render_each_snapshot(self.prepare)
+
+    def prepare(self, snapshot: Snapshot) -> None:
+        """Renders what the page and the API show of `snapshot`, so that no request has to."""
+        self._state_counts.get(snapshot)
+        self._station_views.get(snapshot)
+        self._station_documents.get(snapshot)
 
     def readiness(self) -> tuple[bool, str]:
         if self.holder.current is not None:
@@ -104,7 +114,9 @@ class Pages:
         return replace(reply, headers={"X-Content-Type-Options": "nosniff", **reply.headers})
 
     def _health(self) -> FeedHealth:
-        return read_health(self.holder, self._history, self._feed_description, self._push_health)
+        return read_health(
+            self.holder, self._history, self._feed_description, self._push_health, self._state_counts.get
+        )
 
 
 class _Handler(BaseHTTPRequestHandler):

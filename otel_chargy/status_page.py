@@ -184,7 +184,10 @@ class PageQuery:
 
     @classmethod
     def parse(cls, query_string: str) -> PageQuery:
-        values = parse_qs(query_string, max_num_fields=10)
+        try:
+            values = parse_qs(query_string[: 4 * MAX_QUERY_CHARS], max_num_fields=10)
+        except ValueError:  # more fields than any link of the page has: ignored whole
+            values = {}
         q = (values.get("q") or [""])[0].strip()[:MAX_QUERY_CHARS]
         sort = (values.get("sort") or ["name"])[0]
         page_text = (values.get("page") or ["1"])[0]

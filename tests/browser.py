@@ -5,7 +5,8 @@ JSON messages ended by NUL), so no WebSocket library is needed. One browser serv
 start costs seconds on a busy machine. Each page can have JavaScript off (Emulation.setScriptExecutionDisabled),
 which --dump-dom cannot do (with scripts off it dumps nothing).
 
-`python -m tests.browser URL PATH [WIDTH HEIGHT]` saves a picture of a page (the README's).
+`python -m tests.browser URL PATH [WIDTH HEIGHT [SCALE]]` saves a picture of a page (the README's:
+`python -m tests.browser http://127.0.0.1:9000/ docs/status-page.png 1280 800 0.75` with `--demo`).
 """
 
 from __future__ import annotations
@@ -180,8 +181,11 @@ class Tab:
         for kind in ("mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
 
-    def screenshot(self, path: Path) -> None:
-        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", {"format": "png"})["data"]))
+    def screenshot(self, path: Path, scale: float = 1.0) -> None:
+        """A PNG of the viewport; `scale` below 1 makes a smaller picture of the same layout."""
+        width, height = self.evaluate("[window.innerWidth, window.innerHeight]")
+        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": scale}
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", {"format": "png", "clip": clip})["data"]))
 
     def close(self) -> None:
         self._browser.send("Target.closeTarget", {"targetId": self._target})
@@ -191,4 +195,6 @@ if __name__ == "__main__":
     page_url, picture = sys.argv[1], Path(sys.argv[2])
     size = [int(value) for value in sys.argv[3:5]] or [1280, 900]
     with Browser() as browser:
-        browser.open(page_url, width=size[0], height=size[1]).screenshot(picture)
+        browser.open(page_url, width=size[0], height=size[1]).screenshot(
+            picture, float((sys.argv[5:6] and sys.argv[5]) or 1)
+        )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import cache
+from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup, Tag
@@ -251,3 +255,35 @@ def test_the_key_is_redacted_from_the_page(network: Snapshot) -> None:
 def test_each_failure_names_what_to_do(outcome: Outcome, reason: str, flag: str) -> None:
     advice = advise(outcome, reason)
     assert advice is not None and flag in advice.next_step
+
+
+def test_status_page_benchmark_smoke_run(tmp_path: Path) -> None:
+    """The benchmark runs end to end on a small network (its timings are not judged here)."""
+    output = tmp_path / "status_page.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/status_page.py", "--sizes", "50", "--repeats", "2", "--output", str(output)],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (size,) = json.loads(output.read_text())["sizes"]
+    assert size["placemarks"] == 50 and size["page"]["bytes"] > 0 and size["page"]["server_p50_ms"] > 0
+    assert "| 50 | page |" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "q=" + "x" * 100_000,
+        "&".join(f"f{index}=1" for index in range(1_000)),
+        "page=99999999999999999999&sort=__class__",
+        "page=-1&sort=power&q=%ZZ%00",
+        "q=%3Cscript%3Ealert(1)%3C/script%3E%22%3E",
+    ],
+    ids=["long", "many-fields", "huge-page", "bad-values", "markup"],
+)
+def test_a_hostile_query_gets_the_page_and_stays_text(network: Snapshot, query: str) -> None:
+    soup = _html(_pages(network), "/?" + query)
+    assert soup.find(id="station-table") is not None
+    assert [script.get("src") for script in soup.find_all("script")] == ["/static/status.js?v=0.1.0"]
+    search = soup.find(id="q")
+    assert isinstance(search, Tag) and len(str(search.get("value"))) <= 200
