@@ -348,7 +348,7 @@ def _stations_head(view: StationView, query: PageQuery, shown: int, matches: int
             link = _escape(query.link(sort=column, page=1))
             headers.append(f'<th{numeric}{current}><a href="{link}" data-sort="{column}">{titles[column]}</a></th>')
         else:
-            headers.append(f"<th>{column}</th>")
+            headers.append(f"<th>{column.capitalize()}</th>")
     return (
         f'<section id="stations"><h2>Stations</h2>{search}'
         f'<p id="shown" data-total="{total}">{summary}</p>'

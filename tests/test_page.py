@@ -9,12 +9,14 @@ import time
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bs4 import BeautifulSoup, Tag
 
 from otel_chargy.generator import generate_network, render_kml
-from otel_chargy.health import advise
+from otel_chargy.health import PushHealth, advise
+from otel_chargy.history import RefreshHistory, RefreshRecord
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
@@ -184,10 +186,10 @@ def test_with_the_feed_unreachable_the_page_names_the_cause_and_the_next_step(ch
 # --- the page's HTML, rendered in this process ---------------------------------------------------
 
 
-def _pages(network: Snapshot, redactor: Redactor | None = None) -> Pages:
+def _pages(network: Snapshot, redactor: Redactor | None = None, **options: Any) -> Pages:
     holder = SnapshotHolder(publisher(observations=False, exposition=False), 600)
     holder.publish(network, time.time())
-    return Pages(holder, None, "/metrics", "test feed", redactor or Redactor([]))
+    return Pages(holder, None, "/metrics", "test feed", redactor or Redactor([]), **options)
 
 
 def _html(pages: Pages, target: str) -> BeautifulSoup:
@@ -287,3 +289,69 @@ def test_a_hostile_query_gets_the_page_and_stays_text(network: Snapshot, query: 
     assert [script.get("src") for script in soup.find_all("script")] == ["/static/status.js?v=0.1.0"]
     search = soup.find(id="q")
     assert isinstance(search, Tag) and len(str(search.get("value"))) <= 200
+
+
+def test_the_otlp_push_health_is_shown_when_given(network: Snapshot) -> None:
+    pushes = [PushHealth("metrics", True, "exported 12 s ago"), PushHealth("traces", False, "<b>collector down</b>")]
+    pages = _pages(network, push_health=lambda: pushes)
+    health = _html(pages, "/").find(id="health")
+    assert health is not None
+    shown = {dt.get_text(): dt.find_next_sibling("dd").get_text() for dt in health.find_all("dt")}
+    assert shown["OTLP metrics push"] == "ok: exported 12 s ago"
+    assert shown["OTLP traces push"] == "failing: <b>collector down</b>"
+    reply = pages.page("/api/v1/status")
+    assert reply is not None and b'"signal":"traces","healthy":false' in b"".join(reply.chunks)
+
+
+@pytest.mark.parametrize(
+    ("grafana_url", "linked"),
+    [(None, False), ("https://grafana.example/d/chargy?a=1&b=2", True), ("javascript:alert(1)", False)],
+)
+def test_the_grafana_dashboards_are_linked_when_configured(
+    network: Snapshot, grafana_url: str | None, linked: bool
+) -> None:
+    links = _html(_pages(network, grafana_url=grafana_url), "/").select("#links a")
+    grafana = [link["href"] for link in links if link.get_text() == "Grafana dashboards"]
+    assert grafana == ([grafana_url] if linked else [])
+
+
+def test_the_last_20_refreshes_are_shown_newest_first_and_failing_since_outlives_them(network: Snapshot) -> None:
+    history = RefreshHistory()
+    started = time.time() - 1000
+    history.record(RefreshRecord(started, Outcome.SUCCESS, "ok", 0.2, 530, 1800))
+    for index in range(1, 26):
+        reason = "the feed did not answer within 30 s"
+        history.record(RefreshRecord(started + index, Outcome.TIMEOUT, reason, 30, None, None))
+    history.expect_next(time.time() + 60)
+    pages = _pages(network, history=history)
+    soup = _html(pages, "/")
+    rows = soup.select("#refreshes tbody tr")
+    assert len(rows) == 20
+    finished = [row.find("time")["datetime"] for row in rows]
+    assert finished == sorted(finished, reverse=True)
+    assert all(row.find_all("td")[1].get_text() == "timeout" for row in rows)
+    status = pages.page("/api/v1/status")
+    assert status is not None
+    document = json.loads(b"".join(status.chunks))
+    assert len(document["refreshes"]) == 20
+    # Failing since the first of the 25 failures, though the list no longer holds it.
+    assert document["since"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started + 1))
+    assert document["next_refresh_at"] is not None
+
+
+def test_each_new_snapshot_is_rendered_in_the_refresh_thread_and_a_failing_renderer_harms_nothing(
+    network: Snapshot, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = RefreshHistory()
+    rendered: list[Snapshot] = []
+
+    def broken(snapshot: Snapshot) -> None:
+        raise RuntimeError("a bug in a page")
+
+    history.render_each_snapshot(broken)
+    history.render_each_snapshot(rendered.append)
+    history.record(RefreshRecord(time.time(), Outcome.SUCCESS, "ok", 0.1, 530, 1800), network)
+    history.record(RefreshRecord(time.time(), Outcome.NOT_MODIFIED, "the feed has not changed", 0.1, None, None))
+    assert rendered == [network]
+    assert len(history.records) == 2
+    assert "rendering a snapshot for the status page failed" in caplog.text
