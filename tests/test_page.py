@@ -355,3 +355,14 @@ def test_each_new_snapshot_is_rendered_in_the_refresh_thread_and_a_failing_rende
     assert rendered == [network]
     assert len(history.records) == 2
     assert "rendering a snapshot for the status page failed" in caplog.text
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (412, 900)], ids=["desktop", "phone"])
+def test_the_page_fits_the_screen_without_sideways_scrolling(
+    service: ServiceProcess, chromium: browser.Browser, width: int, height: int
+) -> None:
+    tab = chromium.open(f"{service.base_url}/", width=width, height=height)
+    assert tab.evaluate("document.documentElement.scrollWidth") <= width
+    # The health part comes first: it starts within the first screen.
+    assert tab.evaluate("document.getElementById('health').getBoundingClientRect().top") < height / 2
+    tab.close()
