@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -54,9 +55,13 @@ class Browser:
         commands_read, self._commands = os.pipe()
         self._answers, answers_write = os.pipe()
 
-        def place_pipes() -> None:  # in the child: the fds Chromium reads and writes the protocol on
-            os.dup2(commands_read, 3)
-            os.dup2(answers_write, 4)
+        def place_pipes() -> None:
+            # In the child, between fork and exec: the pipes become fds 3 and 4, by way of copies above
+            # both, so that neither overwrites the other when os.pipe() handed out 3 or 4 itself.
+            reading = fcntl.fcntl(commands_read, fcntl.F_DUPFD_CLOEXEC, 10)
+            writing = fcntl.fcntl(answers_write, fcntl.F_DUPFD_CLOEXEC, 10)
+            os.dup2(reading, 3)
+            os.dup2(writing, 4)
 
         self._process = subprocess.Popen(
             [CHROMIUM, *_FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
