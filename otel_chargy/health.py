@@ -109,7 +109,7 @@ def _http_advice(reason: str) -> Advice:
 
 def _network_advice(reason: str) -> Advice:
     lowered = reason.lower()
-    if "connecterror" in lowered or "connect" in lowered:
+    if "connect" in lowered:
         if "refused" in lowered:
             cause = "The feed's server refused the connection: nothing listens at that address and port."
         elif any(word in lowered for word in ("resolve", "name or service", "getaddrinfo", "nodename")):
@@ -125,7 +125,7 @@ def _network_advice(reason: str) -> Advice:
             "Check that the host in --kml-url (env KML_URL) is right and reachable from this machine: "
             f"DNS, proxy (HTTPS_PROXY), firewall. {_DEMO_HINT}",
         )
-    if lowered.startswith("could not read /") or "no such file" in lowered:
+    if lowered.startswith("could not read ") and not lowered.startswith("could not read the feed"):  # a file
         return Advice(f"The feed file cannot be read ({reason}).", f"Check the path given to --kml-url. {_DEMO_HINT}")
     return Advice(
         f"The connection to the feed broke off or its answer was malformed ({reason}).",

@@ -252,11 +252,29 @@ def test_the_key_is_redacted_from_the_page(network: Snapshot) -> None:
             "--max-connectors",
         ),
         (Outcome.NOT_KML, "the document is an HTML page, not KML", "otel-chargy check"),
+        (Outcome.NETWORK_ERROR, "could not read feed.kml: No such file or directory", "the path given to --kml-url"),
+        (Outcome.NETWORK_ERROR, "could not read the feed: RemoteProtocolError", "retries with backoff"),
+        (Outcome.HTTP_ERROR, "the feed answered HTTP 503", "retries with backoff"),
+        (Outcome.INTERNAL_ERROR, "unexpected KeyError", "report it"),
     ],
 )
 def test_each_failure_names_what_to_do(outcome: Outcome, reason: str, flag: str) -> None:
     advice = advise(outcome, reason)
     assert advice is not None and flag in advice.next_step
+
+
+@pytest.mark.parametrize(
+    ("reason", "cause"),
+    [
+        ("could not read the feed: ConnectError", "does not resolve, or nothing accepts connections"),
+        ("could not connect to the feed: connection refused", "refused the connection"),
+        ("could not connect to the feed: the host name does not resolve", "does not resolve (DNS)"),
+        ("could not connect to the feed: [Errno -2] Name or service not known", "does not resolve (DNS)"),
+    ],
+)
+def test_a_connection_failure_is_told_as_precisely_as_the_reason_allows(reason: str, cause: str) -> None:
+    advice = advise(Outcome.NETWORK_ERROR, reason)
+    assert advice is not None and cause in advice.cause and "--demo" in advice.next_step
 
 
 def test_status_page_benchmark_smoke_run(tmp_path: Path) -> None:
