@@ -384,3 +384,13 @@ def test_the_page_fits_the_screen_without_sideways_scrolling(
     # The health part comes first: it starts within the first screen.
     assert tab.evaluate("document.getElementById('health').getBoundingClientRect().top") < height / 2
     tab.close()
+
+
+def test_before_the_first_refresh_the_page_says_so() -> None:
+    holder = SnapshotHolder(publisher(observations=False, exposition=False), 600)
+    soup = _html(Pages(holder, None, "/metrics", "test feed", Redactor([])), "/")
+    health = soup.find(id="health")
+    assert health is not None and health.h2 is not None
+    assert health.h2.get_text() == "Feed: no refresh has finished yet"
+    stations = soup.find(id="stations")
+    assert stations is not None and "No snapshot in service" in stations.get_text()
