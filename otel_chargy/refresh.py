@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 
 from otel_chargy.fetch import FeedSource, Validators
+from otel_chargy.history import RefreshHistory, RefreshRecord
 from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
@@ -41,8 +42,10 @@ class Refresher:
         tracer: trace.Tracer,
         refresh_interval_s: float,
         bounds: SizeBounds,
+        history: RefreshHistory | None = None,
     ) -> None:
         self._source = source
+        self._history = history
         self._bounds = bounds
         self._holder = holder
         self._recorder = recorder
@@ -133,6 +136,19 @@ class Refresher:
             )
         )
         self._recorder.record_refresh(result.outcome, duration_s, result.snapshot.issues if result.snapshot else {})
+        if self._history is not None:
+            new_snapshot = result.snapshot
+            self._history.record(
+                RefreshRecord(
+                    finished_at,
+                    result.outcome,
+                    result.reason,
+                    duration_s,
+                    len(new_snapshot.stations) if new_snapshot else None,
+                    new_snapshot.connector_count if new_snapshot else None,
+                ),
+                new_snapshot,
+            )
         if not succeeded:
             self._consecutive_failures += 1
             logger.warning(
@@ -166,4 +182,7 @@ class Refresher:
         while not stop.is_set():
             started = time.monotonic()
             self.refresh_once()
-            stop.wait(max(0.0, started + self.next_delay_s() - time.monotonic()))
+            delay_s = max(0.0, started + self.next_delay_s() - time.monotonic())
+            if self._history is not None:
+                self._history.expect_next(time.time() + delay_s)
+            stop.wait(delay_s)

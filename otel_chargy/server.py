@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-import html
 import logging
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from otel_chargy import __version__
+from otel_chargy.api import STATIONS_PATH, STATUS_PATH, StationDocuments, stations_reply, status_reply
 from otel_chargy.config import ListenAddress
 from otel_chargy.exposition import Exposition
+from otel_chargy.health import FeedHealth, PushHealth, read_health
+from otel_chargy.history import RefreshHistory
 from otel_chargy.holder import SnapshotHolder
+from otel_chargy.model import Snapshot
 from otel_chargy.publication import Publication
 from otel_chargy.redact import Redactor
+from otel_chargy.reply import PerSnapshot, Reply
+from otel_chargy.status_page import Links, PageQuery, StationView, render_page, static_file
 from otel_chargy.webconfig import BasicAuth, WebConfig
 
 logger = logging.getLogger(__name__)
@@ -26,10 +32,6 @@ logger = logging.getLogger(__name__)
 _CLIENT_TIMEOUT_S = 30
 # GET needs no body; a large one is refused unread. (Header size and count are bounded by http.server.)
 _MAX_REQUEST_BODY = 65_536
-
-
-def _format_time(timestamp: float | None) -> str:
-    return "never" if timestamp is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
 
 
 class Pages:
@@ -42,12 +44,31 @@ class Pages:
         telemetry_path: str,
         feed_description: str,
         redactor: Redactor,
+        history: RefreshHistory | None = None,
+        grafana_url: str | None = None,
+        push_health: Callable[[], Sequence[PushHealth]] | None = None,
     ) -> None:
         self.holder = holder
         self.exposition = exposition
         self.telemetry_path = telemetry_path
         self._feed_description = feed_description
         self._redactor = redactor
+        self._history = history
+        self._grafana_url = grafana_url
+        """Linked from the status page: the Grafana dashboards, when there are any."""
+        self._push_health = push_health
+        """How the OTLP push goes, shown on the page and in /api/v1/status; None when nothing is pushed."""
+        self._station_views = PerSnapshot(lambda snapshot: StationView(snapshot, redactor))
+        self._station_documents = PerSnapshot(lambda snapshot: StationDocuments.render(snapshot, redactor))
+        self._state_counts = PerSnapshot(Snapshot.count_by_state)
+        if history is not None:
+            history.render_each_snapshot(self.prepare)
+
+    def prepare(self, snapshot: Snapshot) -> None:
+        """Renders what the page and the API show of `snapshot`, so that no request has to."""
+        self._state_counts.get(snapshot)
+        self._station_views.get(snapshot)
+        self._station_documents.get(snapshot)
 
     def readiness(self) -> tuple[bool, str]:
         if self.holder.current is not None:
@@ -65,48 +86,37 @@ class Pages:
         outcome = status.outcome.value if status.outcome else "none"
         return False, self._redactor(f"{why}; last refresh: {outcome}: {status.reason}\n")
 
-    def landing_page(self) -> str:
-        status = self.holder.status
+    def landing_page(self, query_string: str = "") -> Reply:
         published = self.holder.current
-        if published is None:
-            counts = "<p>No snapshot in service.</p>"
+        view = self._station_views.get(published.snapshot) if published is not None else None
+        links = Links(self.telemetry_path if self.exposition is not None else None, self._grafana_url)
+        return render_page(self._health(), view, PageQuery.parse(query_string), links, self._redactor)
+
+    def page(self, target: str) -> Reply | None:
+        """The status page, its static files and the JSON API; None for a path they do not answer."""
+        path, _, query_string = target.partition("?")
+        reply: Reply | None
+        if path == "/":
+            reply = self.landing_page(query_string)
+        elif path.startswith("/static/"):
+            reply = static_file(path.removeprefix("/static/"))
+        elif path == STATUS_PATH:
+            reply = status_reply(self._health(), self._redactor)
+        elif path == STATIONS_PATH or path.startswith(STATIONS_PATH + "/"):
+            published = self.holder.current
+            documents = self._station_documents.get(published.snapshot) if published is not None else None
+            fetched_at = published.fetched_at if published is not None else 0.0
+            reply = stations_reply(path, documents, fetched_at, self.holder.status.reason, self._redactor)
         else:
-            rows = "".join(
-                f"<tr><td>{state.value}</td><td>{count}</td></tr>"
-                for state, count in published.snapshot.count_by_state().items()
-            )
-            counts = (
-                f"<p>{len(published.snapshot.stations)} stations, {published.prepared.connector_count} connectors, "
-                f"fetched {_format_time(published.fetched_at)}.</p>"
-                f"<table><tr><th>state</th><th>connectors</th></tr>{rows}</table>"
-            )
-        outcome = status.outcome.value if status.outcome else "none yet"
-        path = html.escape(self.telemetry_path)
-        metrics_link = (
-            f'<li><a href="{path}">{path}</a>: metrics (Prometheus text, OpenMetrics when asked)</li>'
-            if self.exposition is not None
-            else "<li>Metrics are pushed over OTLP; the Prometheus endpoint is off.</li>"
+            return None
+        if reply is None:
+            return None
+        return replace(reply, headers={"X-Content-Type-Options": "nosniff", **reply.headers})
+
+    def _health(self) -> FeedHealth:
+        return read_health(
+            self.holder, self._history, self._feed_description, self._push_health, self._state_counts.get
         )
-        page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>otel-chargy</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:50em}}td,th{{padding:0 1em 0 0;text-align:left}}</style>
-</head><body>
-<h1>otel-chargy</h1>
-<p>The Chargy EV-charging network as OpenTelemetry metrics. Version {html.escape(__version__)}.</p>
-<h2>Feed</h2>
-<p>Source: <code>{html.escape(self._feed_description)}</code></p>
-<p>Last refresh: {_format_time(status.finished_at)}, outcome <b>{html.escape(outcome)}</b>
-({html.escape(status.reason)}); last success: {_format_time(status.last_success_at)}.</p>
-{counts}
-<h2>Endpoints</h2>
-<ul>
-{metrics_link}
-<li><a href="/healthz">/healthz</a>: 200 while the process runs</li>
-<li><a href="/readyz">/readyz</a>: 200 while a fresh snapshot is served</li>
-</ul>
-</body></html>
-"""
-        return self._redactor(page)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -142,8 +152,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = pages.exposition.render(self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
             headers = {"Content-Encoding": "gzip"} if response.gzipped else {}
             self._send(HTTPStatus.OK, response.chunks, response.content_type, headers)
-        elif self.path == "/":
-            self._send(HTTPStatus.OK, pages.landing_page().encode(), "text/html; charset=utf-8")
+        elif (reply := pages.page(self.path)) is not None:
+            self._send(reply.status, reply.chunks, reply.content_type, dict(reply.headers))
         elif self.path == "/healthz":
             self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
         elif self.path == "/readyz":

@@ -10,6 +10,7 @@ from otel_chargy import __version__
 from otel_chargy.config import Config
 from otel_chargy.exposition import Exposition, SnapshotExposition
 from otel_chargy.fetch import DemoSource, FeedSource, open_source
+from otel_chargy.history import RefreshHistory
 from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import (
     SNAPSHOT_METRICS,
@@ -63,13 +64,20 @@ class Service:
             served = ServedFeed(self._status, self._served_counts, self._served_observations)
             self._meter_providers.append(build_meter_provider(push_readers, resource, overflow, served))
         recorder = RefreshRecorder(self._meter_providers)
+        history = RefreshHistory()
         self._refresher = Refresher(
-            self._source, self.holder, recorder, tracer, config.refresh_interval_s, SizeBounds(config.max_connectors)
+            self._source,
+            self.holder,
+            recorder,
+            tracer,
+            config.refresh_interval_s,
+            SizeBounds(config.max_connectors),
+            history,
         )
         exposition = None
         if prometheus_reader is not None:
             exposition = Exposition(prometheus_reader, self._served_exposition, lambda: self.holder.version)
-        pages = Pages(self.holder, exposition, config.telemetry_path, self._source.description, redactor)
+        pages = Pages(self.holder, exposition, config.telemetry_path, self._source.description, redactor, history)
         self._server: ThreadingHTTPServer = make_server(config.listen_address, pages, config.web_config)
         self._stop = threading.Event()
         self._threads = [
