@@ -1,13 +1,21 @@
-"""The HTTP endpoints: metrics, landing page, health and readiness."""
+"""The HTTP endpoints: metrics, landing page, health and readiness.
+
+http.server does the HTTP; what is added here keeps any one client from hurting the service
+(README, "Securing the endpoints"): each request head is bounded in bytes and in time, connections
+are capped, and the accept loop survives running out of file descriptors.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import logging
 import socket
-import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,10 +36,35 @@ from otel_chargy.webconfig import BasicAuth, WebConfig
 
 logger = logging.getLogger(__name__)
 
-# A client that sends nothing for this long is dropped: a stalled scraper must not hold a thread forever.
-_CLIENT_TIMEOUT_S = 30
-# GET needs no body; a large one is refused unread. (Header size and count are bounded by http.server.)
+# GET needs no body; a large one is refused unread.
 _MAX_REQUEST_BODY = 65_536
+# Connections waiting to be accepted: a burst of scrapes waits here instead of retrying SYNs for seconds.
+# The kernel caps it at net.core.somaxconn.
+_LISTEN_BACKLOG = 4096
+# Out of file descriptors, accept() fails while the listening socket stays readable: wait, don't spin.
+_ACCEPT_BACKOFF_S = 0.1
+_BUSY_ANSWER = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n\r\n503 too many connections\n"
+)
+_PLAINTEXT_ON_TLS_ANSWER = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+    b"Client sent an HTTP request to an HTTPS server.\n"
+)
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """What one client may cost the service. Beyond a limit the client gets an answer, or is dropped."""
+
+    max_connections: int = 512
+    """Connections served at once; one more is answered 503 (plain HTTP) or closed (TLS) at once."""
+    max_head_bytes: int = 32_768
+    """Request line and headers together; more is answered 431."""
+    head_timeout_s: float = 10.0
+    """From a request's first byte to its last header (and for a TLS handshake); then 408."""
+    idle_timeout_s: float = 30.0
+    """Silence before a request, or during any read or write, after which the connection is closed."""
 
 
 class Pages:
@@ -119,17 +152,117 @@ class Pages:
         )
 
 
+class _HeadTooLarge(Exception):
+    pass
+
+
+class _HeadTooSlow(Exception):
+    pass
+
+
+class _SocketReader(io.RawIOBase):
+    """Reads the socket; while a deadline is set, no read waits past it (a byte a second keeps no thread)."""
+
+    def __init__(self, connection: socket.socket, idle_timeout_s: float) -> None:
+        self._connection = connection
+        self._idle_timeout_s = idle_timeout_s
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        timeout_s = self._idle_timeout_s
+        if self.deadline is not None:
+            timeout_s = min(timeout_s, self.deadline - time.monotonic())
+            if timeout_s <= 0:
+                raise _HeadTooSlow
+        self._connection.settimeout(timeout_s)
+        try:
+            return self._connection.recv_into(buffer)
+        except TimeoutError:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise _HeadTooSlow from None
+            raise
+
+
+class _RequestHead(io.BufferedReader):
+    """The handler's rfile. http.server reads each request's line and headers with readline:
+    here those lines together are bounded in bytes, and in time from the request's first byte."""
+
+    def __init__(self, connection: socket.socket, limits: ClientLimits) -> None:
+        self._reader = _SocketReader(connection, limits.idle_timeout_s)
+        super().__init__(self._reader)
+        self._connection = connection
+        self._limits = limits
+        self._bytes_left: int | None = None  # None between requests
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self._bytes_left is None:
+            # Silence between requests is idle time; the head's deadline starts with its first byte.
+            if not self.peek(1):
+                return b""
+            self._bytes_left = self._limits.max_head_bytes
+            self._reader.deadline = time.monotonic() + self._limits.head_timeout_s
+        most = self._bytes_left + 1 if size is None or size < 0 else min(size, self._bytes_left + 1)
+        line = super().readline(most)
+        self._bytes_left -= len(line)
+        if self._bytes_left < 0:
+            raise _HeadTooLarge
+        return line
+
+    def end_head(self) -> None:
+        self._bytes_left = None
+        self._reader.deadline = None
+        self._connection.settimeout(self._limits.idle_timeout_s)  # for writing the answer
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    rfile: _RequestHead
     protocol_version = "HTTP/1.1"
-    timeout = _CLIENT_TIMEOUT_S
     server_version = f"otel-chargy/{__version__}"
+    # A response is written as several chunks: without this, Nagle's algorithm and the client's
+    # delayed ACK hold a small chunk back for 40 ms.
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         super().setup()
-        # A response is written as several chunks: without this, Nagle's algorithm and the client's
-        # delayed ACK hold a small chunk back for 40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile.close()
+        self.rfile = _RequestHead(self.connection, self.server.limits)
+        self.connection.settimeout(self.server.limits.idle_timeout_s)
+
+    def handle_one_request(self) -> None:
+        self.command = self.request_version = self.requestline = ""
+        try:
+            super().handle_one_request()
+        except _HeadTooLarge:
+            self.rfile.end_head()
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
+        except _HeadTooSlow:
+            self.rfile.end_head()
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT, "request head not received in time")
+
+    def parse_request(self) -> bool:
+        try:
+            parsed = super().parse_request()
+        finally:
+            self.rfile.end_head()
+        if parsed and self.command not in ("GET", "HEAD"):
+            self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, headers={"Allow": "GET, HEAD"})
+            return False
+        return parsed
+
+    def handle_expect_100(self) -> bool:
+        return True  # no body is ever read: never invite one
+
+    def send_error(
+        self, code: int, message: str | None = None, explain: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        self.close_connection = True  # what the client sent is not all read: the connection cannot carry more
+        status = HTTPStatus(code)
+        body = f"{code} {message or status.phrase.lower()}\n".encode()
+        self._send(status, body, "text/plain; charset=utf-8", headers)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # a scrape every few seconds is not worth a log line
@@ -167,17 +300,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self.do_GET()
 
-    def _method_not_allowed(self) -> None:
-        self.close_connection = True  # a body we did not read may follow
-        self._send(
-            HTTPStatus.METHOD_NOT_ALLOWED,
-            b"405 method not allowed\n",
-            "text/plain; charset=utf-8",
-            {"Allow": "GET, HEAD"},
-        )
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
-
     def _send(
         self,
         status: HTTPStatus,
@@ -202,26 +324,85 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    pages: Pages
-    web_config: WebConfig
-    auth: BasicAuth
+    request_queue_size = _LISTEN_BACKLOG
+
+    def __init__(self, address: tuple[str, int], pages: Pages, web_config: WebConfig, limits: ClientLimits) -> None:
+        self.pages = pages
+        self.web_config = web_config
+        self.auth = BasicAuth(web_config.basic_auth_users)
+        self.limits = limits
+        self._connections = 0
+        self._lock = threading.Lock()
+        self._troubled = False  # a warning is logged once per spell of refused or failed accepts
+        super().__init__(address, _Handler)
+
+    def _warn_once(self, message: str) -> None:
+        if not self._troubled:
+            logger.warning(message)
+        self._troubled = True
 
     def get_request(self) -> tuple[socket.socket, Any]:
-        connection, address = super().get_request()
-        if self.web_config.tls is not None:
-            # The handshake happens in the connection's own thread (finish_request), never in the accept loop.
-            connection = self.web_config.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
-        return connection, address
+        try:
+            return super().get_request()
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                self._warn_once(f"cannot accept connections: {error.strerror}; retrying")
+                time.sleep(_ACCEPT_BACKOFF_S)
+            raise
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            admitted = self._connections < self.limits.max_connections
+            self._connections += admitted
+        if not admitted:
+            self._warn_once(f"{self.limits.max_connections} connections open: refusing more")
+            if self.web_config.tls is None:
+                request.setblocking(False)  # the accept loop never waits on a client
+                with contextlib.suppress(OSError):
+                    request.send(_BUSY_ANSWER)
+            self.shutdown_request(request)
+            return
+        self._troubled = False
+        try:
+            super().process_request(request, client_address)  # one thread per connection
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._connections -= 1
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        if isinstance(request, ssl.SSLSocket):
-            request.settimeout(_CLIENT_TIMEOUT_S)
+        tls = self.web_config.tls
+        if tls is None:
+            super().finish_request(request, client_address)
+            return
+        # TLS is set up in the connection's own thread, never in the accept loop.
+        request.settimeout(self.limits.idle_timeout_s)
+        try:
+            first = request.recv(1, socket.MSG_PEEK)
+            if first.isalpha():  # an HTTP method, where a TLS handshake starts with 0x16
+                request.recv(self.limits.max_head_bytes)  # read, so that closing does not reset the answer away
+                request.sendall(_PLAINTEXT_ON_TLS_ANSWER)
+                return
+        except OSError:
+            return
+        with tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False) as tls_request:
+            tls_request.settimeout(self.limits.head_timeout_s)  # CPython's bound on the whole handshake
             try:
-                request.do_handshake()
-            except (OSError, ssl.SSLError):
+                tls_request.do_handshake()
+            except OSError:
                 logger.debug("TLS handshake failed", exc_info=True)
                 return
-        super().finish_request(request, client_address)
+            super().finish_request(tls_request, client_address)
+            self.shutdown_request(tls_request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up mid-response is routine, not worth a traceback on stderr.
@@ -232,11 +413,9 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-def make_server(address: ListenAddress, pages: Pages, web_config: WebConfig) -> ThreadingHTTPServer:
+def make_server(
+    address: ListenAddress, pages: Pages, web_config: WebConfig, limits: ClientLimits | None = None
+) -> ThreadingHTTPServer:
     """Binds at once: a port in use fails here, before anything else starts."""
     server_class = _Server6 if ":" in address.host else _Server
-    server = server_class((address.host, address.port), _Handler)
-    server.pages = pages
-    server.web_config = web_config
-    server.auth = BasicAuth(web_config.basic_auth_users)
-    return server
+    return server_class((address.host, address.port), pages, web_config, limits or ClientLimits())

@@ -37,8 +37,10 @@ SUPPORTED = {
     "http_server_config": {"headers"},
     "basic_auth_users": None,
 }
-# Compared against when the user is unknown, so that a wrong user costs as much as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"otel-chargy", bcrypt.gensalt(rounds=10))
+# bcrypt ignores bytes past 72, and the library refuses longer passwords: they are simply wrong.
+_MAX_PASSWORD_BYTES = 72
+# Each wrong password costs a bcrypt check (~0.2 s of a core at cost 12): at most this many run at once.
+_PARALLEL_PASSWORD_CHECKS = 2
 
 
 class WebConfigError(ValueError):
@@ -156,12 +158,16 @@ def load_web_config(path: Path) -> WebConfig:
 
 
 class BasicAuth:
-    """Checks `Authorization: Basic` headers; bcrypt is slow by design, so verdicts are cached."""
+    """Checks `Authorization: Basic` headers. bcrypt is slow by design, so a password once accepted
+    is remembered (as a digest): one entry per user at most, which no wrong guess can evict."""
 
-    def __init__(self, users: Mapping[str, bytes]) -> None:
+    def __init__(self, users: Mapping[str, bytes], parallel_checks: int = _PARALLEL_PASSWORD_CHECKS) -> None:
         self._users = users
-        self._verdicts: dict[bytes, bool] = {}
-        self._lock = threading.Lock()
+        # An unknown user's password is checked against some user's hash, then refused whatever the
+        # result: a wrong user costs as much as a wrong password.
+        self._any_hash = next(iter(users.values()), b"")
+        self._accepted: set[bytes] = set()
+        self._checks = threading.BoundedSemaphore(parallel_checks)
 
     @property
     def enabled(self) -> bool:
@@ -177,13 +183,18 @@ class BasicAuth:
             user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
+        secret = password.encode()
+        if len(secret) > _MAX_PASSWORD_BYTES:
+            return False
         key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
-        with self._lock:
-            verdict = self._verdicts.get(key)
-        if verdict is None:
-            verdict = bcrypt.checkpw(password.encode(), self._users.get(user, _DUMMY_HASH)) and user in self._users
-            with self._lock:
-                if len(self._verdicts) > 1000:  # many wrong guesses must not grow memory
-                    self._verdicts.clear()
-                self._verdicts[key] = verdict
-        return verdict
+        if key in self._accepted:
+            return True
+        with self._checks:
+            try:
+                matches = bcrypt.checkpw(secret, self._users.get(user, self._any_hash))
+            except ValueError:  # a hash bcrypt cannot read
+                return False
+        if matches and user in self._users:
+            self._accepted.add(key)
+            return True
+        return False
