@@ -225,7 +225,8 @@ class HttpSource:
                 connections.close()
                 finished.set()
 
-        threading.Thread(target=fetch, name="fetch", daemon=True).start()
+        worker = threading.Thread(target=fetch, name="fetch", daemon=True)
+        worker.start()
         in_time = finished.wait(self._timeout_s)
         if status_codes:
             span.set_attribute("http.response.status_code", status_codes[0])
@@ -233,6 +234,7 @@ class HttpSource:
             connections.cut()
             where = _host_port(httpx.URL(self._url))
             raise FeedError(Outcome.TIMEOUT, f"the feed at {where} was not read in full within {self._timeout_s:g} s")
+        worker.join()  # it has finished: this only waits for the thread's own end
         result = results[0]
         if isinstance(result, BaseException):
             raise result
