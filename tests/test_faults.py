@@ -313,6 +313,15 @@ def test_a_stale_snapshot_is_not_said_to_be_in_service(
     assert "older than the maximum staleness and no longer served" in warning.getMessage()
 
 
+def test_a_304_to_the_first_fetch_is_an_error(feed: FeedServer, feed_url: str) -> None:
+    feed.serve(FeedResponse(status=304))
+    with Rig(feed_url) as rig:
+        result = rig.refresher.refresh_once()
+        assert result.outcome is Outcome.HTTP_ERROR and "304" in result.reason
+        assert rig.holder.latest is None
+        assert rig.sample("chargy_feed_up") == 0
+
+
 @pytest.mark.parametrize("propagate", [False, True])
 def test_trace_context_goes_to_the_feed_only_when_asked(propagate: bool, feed: FeedServer, feed_url: str) -> None:
     feed.serve(FeedResponse(GOOD))
@@ -395,8 +404,8 @@ def test_a_fault_end_to_end(feed: FeedServer, feed_url: str) -> None:
             assert service.sample("chargy_feed_up") == 0
             assert_serves(service.metrics(), NETWORK)
             assert service.get("/readyz").status_code == 200
-            warning = next(line for line in service.logs().splitlines() if "level=warn" in line)
-            assert "logger=otel_chargy.refresh" in warning and "outcome=timeout" in warning
+            warning = next(line for line in service.logs().splitlines() if "outcome=timeout" in line)
+            assert "level=warn" in warning and "logger=otel_chargy.refresh" in warning
             assert "the last good snapshot stays in service" in warning and _address(feed) in warning
             outputs = [service.get(path).text for path in ("/", "/metrics", "/readyz")]
             wait_until(lambda: len(receiver.spans()) >= 5, "the spans of both refreshes")
