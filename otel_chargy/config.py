@@ -80,6 +80,9 @@ class Config:
     """Values of the OTLP headers (vendor API keys): secrets to redact."""
     web_config: WebConfig
     """TLS and basic auth from --web.config.file."""
+    web_max_connections: int
+    max_shrink: float
+    grafana_url: str | None
     check_source: str | None = field(repr=False)
     """Set for `otel-chargy check SOURCE`: parse once, report, exit."""
     written_as: Mapping[str, str] = field(repr=False, compare=False)
@@ -231,6 +234,14 @@ def _otlp_endpoint(text: str) -> str:
     return text
 
 
+def _grafana_url(text: str) -> str:
+    parts = _url_parts(text)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("an http:// or https:// URL")
+    _check_http_url(parts)
+    return text
+
+
 def _web_config(text: str) -> WebConfig:
     return load_web_config(Path(text))  # WebConfigError is a ValueError
 
@@ -313,6 +324,25 @@ SETTINGS = (
         help_default="none",
     ),
     Setting(
+        "web_max_connections",
+        "--web.max-connections",
+        "CHARGY_WEB_MAX_CONNECTIONS",
+        "512",
+        _count(1, 100_000, "connections"),
+        "connections served at once, 1 to 100,000; one more is answered 503 (closed on TLS)",
+        metavar="COUNT",
+    ),
+    Setting(
+        "grafana_url",
+        "--web.external-grafana-url",
+        "CHARGY_GRAFANA_URL",
+        None,
+        _grafana_url,
+        "Grafana's address, linked from the status page",
+        metavar="URL",
+        help_default="none: no link",
+    ),
+    Setting(
         "max_staleness_s",
         "--max-staleness",
         "CHARGY_MAX_STALENESS",
@@ -349,6 +379,16 @@ SETTINGS = (
         "largest network accepted, 1,000 to 10,000,000; placemarks (half as many), XML elements "
         "(6 times as many) and attributes are bounded in proportion",
         metavar="COUNT",
+    ),
+    Setting(
+        "max_shrink",
+        "--max-shrink",
+        "CHARGY_MAX_SHRINK",
+        "0.5",
+        _number(0.01, 1, ""),
+        "fraction of the last good snapshot's connectors a refresh may lose before it is refused as `shrunk` "
+        "(accepted the 3rd time in a row), 0.01 to 1; 1 turns the guard off",
+        metavar="FRACTION",
     ),
     Setting(
         "demo",
@@ -605,6 +645,9 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         metric_export_interval_s=min(values["metric_export_interval_ms"] / 1000, refresh_interval_s),
         otlp_header_values=_header_values(environ),
         web_config=values["web_config"] or WebConfig(),
+        web_max_connections=values["web_max_connections"],
+        max_shrink=values["max_shrink"],
+        grafana_url=values["grafana_url"],
         check_source=check_source,
         written_as=written_as,
     )

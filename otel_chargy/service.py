@@ -24,7 +24,7 @@ from otel_chargy.parse import SizeBounds
 from otel_chargy.publication import publisher
 from otel_chargy.redact import Redactor
 from otel_chargy.refresh import Refresher
-from otel_chargy.server import Pages, make_server
+from otel_chargy.server import ClientLimits, Pages, make_server
 from otel_chargy.telemetry import build_metric_readers, build_resource, build_tracer_provider, shut_down
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,12 @@ class Service:
             DemoSource()
             if config.demo
             else open_source(
-                config.kml_url, timeout_s=config.fetch_timeout_s, max_bytes=config.max_bytes, tracer=tracer
+                config.kml_url,
+                timeout_s=config.fetch_timeout_s,
+                max_bytes=config.max_bytes,
+                tracer=tracer,
+                # The feed is a third party: it learns a trace context only when the traces go somewhere.
+                propagate_trace_context=bool(config.traces_exporters),
             )
         )
         overflow = OverflowTally([spec.name for spec in SNAPSHOT_METRICS])
@@ -72,13 +77,24 @@ class Service:
             tracer,
             config.refresh_interval_s,
             SizeBounds(config.max_connectors),
+            config.max_shrink,
             history,
         )
         exposition = None
         if prometheus_reader is not None:
             exposition = Exposition(prometheus_reader, self._served_exposition, lambda: self.holder.version)
-        pages = Pages(self.holder, exposition, config.telemetry_path, self._source.description, redactor, history)
-        self._server: ThreadingHTTPServer = make_server(config.listen_address, pages, config.web_config)
+        pages = Pages(
+            self.holder,
+            exposition,
+            config.telemetry_path,
+            self._source.description,
+            redactor,
+            history,
+            grafana_url=config.grafana_url,
+        )
+        self._server: ThreadingHTTPServer = make_server(
+            config.listen_address, pages, config.web_config, ClientLimits(max_connections=config.web_max_connections)
+        )
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._server.serve_forever, name="http", daemon=True),
