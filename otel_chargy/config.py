@@ -58,6 +58,10 @@ class Config:
     otlp_metrics_protocol: str = "grpc"
     otlp_traces_protocol: str = "grpc"
     metric_export_interval_s: float = 60.0
+    otlp_detail: str = "connector"
+    """What OTLP pushes: connector, station or network (metrics.Detail)."""
+    otlp_max_request_bytes: int | None = None
+    """Largest OTLP metrics request; None: the Collector's default limit for the protocol."""
     """The OTLP push interval: OTEL_METRIC_EXPORT_INTERVAL, at most the refresh interval."""
     otlp_header_values: tuple[str, ...] = field(default=(), repr=False)
     """Values of the OTLP headers (vendor API keys): secrets to redact."""
@@ -260,6 +264,23 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "(env OTEL_METRICS_EXPORTER; default %(default)s)",
     )
     parser.add_argument(
+        "--otlp.detail",
+        dest="otlp_detail",
+        choices=("connector", "station", "network"),
+        default=environ.get("CHARGY_OTLP_DETAIL", "connector").lower(),
+        help="what OTLP pushes: connector (every series), station (stations and network totals), network "
+        "(network totals and feed health); /metrics keeps every series (env CHARGY_OTLP_DETAIL; default %(default)s)",
+    )
+    parser.add_argument(
+        "--otlp.max-request-bytes",
+        dest="otlp_max_request_bytes",
+        type=_count(65_536),
+        default=environ.get("CHARGY_OTLP_MAX_REQUEST_BYTES"),
+        metavar="BYTES",
+        help="largest OTLP metrics request, before compression; an export is split to stay under it "
+        "(env CHARGY_OTLP_MAX_REQUEST_BYTES; default the Collector's limit: 4194304 on gRPC, 20971520 on HTTP)",
+    )
+    parser.add_argument(
         "--traces-exporter",
         dest="traces_exporters",
         type=_exporter_list(TRACES_EXPORTERS),
@@ -318,6 +339,8 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         traces_exporters=args.traces_exporters,
         otlp_metrics_protocol=otlp_metrics_protocol,
         otlp_traces_protocol=otlp_traces_protocol,
+        otlp_detail=args.otlp_detail,
+        otlp_max_request_bytes=args.otlp_max_request_bytes,
         # A push interval longer than the refresh interval would skip snapshots; the SDK's default otherwise.
         metric_export_interval_s=min(export_interval_ms / 1000, refresh_interval_s),
         otlp_header_values=_header_values(environ),

@@ -17,7 +17,6 @@ from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import SizeBounds, parse_kml
-from otel_chargy.publication import Publication
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ class Refresher:
     def __init__(
         self,
         source: FeedSource,
-        holder: SnapshotHolder[Publication],
+        holder: SnapshotHolder,
         recorder: RefreshRecorder,
         tracer: trace.Tracer,
         refresh_interval_s: float,

@@ -16,7 +16,6 @@ from otel_chargy import __version__
 from otel_chargy.config import ListenAddress
 from otel_chargy.exposition import Exposition
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.publication import Publication
 from otel_chargy.redact import Redactor
 from otel_chargy.webconfig import BasicAuth, WebConfig
 
@@ -37,7 +36,7 @@ class Pages:
 
     def __init__(
         self,
-        holder: SnapshotHolder[Publication],
+        holder: SnapshotHolder,
         exposition: Exposition | None,
         telemetry_path: str,
         feed_description: str,
@@ -76,7 +75,7 @@ class Pages:
                 for state, count in published.snapshot.count_by_state().items()
             )
             counts = (
-                f"<p>{len(published.snapshot.stations)} stations, {published.prepared.connector_count} connectors, "
+                f"<p>{len(published.snapshot.stations)} stations, {published.snapshot.connector_count} connectors, "
                 f"fetched {_format_time(published.fetched_at)}.</p>"
                 f"<table><tr><th>state</th><th>connectors</th></tr>{rows}</table>"
             )

@@ -9,10 +9,10 @@ from opentelemetry import trace
 from otel_chargy.fetch import Fetched, Validators
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import RefreshRecorder
+from otel_chargy.metrics import SNAPSHOT_METRICS, RefreshRecorder
 from otel_chargy.outcome import Outcome
 from otel_chargy.parse import SizeBounds
-from otel_chargy.publication import Publication, publisher
+from otel_chargy.publication import Outputs
 from otel_chargy.refresh import Refresher
 from tests.service import wait_until
 
@@ -35,8 +35,8 @@ class ScriptedSource:
         pass
 
 
-def refresher_for(source: ScriptedSource, interval_s: float = 60) -> tuple[Refresher, SnapshotHolder[Publication]]:
-    holder = SnapshotHolder(publisher(observations=True, exposition=True), max_staleness_s=600)
+def refresher_for(source: ScriptedSource, interval_s: float = 60) -> tuple[Refresher, SnapshotHolder]:
+    holder = SnapshotHolder(Outputs(SNAPSHOT_METRICS, exposition=True), max_staleness_s=600)
     return Refresher(source, holder, RefreshRecorder([]), trace.NoOpTracer(), interval_s, SizeBounds()), holder
 
 
@@ -77,9 +77,7 @@ def test_run_refreshes_at_once_and_stops_when_asked() -> None:
 
 def test_holder_withdraws_a_stale_snapshot_but_keeps_it() -> None:
     now = [100.0]
-    holder = SnapshotHolder(
-        publisher(observations=False, exposition=False), max_staleness_s=5, monotonic=lambda: now[0]
-    )
+    holder = SnapshotHolder(Outputs(), max_staleness_s=5, monotonic=lambda: now[0])
     holder.publish(generate_network(2), fetched_at=0)
     assert holder.current is not None
     now[0] += 6
