@@ -80,12 +80,11 @@ class CountingPeriodicReader(OverflowCounting, PeriodicExportingMetricReader):
         super().__init__(exporter, export_interval_millis=export_interval_s * 1000, export_timeout_millis=timeout_ms)
 
 
-# Upper bounds of the protobuf encoding (OTLP metrics.proto), so that a request estimated under
-# the limit is under it: tags and length prefixes of up to 5 bytes each, fixed64 times and values.
-_POINT_BYTES = 64
-_ATTRIBUTE_BYTES = 24
-_NON_TEXT_VALUE_BYTES = 16
-_HISTOGRAM_BUCKET_BYTES = 18
+# Upper bounds of the protobuf encoding (OTLP metrics.proto), so that a request estimated under the
+# limit is under it. A data point: its tag and length, three fixed64 (times, value), flags.
+_POINT_BYTES = 40
+_HISTOGRAM_BYTES = 64  # count, sum, min, max, and the tags and lengths of the packed buckets and bounds
+_NON_TEXT_VALUE_BYTES = 10
 _HEADER_BYTES = 64
 
 
@@ -98,16 +97,19 @@ def _text_bytes(text: str | None) -> int:
 def _attributes_bytes(attributes: Mapping[str, Any] | None) -> int:
     if not attributes:
         return 0
-    return sum(
-        _ATTRIBUTE_BYTES + _text_bytes(key) + (_text_bytes(value) if isinstance(value, str) else _NON_TEXT_VALUE_BYTES)
-        for key, value in attributes.items()
-    )
+    total = 0
+    for key, value in attributes.items():
+        size = _text_bytes(key) + (_text_bytes(value) if isinstance(value, str) else _NON_TEXT_VALUE_BYTES)
+        # Four tags and four length prefixes (KeyValue, key, AnyValue, string): a byte each while the
+        # attribute is short, at most three bytes below 2 MiB, five beyond.
+        total += size + (8 if size < 100 else 16 if size < 2**21 - 64 else 24)
+    return total
 
 
 def _point_bytes(point: Any) -> int:
     size = _POINT_BYTES + _attributes_bytes(point.attributes)
     if isinstance(point, HistogramDataPoint):
-        size += _HISTOGRAM_BUCKET_BYTES * (len(point.bucket_counts) + len(point.explicit_bounds))
+        size += _HISTOGRAM_BYTES + 8 * (len(point.bucket_counts) + len(point.explicit_bounds))
     return size
 
 
