@@ -170,7 +170,7 @@ OTLP_EXPORTS = MetricSpec(
     Kind.COUNTER,
     "{export}",
     "OTLP exports by signal (metrics, traces) and how they ended (success, failure); "
-    "a failed export's data is lost. Present for the signals pushed over OTLP.",
+    "a failed export's data is lost. 0 for a signal that is not pushed over OTLP.",
     ("signal", "outcome"),
 )
 
@@ -417,11 +417,16 @@ class SignalHealth:
     """What the exporter said about the last failure, e.g. `Received message larger than max (...)`."""
 
 
+SIGNALS = ("metrics", "traces")
+
+
 class PushHealth:
     """Export outcomes of each signal pushed over OTLP, recorded by the exporters' wrappers (telemetry.py)."""
 
-    def __init__(self, signals: Iterable[str]) -> None:
-        self._signals = {signal: SignalHealth(signal) for signal in signals}
+    def __init__(self, pushed: Iterable[str]) -> None:
+        self._pushed = tuple(pushed)
+        # Every signal is counted from 0, so that an alert on failures works before the first export.
+        self._signals = {signal: SignalHealth(signal) for signal in SIGNALS}
         self._generation = 0
         self._lock = threading.Lock()
 
@@ -446,7 +451,7 @@ class PushHealth:
     def status(self) -> tuple[SignalHealth, ...]:
         """One entry per signal pushed over OTLP (none when nothing is)."""
         with self._lock:
-            return tuple(self._signals.values())
+            return tuple(self._signals[signal] for signal in self._pushed)
 
     @property
     def generation(self) -> int:
@@ -454,9 +459,11 @@ class PushHealth:
         return self._generation
 
     def observations(self) -> list[Observation]:
+        with self._lock:
+            signals = list(self._signals.values())
         return [
             Observation(count, {"signal": health.signal, "outcome": outcome})
-            for health in self.status()
+            for health in signals
             for outcome, count in (
                 ("success", health.exports - health.failed_exports),
                 ("failure", health.failed_exports),
