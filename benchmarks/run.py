@@ -41,7 +41,7 @@ from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import RefreshStatus, Served
 from otel_chargy.metrics import SNAPSHOT_METRICS, Detail, OverflowTally, ServedFeed, build_meter_provider
 from otel_chargy.model import Snapshot
-from otel_chargy.publication import Outputs, publish
+from otel_chargy.publication import Outputs, build_publication
 from otel_chargy.telemetry import MAX_REQUEST_BYTES, build_resource, split_metrics, wire_metrics
 
 HERE = Path(__file__).parent
@@ -211,7 +211,7 @@ def otlp_collection_ms(network: Snapshot, repeats: int) -> dict[str, float]:
     baseline = KeepingReader()
     outputs = Outputs(observed=SNAPSHOT_METRICS)
     # Every collection reads the holder once: a publication built per read is the observations built per collection.
-    rebuilt = ServedFeed(lambda: Served(publish(network, outputs, 0, 0), RefreshStatus(), 0))
+    rebuilt = ServedFeed(lambda: Served(build_publication(network, outputs, 0, 0), RefreshStatus(), 0))
     build_meter_provider([baseline], build_resource(), rebuilt, OverflowTally([]), SNAPSHOT_METRICS)
     return {"otel-chargy": collection_cpu_ms(ours, repeats), "naive": collection_cpu_ms(baseline, repeats)}
 

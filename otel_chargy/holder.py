@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
-from otel_chargy.publication import Outputs, Publication, publish
+from otel_chargy.publication import Outputs, Publication, build_publication
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ class SnapshotHolder:
 
     def publish(self, snapshot: Snapshot, fetched_at: float) -> None:
         # Built before the swap, so the old publication serves until the new one is whole.
-        publication = publish(snapshot, self._outputs, fetched_at, self._monotonic())
+        publication = build_publication(snapshot, self._outputs, fetched_at, self._monotonic())
         with self._lock:
             self._publication = publication
             self._generation += 1
@@ -97,7 +97,3 @@ class SnapshotHolder:
     def served(self) -> Served:
         with self._lock:
             return Served(self._fresh(self._publication), self._status, self._generation)
-
-    @property
-    def version(self) -> tuple[int, bool]:
-        return self.served().version

@@ -35,7 +35,7 @@ class Publication:
     fetched_monotonic: float
 
 
-def publish(snapshot: Snapshot, outputs: Outputs, fetched_at: float, fetched_monotonic: float) -> Publication:
+def build_publication(snapshot: Snapshot, outputs: Outputs, fetched_at: float, fetched_monotonic: float) -> Publication:
     return Publication(
         snapshot,
         observe_snapshot(snapshot, outputs.observed),

@@ -46,7 +46,7 @@ class Service:
                 config.kml_url, timeout_s=config.fetch_timeout_s, max_bytes=config.max_bytes, tracer=tracer
             )
         )
-        prometheus_reader, push_readers = build_metric_readers(config, self.push_health, config.otlp_max_request_bytes)
+        prometheus_reader, push_readers = build_metric_readers(config, self.push_health)
         wiring = wire_metrics(
             prometheus=prometheus_reader,
             push_readers=push_readers,

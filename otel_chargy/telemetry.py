@@ -262,11 +262,11 @@ class BoundedMetricExporter(MetricExporter):
             preferred_aggregation=getattr(exporter, "_preferred_aggregation", None),
         )
         self._exporter = exporter
-        self.max_request_bytes = max_request_bytes
+        self._max_request_bytes = max_request_bytes
         self._outcomes = _Outcomes("metrics", health)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        requests = split_metrics(metrics_data, self.max_request_bytes)
+        requests = split_metrics(metrics_data, self._max_request_bytes)
         sent = 0
         result = MetricExportResult.SUCCESS
         for request in requests:
@@ -331,10 +331,10 @@ def pushed_signals(config: Config) -> list[str]:
 
 
 def build_metric_readers(
-    config: Config, health: PushHealth, max_request_bytes: int | None = None
+    config: Config, health: PushHealth
 ) -> tuple[CountingPrometheusReader | None, list[MetricReader]]:
-    """The readers of OTEL_METRICS_EXPORTER: the Prometheus one (if chosen) and the push readers.
-    `max_request_bytes`: largest OTLP request; by default the Collector's default limit for the protocol."""
+    """The readers of OTEL_METRICS_EXPORTER: the Prometheus one (if chosen) and the push readers, whose
+    OTLP requests stay under --otlp.max-request-bytes, by default the Collector's limit for the protocol."""
     prometheus: CountingPrometheusReader | None = None
     readers: list[MetricReader] = []
     for name in config.metrics_exporters:
@@ -343,7 +343,7 @@ def build_metric_readers(
         elif name == "otlp":
             protocol = config.otlp_metrics_protocol
             exporter = BoundedMetricExporter(
-                _otlp_metric_exporter(protocol), max_request_bytes or MAX_REQUEST_BYTES[protocol], health
+                _otlp_metric_exporter(protocol), config.otlp_max_request_bytes or MAX_REQUEST_BYTES[protocol], health
             )
             _capture_exporter_logs()
             readers.append(CountingPeriodicReader(exporter, config.metric_export_interval_s))
