@@ -31,7 +31,7 @@ from otel_chargy.config import ListenAddress
 from otel_chargy.generator import generate_network
 from otel_chargy.history import RefreshHistory
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.publication import publisher
+from otel_chargy.publication import Outputs
 from otel_chargy.redact import Redactor
 from otel_chargy.server import Pages, make_server
 from otel_chargy.webconfig import WebConfig
@@ -58,7 +58,7 @@ def _timed(action: Callable[[], object], repeats: int) -> list[float]:
 
 def measure(placemarks: int, repeats: int) -> dict[str, Any]:
     network = generate_network(placemarks, seed=1)
-    holder = SnapshotHolder(publisher(observations=False, exposition=False), 3600)
+    holder = SnapshotHolder(Outputs(observed=(), exposition=False), 3600)
     holder.publish(network, time.time())
     pages = Pages(holder, None, "/metrics", "benchmark feed", Redactor(["secret-key"]), RefreshHistory())
     targets = {

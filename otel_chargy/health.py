@@ -6,10 +6,10 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from otel_chargy.history import RefreshHistory, RefreshRecord
 from otel_chargy.holder import SnapshotHolder
+from otel_chargy.metrics import SignalHealth
 from otel_chargy.model import SimpleState, Snapshot
 from otel_chargy.outcome import Outcome
 
@@ -38,6 +38,27 @@ class PushHealth:
     healthy: bool
     summary: str
     """One line, e.g. "last export succeeded 12 s ago to collector:4317"."""
+
+
+def push_health_of(signals: Sequence[SignalHealth], now: float) -> tuple[PushHealth, ...]:
+    """What the page says of each pushed signal, from the OTLP exporters' tally."""
+    shown = []
+    for signal in signals:
+        failed_last = signal.last_failure_at is not None and (
+            signal.last_success_at is None or signal.last_failure_at > signal.last_success_at
+        )
+        if signal.exports == 0:
+            summary = "no export yet"
+        elif failed_last and signal.last_failure_at is not None:
+            summary = (
+                f"the last export failed {now - signal.last_failure_at:.0f} s ago: {signal.last_failure_reason}; "
+                f"{signal.failed_exports} of {signal.exports} exports failed"
+            )
+        else:
+            ago = f", the last {now - signal.last_success_at:.0f} s ago" if signal.last_success_at else ""
+            summary = f"{signal.exports - signal.failed_exports} of {signal.exports} exports succeeded{ago}"
+        shown.append(PushHealth(signal.signal, not failed_last, summary))
+    return tuple(shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +193,7 @@ def advise(outcome: Outcome | None, reason: str) -> Advice | None:
 
 
 def read_health(
-    holder: SnapshotHolder[Any],
+    holder: SnapshotHolder,
     history: RefreshHistory | None,
     feed: str,
     push_health: Callable[[], Sequence[PushHealth]] | None = None,

@@ -1,34 +1,45 @@
-"""What a refresh publishes with a snapshot: everything the outputs need, built before the swap."""
+"""What a refresh publishes: one snapshot and what the outputs read of it, built before the swap.
+
+One name, one idea: a refresh turns a `Snapshot` into a `Publication`; the holder keeps the
+publication in service; the callbacks and /metrics read it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from otel_chargy.exposition import SnapshotExposition, render_snapshot
-from otel_chargy.metrics import PreparedObservations, prepare_observations
+from otel_chargy.metrics import MetricSpec, SnapshotObservations, observe_snapshot
 from otel_chargy.model import Snapshot
 
 
 @dataclass(frozen=True, slots=True)
+class Outputs:
+    """What the configured outputs read of a snapshot: each costs memory in proportion to the network,
+    so a publication builds only these."""
+
+    observed: tuple[MetricSpec, ...] = ()
+    """The snapshot metrics that push readers (OTLP, console) collect, as observations."""
+    exposition: bool = False
+    """The snapshot metrics as Prometheus text, for /metrics."""
+
+
+@dataclass(frozen=True, slots=True)
 class Publication:
-    station_count: int
-    connector_count: int
-    observations: PreparedObservations | None
-    """For the push readers (OTLP, console); None when there is none."""
+    snapshot: Snapshot
+    observations: SnapshotObservations
     exposition: SnapshotExposition | None
-    """For the Prometheus endpoint; None when it is off."""
+    """None when the Prometheus endpoint is off."""
+    fetched_at: float
+    """Wall-clock time of the fetch: the feed carries no timestamp of its own."""
+    fetched_monotonic: float
 
 
-def publisher(*, observations: bool, exposition: bool) -> Callable[[Snapshot], Publication]:
-    """Builds only what the configured outputs read: each costs memory in proportion to the network."""
-
-    def publish(snapshot: Snapshot) -> Publication:
-        return Publication(
-            station_count=len(snapshot.stations),
-            connector_count=snapshot.connector_count,
-            observations=prepare_observations(snapshot) if observations else None,
-            exposition=render_snapshot(snapshot) if exposition else None,
-        )
-
-    return publish
+def build_publication(snapshot: Snapshot, outputs: Outputs, fetched_at: float, fetched_monotonic: float) -> Publication:
+    return Publication(
+        snapshot,
+        observe_snapshot(snapshot, outputs.observed),
+        render_snapshot(snapshot) if outputs.exposition else None,
+        fetched_at,
+        fetched_monotonic,
+    )

@@ -18,7 +18,6 @@ from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import FeedError, Outcome, mark_failed
 from otel_chargy.parse import SizeBounds, parse_kml
-from otel_chargy.publication import Publication
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class Refresher:
     def __init__(
         self,
         source: FeedSource,
-        holder: SnapshotHolder[Publication],
+        holder: SnapshotHolder,
         recorder: RefreshRecorder,
         tracer: trace.Tracer,
         refresh_interval_s: float,

@@ -28,7 +28,6 @@ from otel_chargy.health import FeedHealth, PushHealth, read_health
 from otel_chargy.history import RefreshHistory
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.model import Snapshot
-from otel_chargy.publication import Publication
 from otel_chargy.redact import Redactor
 from otel_chargy.reply import PerSnapshot, Reply
 from otel_chargy.status_page import Links, PageQuery, StationView, render_page, static_file
@@ -72,7 +71,7 @@ class Pages:
 
     def __init__(
         self,
-        holder: SnapshotHolder[Publication],
+        holder: SnapshotHolder,
         exposition: Exposition | None,
         telemetry_path: str,
         feed_description: str,

@@ -13,7 +13,7 @@ from pathlib import Path
 from otel_chargy.config import ListenAddress
 from otel_chargy.generator import generate_network
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.publication import publisher
+from otel_chargy.publication import Outputs
 from otel_chargy.redact import Redactor
 from otel_chargy.server import ClientLimits, Pages, make_server
 from otel_chargy.webconfig import WebConfig
@@ -22,7 +22,7 @@ from otel_chargy.webconfig import WebConfig
 @contextmanager
 def serving(limits: ClientLimits | None = None, web_config: WebConfig | None = None) -> Iterator[int]:
     """Serves a small generated network (landing page, /healthz, /readyz; no metrics) and yields the port."""
-    holder = SnapshotHolder(publisher(observations=False, exposition=False), max_staleness_s=3600)
+    holder = SnapshotHolder(Outputs(observed=(), exposition=False), max_staleness_s=3600)
     holder.publish(generate_network(20), time.time())
     pages = Pages(holder, None, "/metrics", "generated network", Redactor([]))
     server = make_server(ListenAddress("127.0.0.1", 0), pages, web_config or WebConfig(), limits)

@@ -12,14 +12,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from otel_chargy.exposition import CountingPrometheusReader, Exposition, SnapshotExposition
+from otel_chargy.exposition import CountingPrometheusReader, Exposition
 from otel_chargy.fetch import FeedSource, HttpSource
-from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import SNAPSHOT_METRICS, OverflowTally, RefreshRecorder, ServedFeed, build_meter_provider
 from otel_chargy.parse import SizeBounds
-from otel_chargy.publication import Publication, publisher
 from otel_chargy.refresh import DEFAULT_MAX_SHRINK, Refresher
-from otel_chargy.telemetry import build_resource
+from otel_chargy.telemetry import build_resource, wire_metrics
 
 
 class Rig:
@@ -48,31 +45,26 @@ class Rig:
             propagate_trace_context=propagate_trace_context,
         )
         holder_arguments: dict[str, Any] = {"monotonic": monotonic} if monotonic else {}
-        self.holder: SnapshotHolder[Publication] = SnapshotHolder(
-            publisher(observations=False, exposition=True), max_staleness_s, **holder_arguments
+        wiring = wire_metrics(
+            prometheus=CountingPrometheusReader(),
+            push_readers=(),
+            resource=build_resource(),
+            max_staleness_s=max_staleness_s,
+            **holder_arguments,
         )
-        overflow = OverflowTally([spec.name for spec in SNAPSHOT_METRICS])
-        reader = CountingPrometheusReader(overflow)
-        served = ServedFeed(lambda: self.holder.status, self._served_counts)
-        self._meter_provider = build_meter_provider([reader], build_resource(), overflow, served)
+        self.holder = wiring.holder
+        self._meter_providers = wiring.providers
         self.refresher = Refresher(
             self.source,
             self.holder,
-            RefreshRecorder([self._meter_provider]),
+            wiring.recorder,
             tracer,
             refresh_interval_s,
             SizeBounds(),
             max_shrink=max_shrink,
         )
-        self.exposition = Exposition(reader, self._served_exposition, lambda: self.holder.version)
-
-    def _served_counts(self) -> tuple[int, int]:
-        published = self.holder.current
-        return (published.prepared.station_count, published.prepared.connector_count) if published else (0, 0)
-
-    def _served_exposition(self) -> SnapshotExposition | None:
-        published = self.holder.current
-        return published.prepared.exposition if published else None
+        assert wiring.exposition is not None
+        self.exposition: Exposition = wiring.exposition
 
     def metrics_text(self) -> str:
         """What /metrics would answer, byte for byte."""
@@ -94,7 +86,8 @@ class Rig:
 
     def close(self) -> None:
         self.source.close()
-        self._meter_provider.shutdown()
+        for provider in self._meter_providers:
+            provider.shutdown()
         self._tracer_provider.shutdown()
 
     def __enter__(self) -> Rig:

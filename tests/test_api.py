@@ -21,7 +21,7 @@ from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
 from otel_chargy.parse import SizeBounds
-from otel_chargy.publication import publisher
+from otel_chargy.publication import Outputs
 from otel_chargy.redact import REDACTED, Redactor, secrets_of_url
 from otel_chargy.refresh import Refresher
 from otel_chargy.server import Pages, make_server
@@ -44,7 +44,7 @@ class Served:
 def _serve(feed_url: str, web_config: WebConfig) -> Iterator[httpx.Client]:
     """otel-chargy's data path and HTTP server in this process, after one refresh of the feed at `feed_url`."""
     source = HttpSource(feed_url, timeout_s=10, max_bytes=50_000_000, tracer=trace.NoOpTracer())
-    holder = SnapshotHolder(publisher(observations=False, exposition=False), 600)
+    holder = SnapshotHolder(Outputs(observed=(), exposition=False), 600)
     history = RefreshHistory()
     refresher = Refresher(source, holder, RefreshRecorder([]), trace.NoOpTracer(), 300, SizeBounds(), history=history)
     refresher.refresh_once()

@@ -1,9 +1,10 @@
-"""The cached Prometheus exposition: byte for byte what the SDK's reader renders, and never stale."""
+"""The cached Prometheus exposition: byte for byte what the SDK's reader renders, one publication a
+response, and never stale."""
 
 from __future__ import annotations
 
 import gzip
-import zlib
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -13,11 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from otel_chargy.exposition import CountingPrometheusReader, Exposition, render_snapshot
 from otel_chargy.generator import generate_network
-from otel_chargy.holder import RefreshStatus, SnapshotHolder
-from otel_chargy.metrics import SNAPSHOT_METRICS, OverflowTally, ServedFeed, build_meter_provider, prepare_observations
+from otel_chargy.holder import Served, SnapshotHolder
+from otel_chargy.metrics import SNAPSHOT_METRICS
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
-from otel_chargy.publication import Publication, publisher
-from otel_chargy.telemetry import build_resource
+from otel_chargy.telemetry import build_resource, wire_metrics
 
 
 def awkward_network() -> Snapshot:
@@ -36,14 +36,14 @@ def awkward_network() -> Snapshot:
 
 
 def reader_rendering(snapshot: Snapshot, encode: Callable[[CollectorRegistry], bytes]) -> bytes:
-    """What the SDK's Prometheus reader renders for the snapshot-sized metrics of `snapshot`."""
-    overflow = OverflowTally([])
-    reader = CountingPrometheusReader(overflow)
-    observations = prepare_observations(snapshot)
-    served = ServedFeed(lambda: RefreshStatus(), lambda: (0, 0), lambda: observations)
-    provider = build_meter_provider([reader], build_resource(), overflow, served)
+    """What the SDK's Prometheus reader renders for the snapshot metrics of `snapshot`, collecting them
+    as a push reader does."""
+    reader = CountingPrometheusReader()
+    wiring = wire_metrics(prometheus=None, push_readers=[reader], resource=build_resource(), max_staleness_s=600)
+    wiring.holder.publish(snapshot, fetched_at=0)
     text = encode(reader.registry).decode()
-    provider.shutdown()
+    for provider in wiring.providers:
+        provider.shutdown()
     names = {spec.prometheus_name for spec in SNAPSHOT_METRICS}
     blocks = ["# HELP " + block for block in text.removesuffix("# EOF\n").split("# HELP ")[1:]]
     return "".join(block for block in blocks if block.split(" ", 3)[2] in names).encode()
@@ -52,35 +52,34 @@ def reader_rendering(snapshot: Snapshot, encode: Callable[[CollectorRegistry], b
 @pytest.mark.parametrize("network", [awkward_network(), generate_network(400, seed=2)], ids=["awkward", "generated"])
 def test_cached_text_is_what_the_reader_renders(network: Snapshot) -> None:
     rendered = render_snapshot(network)
-    assert b"".join(rendered.text) == reader_rendering(network, generate_latest)
-    assert b"".join(rendered.openmetrics) == reader_rendering(network, generate_openmetrics)
+    assert rendered.text == reader_rendering(network, generate_latest)
+    assert rendered.openmetrics == reader_rendering(network, generate_openmetrics)
+    families = {family.name for family in text_string_to_metric_families(rendered.text.decode())}
+    assert families == {spec.prometheus_name for spec in SNAPSHOT_METRICS}
 
 
-def serving(network: Snapshot) -> tuple[Exposition, SnapshotHolder[Publication], list[float]]:
+def serving(network: Snapshot) -> tuple[Exposition, SnapshotHolder, list[float]]:
     now = [0.0]
-    holder = SnapshotHolder(publisher(observations=False, exposition=True), 10, monotonic=lambda: now[0])
-    overflow = OverflowTally([])
-    reader = CountingPrometheusReader(overflow)
-    build_meter_provider([reader], build_resource(), overflow, ServedFeed(lambda: holder.status, lambda: (0, 0)))
-
-    def cached() -> object:
-        published = holder.current
-        return published.prepared.exposition if published else None
-
-    holder.publish(network, fetched_at=0)
-    return Exposition(reader, cached, lambda: holder.version), holder, now  # type: ignore[arg-type]
+    wiring = wire_metrics(
+        prometheus=CountingPrometheusReader(),
+        push_readers=[],
+        resource=build_resource(),
+        max_staleness_s=10,
+        monotonic=lambda: now[0],
+    )
+    assert wiring.exposition is not None
+    wiring.holder.publish(network, fetched_at=0)
+    return wiring.exposition, wiring.holder, now
 
 
 @pytest.mark.parametrize("accept", ["text/plain", "application/openmetrics-text; version=1.0.0"])
-def test_gzip_is_one_valid_member_holding_the_plain_body(accept: str) -> None:
+def test_gzip_holds_the_plain_body(accept: str) -> None:
     exposition, _, _ = serving(generate_network(200, seed=3))
     plain = b"".join(exposition.render(accept, None).chunks)
     compressed = b"".join(exposition.render(accept, "gzip, deflate").chunks)
     assert gzip.decompress(compressed) == plain
-    single_member = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    assert single_member.decompress(compressed) == plain and single_member.eof and not single_member.unused_data
     families = {family.name for family in text_string_to_metric_families(plain.decode().removesuffix("# EOF\n"))}
-    assert {"chargy_connector_state", "chargy_feed_up", "target_info"} <= families
+    assert {"chargy_connector_state", "chargy_station_connectors", "chargy_feed_up", "target_info"} <= families
     if "openmetrics" in accept:
         assert plain.endswith(b"# EOF\n") and plain.count(b"# EOF") == 1
 
@@ -90,10 +89,34 @@ def test_cache_follows_the_snapshot_and_staleness() -> None:
     exposition, holder, now = serving(first)
     response = exposition.render(None, None)
     assert exposition.render(None, None) is response  # served from memory
-    assert render_snapshot(first).text[1] in response.chunks
+    assert render_snapshot(first).text in response.chunks
     holder.publish(second, fetched_at=1)
     changed = exposition.render(None, None)
-    assert render_snapshot(second).text[1] in changed.chunks
+    assert render_snapshot(second).text in changed.chunks
     now[0] += 11  # older than the maximum staleness of 10 s
     stale = b"".join(exposition.render(None, None).chunks)
     assert b"chargy_connector_state{" not in stale and b"chargy_feed_up" in stale
+
+
+def test_a_response_shows_one_publication(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh lands right after every read of the holder: the snapshot text and the feed-health
+    part of each response still come from the same publication."""
+    networks = itertools.cycle([generate_network(size, seed=size) for size in (20, 27, 33)])
+    read = SnapshotHolder.served
+
+    def read_then_refresh(holder: SnapshotHolder) -> Served:
+        served = read(holder)
+        holder.publish(next(networks), fetched_at=0)
+        return served
+
+    monkeypatch.setattr(SnapshotHolder, "served", read_then_refresh)
+    exposition, _, _ = serving(generate_network(10))
+    for _ in range(4):
+        text = b"".join(exposition.render(None, None).chunks).decode()
+        families = {family.name: family for family in text_string_to_metric_families(text)}
+        connectors = len(families["chargy_connector_state"].samples) / 3
+        (feed_connectors,) = families["chargy_feed_connectors"].samples
+        (feed_stations,) = families["chargy_feed_stations"].samples
+        assert feed_connectors.value == connectors
+        assert feed_stations.value == len(families["chargy_station_info"].samples)
+        assert sum(sample.value for sample in families["chargy_network_connectors"].samples) == connectors

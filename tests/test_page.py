@@ -20,7 +20,7 @@ from otel_chargy.history import RefreshHistory, RefreshRecord
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
-from otel_chargy.publication import publisher
+from otel_chargy.publication import Outputs
 from otel_chargy.redact import Redactor
 from otel_chargy.server import Pages
 from otel_chargy.status_page import CONTENT_SECURITY_POLICY, ROWS_PER_PAGE
@@ -187,7 +187,7 @@ def test_with_the_feed_unreachable_the_page_names_the_cause_and_the_next_step(ch
 
 
 def _pages(network: Snapshot, redactor: Redactor | None = None, **options: Any) -> Pages:
-    holder = SnapshotHolder(publisher(observations=False, exposition=False), 600)
+    holder = SnapshotHolder(Outputs(observed=(), exposition=False), 600)
     holder.publish(network, time.time())
     return Pages(holder, None, "/metrics", "test feed", redactor or Redactor([]), **options)
 
@@ -387,7 +387,7 @@ def test_the_page_fits_the_screen_without_sideways_scrolling(
 
 
 def test_before_the_first_refresh_the_page_says_so() -> None:
-    holder = SnapshotHolder(publisher(observations=False, exposition=False), 600)
+    holder = SnapshotHolder(Outputs(observed=(), exposition=False), 600)
     soup = _html(Pages(holder, None, "/metrics", "test feed", Redactor([])), "/")
     health = soup.find(id="health")
     assert health is not None and health.h2 is not None

@@ -10,11 +10,11 @@ from opentelemetry import trace
 from otel_chargy.fetch import Fetched, Validators
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import RefreshRecorder
+from otel_chargy.metrics import SNAPSHOT_METRICS, RefreshRecorder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
 from otel_chargy.parse import SizeBounds
-from otel_chargy.publication import Publication, publisher
+from otel_chargy.publication import Outputs
 from otel_chargy.refresh import DEFAULT_MAX_SHRINK, Refresher
 from tests.service import wait_until
 
@@ -39,8 +39,8 @@ class ScriptedSource:
 
 def refresher_for(
     source: ScriptedSource, interval_s: float = 60, max_shrink: float = DEFAULT_MAX_SHRINK
-) -> tuple[Refresher, SnapshotHolder[Publication]]:
-    holder = SnapshotHolder(publisher(observations=True, exposition=True), max_staleness_s=600)
+) -> tuple[Refresher, SnapshotHolder]:
+    holder = SnapshotHolder(Outputs(SNAPSHOT_METRICS, exposition=True), max_staleness_s=600)
     refresher = Refresher(
         source, holder, RefreshRecorder([]), trace.NoOpTracer(), interval_s, SizeBounds(), max_shrink=max_shrink
     )
@@ -140,9 +140,7 @@ def test_run_refreshes_at_once_and_stops_when_asked() -> None:
 
 def test_holder_withdraws_a_stale_snapshot_but_keeps_it() -> None:
     now = [100.0]
-    holder = SnapshotHolder(
-        publisher(observations=False, exposition=False), max_staleness_s=5, monotonic=lambda: now[0]
-    )
+    holder = SnapshotHolder(Outputs(), max_staleness_s=5, monotonic=lambda: now[0])
     holder.publish(generate_network(2), fetched_at=0)
     assert holder.current is not None
     now[0] += 6
