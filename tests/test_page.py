@@ -178,7 +178,7 @@ def test_with_the_feed_unreachable_the_page_names_the_cause_and_the_next_step(ch
     cause = health.select_one(".cause")
     next_step = health.select_one(".next-step")
     assert cause is not None and next_step is not None
-    assert cause.get_text().startswith("network_error: ") and "connection refused" in cause.get_text()
+    assert cause.get_text().startswith("network_error: ") and "refused the connection" in cause.get_text()
     assert "--kml-url" in next_step.get_text() and "--demo" in next_step.get_text()
     assert TEST_API_KEY not in str(soup) and "API-KEY=REDACTED" in health.get_text()
 
