@@ -25,9 +25,10 @@ def refresh(url: str, interval_s: float) -> None:
         soup = BeautifulSoup(httpx.get(url, timeout=120).content, "xml")
         parsed = []
         for placemark in soup.find_all("Placemark"):
-            station = placemark.find("name").text
+            # Written as the original was: a placemark without a name or value would crash it.
+            station = placemark.find("name").text  # type: ignore[union-attr]
             for data in placemark.find_all("Data", attrs={"name": "chargingdevice"}):
-                device = json.loads(data.find("value").text)
+                device = json.loads(data.find("value").text)  # type: ignore[union-attr]
                 for connector in device.get("connectors", []):
                     state = connector["description"].upper()
                     speed = str(int(connector["maxchspeed"]))

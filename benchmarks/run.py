@@ -7,8 +7,10 @@ For each size: generates a feed with the project's generator, serves it on 127.0
 otel-chargy and benchmarks/naive_exporter.py as subprocesses, and measures refresh time, scrape
 latency (sequential and 8 concurrent clients, plain and gzip), response bytes, peak RSS and CPU
 per scrape; and, in process, the CPU of one collection by a push reader (OTLP) against callbacks that
-build their observations at each collection. Prints a table with ratios (otel-chargy / naive) and
-writes it as JSON.
+build their observations at each collection. Then the OTLP figures of each --otlp.detail level, in
+process: points and requests per export, the largest request (bytes, uncompressed: what the receiver's
+limit counts) under the Collector's default limits (gRPC 4 MiB, HTTP 20 MiB), and CPU per collection.
+Prints tables (ratios otel-chargy / naive) and writes them as JSON.
 Needs the `bench` extra: pip install -e '.[bench]'.
 """
 
@@ -27,19 +29,21 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 
 from otel_chargy.generator import generate_network, render_kml
-from otel_chargy.holder import RefreshStatus
-from otel_chargy.metrics import OverflowTally, ServedFeed, build_meter_provider, prepare_observations
+from otel_chargy.holder import RefreshStatus, Served
+from otel_chargy.metrics import SNAPSHOT_METRICS, Detail, OverflowTally, ServedFeed, build_meter_provider
 from otel_chargy.model import Snapshot
-from otel_chargy.telemetry import build_resource
+from otel_chargy.publication import Outputs, build_publication
+from otel_chargy.telemetry import MAX_REQUEST_BYTES, build_resource, split_metrics, wire_metrics
+from otel_chargy.usage import UsageTracker
 
 HERE = Path(__file__).parent
 # What Prometheus sends: it prefers OpenMetrics.
@@ -175,31 +179,71 @@ def measure(kind: str, feed_url: str, repeats: int, workdir: Path) -> dict[str, 
     return result
 
 
+class KeepingReader(MetricReader):
+    """A push reader that keeps what it collected, so that its export can be measured apart."""
+
+    metrics_data: MetricsData | None = None
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        self.metrics_data = metrics_data
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+def collection_cpu_ms(reader: KeepingReader, repeats: int) -> float:
+    reader.collect(timeout_millis=3_600_000)  # the first collection creates the attribute sets
+    times = []
+    for _ in range(repeats):
+        started = time.process_time()
+        reader.collect(timeout_millis=3_600_000)
+        times.append((time.process_time() - started) * 1000)
+    return statistics.median(times)
+
+
 def otlp_collection_ms(network: Snapshot, repeats: int) -> dict[str, float]:
     """CPU of one collection by a push reader (what an OTLP export collects), in process: otel-chargy's
     callbacks return observations prepared at refresh time; the baseline's build them from the snapshot
     at each collection, as a plain SDK program would."""
-    observations = prepare_observations(network)
-    ours = InMemoryMetricReader()
-    served = ServedFeed(lambda: RefreshStatus(), lambda: (0, 0), lambda: observations)
-    build_meter_provider([ours], build_resource(), OverflowTally([]), served)
-    baseline = InMemoryMetricReader()
-    build_meter_provider(
-        [baseline],
-        build_resource(),
-        OverflowTally([]),
-        replace(served, observations=lambda: prepare_observations(network)),
+    ours = KeepingReader()
+    wire_metrics(prometheus=None, push_readers=[ours], resource=build_resource(), max_staleness_s=3600).holder.publish(
+        network, fetched_at=0
     )
-    result = {}
-    for name, reader in (("otel-chargy", ours), ("naive", baseline)):
-        reader.get_metrics_data()  # the first collection creates the attribute sets
-        times = []
-        for _ in range(repeats):
+    baseline = KeepingReader()
+    outputs = Outputs(observed=SNAPSHOT_METRICS)
+    usage = UsageTracker(3600).observe(network, 0, 0)
+    # Every collection reads the holder once: a publication built per read is the observations built per collection.
+    rebuilt = ServedFeed(lambda: Served(build_publication(network, usage, outputs, 0, 0), RefreshStatus(), 0))
+    build_meter_provider([baseline], build_resource(), rebuilt, OverflowTally([]), SNAPSHOT_METRICS)
+    return {"otel-chargy": collection_cpu_ms(ours, repeats), "naive": collection_cpu_ms(baseline, repeats)}
+
+
+def otlp_figures(network: Snapshot, repeats: int) -> dict[str, dict[str, float]]:
+    """Per --otlp.detail level: points, requests and largest request of one export, CPU per collection."""
+    figures = {}
+    for detail in Detail:
+        reader = KeepingReader()
+        wiring = wire_metrics(
+            prometheus=None, push_readers=[reader], resource=build_resource(), max_staleness_s=3600, detail=detail
+        )
+        wiring.holder.publish(network, fetched_at=0)
+        cpu_ms = collection_cpu_ms(reader, repeats)
+        assert reader.metrics_data is not None
+        points = sum(
+            len(metric.data.data_points)
+            for resource_metrics in reader.metrics_data.resource_metrics
+            for scope_metrics in resource_metrics.scope_metrics
+            for metric in scope_metrics.metrics
+        )
+        level: dict[str, float] = {"points_per_export": points, "collect_cpu_ms": cpu_ms}
+        for protocol, limit in MAX_REQUEST_BYTES.items():
             started = time.process_time()
-            reader.get_metrics_data()
-            times.append((time.process_time() - started) * 1000)
-        result[name] = statistics.median(times)
-    return result
+            requests = split_metrics(reader.metrics_data, limit)
+            level[f"{protocol}_split_cpu_ms"] = (time.process_time() - started) * 1000
+            level[f"{protocol}_requests_per_export"] = len(requests)
+            level[f"{protocol}_largest_request_bytes"] = max(encode_metrics(request).ByteSize() for request in requests)
+        figures[detail.value] = level
+    return figures
 
 
 def main() -> None:
@@ -223,7 +267,9 @@ def main() -> None:
                 server.shutdown()
             for kind, milliseconds in otlp_collection_ms(network, args.repeats).items():
                 figures[kind]["otlp_collect_cpu_ms"] = milliseconds
-            report["sizes"].append({"placemarks": placemarks, "connectors": network.connector_count, **figures})
+            size = {"placemarks": placemarks, "connectors": network.connector_count, **figures}
+            size["otlp"] = otlp_figures(network, args.repeats)
+            report["sizes"].append(size)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
 
@@ -241,6 +287,16 @@ def table(report: dict[str, Any]) -> str:
             theirs = size["naive"][figure]
             ratio = ours / theirs if theirs else float("nan")
             lines.append(f"| {figure} | {ours:,.4g} | {theirs:,.4g} | {ratio:.3g} |")
+        levels = size["otlp"]
+        lines += [
+            "",
+            "OTLP, one export:",
+            "",
+            "| figure | " + " | ".join(levels) + " |",
+            "| --- |" + " ---: |" * len(levels),
+        ]
+        for figure in next(iter(levels.values())):
+            lines.append(f"| {figure} | " + " | ".join(f"{levels[level][figure]:,.4g}" for level in levels) + " |")
         lines.append("")
     return "\n".join(lines)
 

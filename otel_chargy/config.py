@@ -1,34 +1,52 @@
-"""Every setting, read in one place: flags, with environment variables as fallbacks."""
+"""Every setting, read in one place: flags, with environment variables as fallbacks.
+
+SETTINGS is the one table: each row holds a setting's flag, environment variable, default, conversion
+(with its bounds) and help. A value is taken from the flag, else the variable, else the default, and
+converted by the row's conversion; an error names the setting as the user wrote it, the flag or the
+variable, in one line (ConfigError).
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import ipaddress
+import math
 import os
+import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
-from urllib.parse import unquote
+from typing import Any, NoReturn
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from otel_chargy import __version__
 from otel_chargy.parse import DEFAULT_MAX_CONNECTORS
-from otel_chargy.redact import redact_url
-from otel_chargy.webconfig import WebConfig, WebConfigError, load_web_config
+from otel_chargy.redact import redact_url, secrets_of_url
+from otel_chargy.webconfig import WebConfig, load_web_config
 
 # The public URL from the open-data catalogue; the provider may change it, so it is configuration.
 DEFAULT_KML_URL = (
     "https://my.chargy.lu/b2bev-external-services/resources/kml?API-KEY=486ac6e4-93b8-4369-9c6a-28f7c4e1a81f"
 )
-DEFAULT_REFRESH_INTERVAL_S = 300.0
-DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9000"
-DEFAULT_FETCH_TIMEOUT_S = 30.0
 DEFAULT_MAX_BYTES = 50_000_000
 LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("logfmt", "json")
 METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
 TRACES_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
-DEFAULT_METRIC_EXPORT_INTERVAL_MS = 60_000  # the SDK's
-LOG_FORMATS = ("logfmt", "json")
+OTLP_DETAILS = ("connector", "station", "network")
+FEED_SCHEMES = ("http", "https", "file")
+# Paths the server answers itself (/healthz without authentication) and prefixes kept for it: metrics
+# there would be served open, or shadow a page.
+RESERVED_PATHS = ("/healthz", "/readyz", "/api", "/static")
+_MINUTE_S = 60.0
+_DAY_S = 86_400.0
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message is one line that names it as the user wrote it."""
 
 
 @dataclass(frozen=True)
@@ -53,87 +71,532 @@ class Config:
     demo: bool
     log_level: str
     log_format: str
-    metrics_exporters: tuple[str, ...] = ("prometheus",)
-    traces_exporters: tuple[str, ...] = ()
-    otlp_metrics_protocol: str = "grpc"
-    otlp_traces_protocol: str = "grpc"
-    metric_export_interval_s: float = 60.0
+    metrics_exporters: tuple[str, ...]
+    traces_exporters: tuple[str, ...]
+    otlp_metrics_protocol: str
+    otlp_traces_protocol: str
+    metric_export_interval_s: float
     """The OTLP push interval: OTEL_METRIC_EXPORT_INTERVAL, at most the refresh interval."""
-    otlp_header_values: tuple[str, ...] = field(default=(), repr=False)
+    metric_export_timeout_s: float
+    """How long one collection and export may take: OTEL_METRIC_EXPORT_TIMEOUT, else at least the interval."""
+    otlp_detail: str
+    """What OTLP pushes: connector, station or network (metrics.Detail)."""
+    otlp_max_request_bytes: int | None
+    """Largest OTLP metrics request; None: the Collector's default limit for the protocol."""
+    otlp_header_values: tuple[str, ...] = field(repr=False)
     """Values of the OTLP headers (vendor API keys): secrets to redact."""
-    web_config: WebConfig = field(default_factory=WebConfig)
+    web_config: WebConfig
     """TLS and basic auth from --web.config.file."""
-    check_source: str | None = None
+    web_max_connections: int
+    max_shrink: float
+    grafana_url: str | None
+    check_source: str | None = field(repr=False)
     """Set for `otel-chargy check SOURCE`: parse once, report, exit."""
+    written_as: Mapping[str, str] = field(repr=False, compare=False)
+    """Setting -> the name the user gave it (flag or variable), for errors found after loading."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line that names the setting and the reason: no usage dump, no traceback.
-        self.exit(2, f"{self.prog}: error: {message}\n")
+# Conversions: text -> value, or ValueError with the reason (never the text: the caller shows it, redacted).
 
 
-def _number(minimum: float, cast: Callable[[str], float] = float) -> Callable[[str], float]:
+def _number(
+    minimum: float, maximum: float, unit: str = "s", cast: Callable[[str], float] = float
+) -> Callable[[str], float]:
     def convert(text: str) -> float:
         try:
             value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value >= minimum:  # also refuses NaN
-            raise argparse.ArgumentTypeError(f"{text!r} is below the minimum of {minimum:g}")
+            raise ValueError("not a number" if cast is float else "not a whole number") from None
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        if value < minimum:
+            raise ValueError(f"below the minimum of {_figure(minimum)} {unit}")
+        if value > maximum:
+            raise ValueError(f"above the maximum of {_figure(maximum)} {unit}")
         return value
 
     return convert
 
 
-def _count(minimum: int) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        return int(_number(minimum, int)(text.replace("_", "")))
+def _figure(number: float) -> str:
+    return f"{int(number):,}" if number == int(number) else f"{number:g}"
+
+
+def _count(minimum: int, maximum: int, unit: str) -> Callable[[str], float]:
+    return _number(minimum, maximum, unit, int)
+
+
+def _choice(choices: Sequence[str]) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if (value := text.strip().lower()) not in choices:
+            raise ValueError(f"not one of {', '.join(choices)}")
+        return value
 
     return convert
 
 
-def parse_listen_address(text: str) -> ListenAddress:
-    host, separator, port_text = text.rpartition(":")
-    if not separator:
-        raise argparse.ArgumentTypeError(f"{text!r} is not host:port")
-    host = host.removeprefix("[").removesuffix("]")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} has no valid port")
-    return ListenAddress(host or "0.0.0.0", int(port_text))
-
-
-def _telemetry_path(text: str) -> str:
-    if not text.startswith("/") or text == "/":
-        raise argparse.ArgumentTypeError(f"{text!r} must start with / and not be the landing page /")
-    return text
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError("not one of 1, true, yes, 0, false, no")
+    return value in ("1", "true", "yes")
 
 
 def _exporter_list(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
     def convert(text: str) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(name.strip().lower() for name in text.split(",") if name.strip()))
-        unknown = [name for name in names if name not in choices]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)}, comma-separated")
+        if not names or any(name not in choices for name in names):
+            raise ValueError(f"choose from {', '.join(choices)}, comma-separated")
         return tuple(name for name in names if name != "none")
 
     return convert
 
 
-def _otlp_protocol(environ: Mapping[str, str], signal: str) -> str:
-    for variable in (f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        if value := environ.get(variable, "").strip().lower():
-            if value not in OTLP_PROTOCOLS:
-                raise argparse.ArgumentTypeError(f"{variable}: {value!r} is not one of {', '.join(OTLP_PROTOCOLS)}")
-            return value
-    return "grpc"
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 65535:
+        raise ValueError("the port is not a number from 0 to 65535")
+    return int(text)
 
 
-def _environment_number(environ: Mapping[str, str], variable: str, default: float) -> float:
+def _ipv6(text: str) -> str:
     try:
-        return _number(1)(environ.get(variable, str(default)))
-    except argparse.ArgumentTypeError as error:
-        raise argparse.ArgumentTypeError(f"{variable}: {error}") from None
+        return str(ipaddress.IPv6Address(text))
+    except ValueError:
+        raise ValueError("the IPv6 address in [ ] is malformed") from None
+
+
+def parse_listen_address(text: str) -> ListenAddress:
+    host, separator, port_text = text.strip().rpartition(":")
+    if not separator:
+        raise ValueError("not host:port ([::1]:9000 for IPv6)")
+    if host.startswith("[") or host.endswith("]"):
+        if not (host.startswith("[") and host.endswith("]")):
+            raise ValueError("the IPv6 address needs both brackets, as in [::1]:9000")
+        host = _ipv6(host[1:-1])
+    elif ":" in host:
+        raise ValueError("an IPv6 address goes in brackets, as in [::1]:9000")
+    return ListenAddress(host or "0.0.0.0", _port(port_text))
+
+
+def _telemetry_path(text: str) -> str:
+    if not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*", text):
+        raise ValueError("a path starts with / and holds no space, ? or #")
+    if text == "/" or any(text == reserved or text.startswith(f"{reserved}/") for reserved in RESERVED_PATHS):
+        raise ValueError(f"taken by the server: not /, nor {', '.join(RESERVED_PATHS)} or a path under them")
+    return text
+
+
+def _url_parts(text: str) -> SplitResult:
+    if not text.strip():
+        raise ValueError("empty")
+    if text != text.strip() or any(ord(character) < 0x20 or ord(character) == 0x7F for character in text):
+        raise ValueError("holds spaces or control characters at its ends or inside")
+    try:
+        return urlsplit(text)
+    except ValueError:
+        raise ValueError("the host is malformed (an IPv6 address goes whole in [ ])") from None
+
+
+def _check_http_url(parts: SplitResult) -> None:
+    if " " in parts.geturl():
+        raise ValueError("a URL holds no spaces (write %20)")
+    if not parts.hostname:
+        raise ValueError(f"no host after {parts.scheme}://")
+    if parts.netloc.rpartition("@")[2].startswith("["):
+        _ipv6(unquote(parts.hostname).partition("%")[0])
+    try:
+        parts.port  # noqa: B018  # raises on a port out of range or not a number
+    except ValueError:
+        raise ValueError("the port is not a number from 0 to 65535") from None
+
+
+def _feed_url(text: str) -> str:
+    """An http(s) URL with a host, a file:// URL, or a plain path: anything else is a typo that would
+    otherwise be read as a file name (and shown, key included, in every failed refresh)."""
+    parts = _url_parts(text)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        _check_http_url(parts)
+    elif scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path:
+            raise ValueError("a file URL holds an absolute path: file:///path/to/feed.kml")
+    elif scheme:
+        raise ValueError(
+            f"unknown scheme {parts.scheme}://: use {', '.join(f'{s}://' for s in FEED_SCHEMES)} "
+            "or a plain path (./ before a relative path with a colon)"
+        )
+    elif text.startswith("//") or "?" in text or secrets_of_url(text):
+        raise ValueError("not a path, and no scheme: is http:// or https:// missing?")
+    return text
+
+
+def _otlp_endpoint(text: str) -> str:
+    """Checked here so that a typo is one line, not a traceback from the exporter; the SDK reads the
+    variable itself. Without ://, it is host:port, which the gRPC exporter accepts."""
+    parts = _url_parts(text)
+    if "://" in text:
+        if parts.scheme.lower() not in ("http", "https"):
+            raise ValueError(f"unknown scheme {parts.scheme}://: use http:// or https://")
+        _check_http_url(parts)
+    return text
+
+
+def _grafana_url(text: str) -> str:
+    parts = _url_parts(text)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("an http:// or https:// URL")
+    _check_http_url(parts)
+    return text
+
+
+def _web_config(text: str) -> WebConfig:
+    return load_web_config(Path(text))  # WebConfigError is a ValueError
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting. The default is text, converted like a value the user gave, so it meets the same
+    bounds; None means unset (Config derives the value, as help_default says)."""
+
+    dest: str
+    flag: str | None
+    variable: str | None
+    default: str | Callable[[Mapping[str, str]], str] | None
+    convert: Callable[[str], Any]
+    help: str
+    metavar: str | None = None
+    help_default: str | None = None
+    """What --help says of a default that is not plain text."""
+    flag_value: str | None = None
+    """For a flag that takes no value (--demo): the value it stands for."""
+    secret: bool = False
+    """The value may hold a secret: shown redacted in help and errors."""
+
+    def shown(self, text: str) -> str:
+        return redact_url(text) if self.secret else text
+
+
+def _traces_exporter_default(environ: Mapping[str, str]) -> str:
+    endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    return "otlp" if any(environ.get(variable, "").strip() for variable in endpoints) else "none"
+
+
+SETTINGS = (
+    Setting(
+        "kml_url",
+        "--kml-url",
+        "KML_URL",
+        DEFAULT_KML_URL,
+        _feed_url,
+        "the feed: http:// or https:// URL with a host, file:// URL or a plain path",
+        metavar="URL",
+        help_default=f"the public Chargy feed, {redact_url(DEFAULT_KML_URL)}",
+        secret=True,
+    ),
+    Setting(
+        "refresh_interval_s",
+        "--refresh-interval",
+        "CHARGY_REFRESH_INTERVAL",
+        "300",
+        _number(0.5, _DAY_S),
+        "time between refreshes of the feed, 0.5 s to 1 day",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "listen_address",
+        "--web.listen-address",
+        "CHARGY_LISTEN",
+        "0.0.0.0:9000",
+        parse_listen_address,
+        "address of the HTTP server, [::1]:9000 for IPv6",
+        metavar="HOST:PORT",
+    ),
+    Setting(
+        "telemetry_path",
+        "--web.telemetry-path",
+        None,
+        "/metrics",
+        _telemetry_path,
+        "path of the metrics; not /, /healthz, /readyz, /api, /static or a path under them",
+        metavar="PATH",
+    ),
+    Setting(
+        "web_config",
+        "--web.config.file",
+        None,
+        None,
+        _web_config,
+        "TLS and basic auth for the HTTP endpoints, in the Prometheus exporter-toolkit format (/healthz stays open)",
+        metavar="FILE",
+        help_default="none",
+    ),
+    Setting(
+        "web_max_connections",
+        "--web.max-connections",
+        "CHARGY_WEB_MAX_CONNECTIONS",
+        "512",
+        _count(1, 100_000, "connections"),
+        "connections served at once, 1 to 100,000; one more is answered 503 (closed on TLS)",
+        metavar="COUNT",
+    ),
+    Setting(
+        "grafana_url",
+        "--web.external-grafana-url",
+        "CHARGY_GRAFANA_URL",
+        None,
+        _grafana_url,
+        "Grafana's address, linked from the status page",
+        metavar="URL",
+        help_default="none: no link",
+    ),
+    Setting(
+        "max_staleness_s",
+        "--max-staleness",
+        "CHARGY_MAX_STALENESS",
+        None,
+        _number(0.5, 7 * _DAY_S),
+        "age after which the connector series are withdrawn, 0.5 s to 7 days",
+        metavar="SECONDS",
+        help_default="3 x the refresh interval",
+    ),
+    Setting(
+        "fetch_timeout_s",
+        "--fetch-timeout",
+        "CHARGY_FETCH_TIMEOUT",
+        "30",
+        _number(0.1, 10 * _MINUTE_S),
+        "bound on one whole fetch of the feed, 0.1 s to 10 minutes",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "max_bytes",
+        "--max-bytes",
+        "CHARGY_MAX_BYTES",
+        str(DEFAULT_MAX_BYTES),
+        _count(1, 1_000_000_000, "bytes"),
+        "largest feed accepted, after decompression, 1 to 1,000,000,000",
+        metavar="BYTES",
+    ),
+    Setting(
+        "max_connectors",
+        "--max-connectors",
+        "CHARGY_MAX_CONNECTORS",
+        str(DEFAULT_MAX_CONNECTORS),
+        _count(1_000, 10_000_000, "connectors"),
+        "largest network accepted, 1,000 to 10,000,000; placemarks (half as many), XML elements "
+        "(6 times as many) and attributes are bounded in proportion",
+        metavar="COUNT",
+    ),
+    Setting(
+        "max_shrink",
+        "--max-shrink",
+        "CHARGY_MAX_SHRINK",
+        "0.5",
+        _number(0.01, 1, ""),
+        "fraction of the last good snapshot's connectors a refresh may lose before it is refused as `shrunk` "
+        "(accepted the 3rd time in a row), 0.01 to 1; 1 turns the guard off",
+        metavar="FRACTION",
+    ),
+    Setting(
+        "demo",
+        "--demo",
+        "CHARGY_DEMO",
+        "false",
+        _boolean,
+        "serve a generated sample network whose states move, no network needed; excludes --kml-url",
+        help_default="off; CHARGY_DEMO=1 turns it on",
+        flag_value="true",
+    ),
+    Setting(
+        "log_level",
+        "--log.level",
+        "CHARGY_LOG_LEVEL",
+        "info",
+        _choice(LOG_LEVELS),
+        f"least severe level logged: {', '.join(LOG_LEVELS)}",
+        metavar="LEVEL",
+    ),
+    Setting(
+        "log_format",
+        "--log.format",
+        "CHARGY_LOG_FORMAT",
+        "logfmt",
+        _choice(LOG_FORMATS),
+        f"log line format: {', '.join(LOG_FORMATS)}",
+        metavar="FORMAT",
+    ),
+    Setting(
+        "metrics_exporters",
+        "--metrics-exporter",
+        "OTEL_METRICS_EXPORTER",
+        "prometheus",
+        _exporter_list(METRICS_EXPORTERS),
+        f"where metrics go, comma-separated: {', '.join(METRICS_EXPORTERS)}",
+        metavar="NAMES",
+    ),
+    Setting(
+        "otlp_detail",
+        "--otlp.detail",
+        "CHARGY_OTLP_DETAIL",
+        "connector",
+        _choice(OTLP_DETAILS),
+        "what OTLP pushes: connector (every series), station (stations and network totals), network "
+        "(network totals and feed health); /metrics keeps every series",
+        metavar="LEVEL",
+    ),
+    Setting(
+        "otlp_max_request_bytes",
+        "--otlp.max-request-bytes",
+        "CHARGY_OTLP_MAX_REQUEST_BYTES",
+        None,
+        _count(65_536, 1_000_000_000, "bytes"),
+        "largest OTLP metrics request before compression, 65,536 to 1,000,000,000; an export is split to stay under it",
+        metavar="BYTES",
+        help_default="the Collector's limit: 4194304 on gRPC, 20971520 on HTTP",
+    ),
+    Setting(
+        "traces_exporters",
+        "--traces-exporter",
+        "OTEL_TRACES_EXPORTER",
+        _traces_exporter_default,
+        _exporter_list(TRACES_EXPORTERS),
+        f"where refresh traces go: {', '.join(TRACES_EXPORTERS)}",
+        metavar="NAMES",
+        help_default="otlp when an OTLP endpoint is set, else none",
+    ),
+    Setting("otlp_protocol", None, "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", _choice(OTLP_PROTOCOLS), "OTLP protocol"),
+    Setting(
+        "otlp_metrics_protocol",
+        None,
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+        None,
+        _choice(OTLP_PROTOCOLS),
+        "OTLP protocol of metrics",
+    ),
+    Setting(
+        "otlp_traces_protocol",
+        None,
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        None,
+        _choice(OTLP_PROTOCOLS),
+        "OTLP protocol of traces",
+    ),
+    Setting("otlp_endpoint", None, "OTEL_EXPORTER_OTLP_ENDPOINT", None, _otlp_endpoint, "OTLP endpoint", secret=True),
+    Setting(
+        "otlp_metrics_endpoint",
+        None,
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        None,
+        _otlp_endpoint,
+        "OTLP endpoint",
+        secret=True,
+    ),
+    Setting(
+        "otlp_traces_endpoint",
+        None,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        None,
+        _otlp_endpoint,
+        "OTLP endpoint",
+        secret=True,
+    ),
+    Setting(
+        "metric_export_interval_ms",
+        None,
+        "OTEL_METRIC_EXPORT_INTERVAL",
+        "60000",  # the SDK's
+        _number(1, _DAY_S * 1000, "ms"),
+        "OTLP push interval",
+    ),
+    Setting(
+        "metric_export_timeout_ms",
+        None,
+        "OTEL_METRIC_EXPORT_TIMEOUT",
+        None,
+        _number(1, _DAY_S * 1000, "ms"),
+        "OTLP collection and export timeout",
+    ),
+)
+_FLAGS = ("-h", "--help", "--version", *(setting.flag for setting in SETTINGS if setting.flag))
+_VARIABLES = tuple(setting.variable for setting in SETTINGS if setting.variable)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"otel-chargy {__version__}")
+    for setting in SETTINGS:
+        if setting.flag is None:
+            continue
+        default = setting.help_default or setting.shown(str(setting.default))
+        environment = f"env {setting.variable}; " if setting.variable else ""
+        # SUPPRESS: an option not given sets nothing, so `check`'s options cannot overwrite those given before it.
+        options: dict[str, Any] = {"dest": setting.dest, "default": argparse.SUPPRESS}
+        if setting.flag_value is not None:
+            options |= {"action": "store_const", "const": setting.flag_value}
+        else:
+            options |= {"metavar": setting.metavar}
+        help_text = f"{setting.help} ({environment}default {default})"
+        parser.add_argument(setting.flag, help=help_text.replace("%", "%%"), **options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="otel-chargy",
+        description="Serves the live state of the Chargy EV-charging network as OpenTelemetry metrics.",
+        allow_abbrev=False,
+    )
+    _add_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="{check}")
+    check = commands.add_parser(
+        "check",
+        help="parse a feed once and report what it holds",
+        description="Parse a feed once and report stations, devices, connectors by state and parse issues. "
+        "Exit 0 if the feed is usable, 1 if not. Every option applies, before or after `check`.",
+        allow_abbrev=False,
+    )
+    check.add_argument("source", help="URL or file of the feed")
+    _add_options(check)
+    return parser
+
+
+def _refuse_unknown_options(argv: Sequence[str]) -> None:
+    """argparse reads `--misspelt VALUE` as an unknown option followed by a bad subcommand, and says
+    only the latter: every option is checked first, so that the error names it."""
+    for token in argv:
+        if token == "--":
+            return
+        name = token.partition("=")[0]
+        if not token.startswith("-") or name in _FLAGS or _is_number(token):
+            continue
+        close = difflib.get_close_matches(name, _FLAGS, n=1)
+        raise ConfigError(f"unrecognized argument {name}" + (f" (did you mean {close[0]}?)" if close else ""))
+
+
+def _refuse_unknown_variables(environ: Mapping[str, str]) -> None:
+    for variable in sorted(environ):
+        if variable.startswith("CHARGY_") and variable not in _VARIABLES:
+            close = difflib.get_close_matches(variable, _VARIABLES, n=1)
+            raise ConfigError(f"unknown variable {variable}" + (f" (did you mean {close[0]}?)" if close else ""))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _environment_value(environ: Mapping[str, str], variable: str) -> str | None:
+    value = environ.get(variable)
+    # The OpenTelemetry specification reads an empty OTEL_* variable as unset; ours are errors when empty.
+    if value is not None and variable.startswith("OTEL_") and not value.strip():
+        return None
+    return value
 
 
 def _header_values(environ: Mapping[str, str]) -> tuple[str, ...]:
@@ -150,177 +613,85 @@ def _header_values(environ: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _add_fetch_options(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    parser.add_argument(
-        "--fetch-timeout",
-        type=_number(0.1),
-        default=environ.get("CHARGY_FETCH_TIMEOUT", str(DEFAULT_FETCH_TIMEOUT_S)),
-        metavar="SECONDS",
-        help="bound on one whole fetch of the feed (env CHARGY_FETCH_TIMEOUT; default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-bytes",
-        type=_count(1),
-        default=environ.get("CHARGY_MAX_BYTES", str(DEFAULT_MAX_BYTES)),
-        metavar="BYTES",
-        help="largest feed accepted, after decompression (env CHARGY_MAX_BYTES; default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-connectors",
-        type=_count(1_000),
-        default=environ.get("CHARGY_MAX_CONNECTORS", str(DEFAULT_MAX_CONNECTORS)),
-        metavar="COUNT",
-        help="largest network accepted; placemarks (half as many), XML elements (6 times as many) and "
-        "attributes are bounded in proportion (env CHARGY_MAX_CONNECTORS; default %(default)s)",
-    )
-    parser.add_argument(
-        "--log.level",
-        dest="log_level",
-        choices=LOG_LEVELS,
-        default=environ.get("CHARGY_LOG_LEVEL", "info").lower(),
-        help="least severe level logged (env CHARGY_LOG_LEVEL; default %(default)s)",
-    )
-    parser.add_argument(
-        "--log.format",
-        dest="log_format",
-        choices=LOG_FORMATS,
-        default=environ.get("CHARGY_LOG_FORMAT", "logfmt").lower(),
-        help="log line format (env CHARGY_LOG_FORMAT; default %(default)s)",
-    )
-
-
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="otel-chargy",
-        description="Serves the live state of the Chargy EV-charging network as OpenTelemetry metrics.",
-    )
-    parser.add_argument("--version", action="version", version=f"otel-chargy {__version__}")
-    parser.add_argument(
-        "--kml-url",
-        default=environ.get("KML_URL", DEFAULT_KML_URL),
-        metavar="URL",
-        help="the feed: http(s)://, file:// or a path (env KML_URL; default: the public Chargy feed, "
-        f"{redact_url(DEFAULT_KML_URL)})",
-    )
-    parser.add_argument(
-        "--refresh-interval",
-        type=_number(0.5),
-        default=environ.get("CHARGY_REFRESH_INTERVAL", str(DEFAULT_REFRESH_INTERVAL_S)),
-        metavar="SECONDS",
-        help="time between refreshes of the feed (env CHARGY_REFRESH_INTERVAL; default %(default)s)",
-    )
-    parser.add_argument(
-        "--web.listen-address",
-        dest="listen_address",
-        type=parse_listen_address,
-        default=environ.get("CHARGY_LISTEN", DEFAULT_LISTEN_ADDRESS),
-        metavar="HOST:PORT",
-        help="address of the HTTP server, [::1]:9000 for IPv6 (env CHARGY_LISTEN; default %(default)s)",
-    )
-    parser.add_argument(
-        "--web.telemetry-path",
-        dest="telemetry_path",
-        type=_telemetry_path,
-        default="/metrics",
-        metavar="PATH",
-        help="path of the metrics (default %(default)s)",
-    )
-    parser.add_argument(
-        "--web.config.file",
-        dest="web_config_file",
-        type=Path,
-        metavar="FILE",
-        help="TLS and basic auth for the HTTP endpoints, in the Prometheus exporter-toolkit format "
-        "(/healthz stays open)",
-    )
-    parser.add_argument(
-        "--max-staleness",
-        type=_number(0.5),
-        default=environ.get("CHARGY_MAX_STALENESS"),
-        metavar="SECONDS",
-        help="age after which the connector series are withdrawn (env CHARGY_MAX_STALENESS; "
-        "default 3 x the refresh interval)",
-    )
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        default=environ.get("CHARGY_DEMO", "") in ("1", "true", "yes"),
-        help="serve a generated sample network whose states move, no network needed (env CHARGY_DEMO=1)",
-    )
-    has_otlp_endpoint = any(
-        environ.get(variable) for variable in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    )
-    parser.add_argument(
-        "--metrics-exporter",
-        dest="metrics_exporters",
-        type=_exporter_list(METRICS_EXPORTERS),
-        default=environ.get("OTEL_METRICS_EXPORTER", "prometheus"),
-        metavar="NAMES",
-        help=f"where metrics go, comma-separated: {', '.join(METRICS_EXPORTERS)} "
-        "(env OTEL_METRICS_EXPORTER; default %(default)s)",
-    )
-    parser.add_argument(
-        "--traces-exporter",
-        dest="traces_exporters",
-        type=_exporter_list(TRACES_EXPORTERS),
-        default=environ.get("OTEL_TRACES_EXPORTER", "otlp" if has_otlp_endpoint else "none"),
-        metavar="NAMES",
-        help=f"where refresh traces go: {', '.join(TRACES_EXPORTERS)} (env OTEL_TRACES_EXPORTER; "
-        "default otlp when an OTLP endpoint is set, else none)",
-    )
-    _add_fetch_options(parser, environ)
-    commands = parser.add_subparsers(dest="command", metavar="{check}")
-    check = commands.add_parser(
-        "check",
-        help="parse a feed once and report what it holds",
-        description="Parse a feed once and report "
-        "stations, devices, connectors by state and parse issues. Exit 0 if the feed is usable, 1 if not.",
-    )
-    check.add_argument("source", help="URL or file of the feed")
-    _add_fetch_options(check, environ)
-    return parser
+def _read(
+    settings: Sequence[Setting], given: Mapping[str, str], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each setting's value and the name it was given by: flag, else variable, else default."""
+    values: dict[str, Any] = {}
+    written_as: dict[str, str] = {}
+    for setting in settings:
+        name = setting.flag or setting.variable or setting.dest
+        text: str | None
+        if setting.dest in given:
+            text = given[setting.dest]
+        elif setting.variable and (text := _environment_value(environ, setting.variable)) is not None:
+            name = setting.variable
+        else:
+            text = setting.default(environ) if callable(setting.default) else setting.default
+        written_as[setting.dest] = name
+        if text is None:
+            values[setting.dest] = None
+            continue
+        try:
+            values[setting.dest] = setting.convert(text)
+        except ValueError as error:
+            raise ConfigError(f"{name} {setting.shown(text)!r}: {error}") from None
+    return values, written_as
 
 
 def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Reads the settings; an invalid one ends the process with exit code 2 and one line saying why."""
+    """Reads the settings; an invalid one raises ConfigError, whose message is one line naming it."""
     environ = os.environ if environ is None else environ
-    parser = build_parser(environ)
-    args = parser.parse_args(argv)
-    refresh_interval_s: float = args.refresh_interval
-    try:
-        otlp_metrics_protocol = _otlp_protocol(environ, "METRICS")
-        otlp_traces_protocol = _otlp_protocol(environ, "TRACES")
-        export_interval_ms = _environment_number(
-            environ, "OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_METRIC_EXPORT_INTERVAL_MS
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _refuse_unknown_options(argv)
+    _refuse_unknown_variables(environ)
+    args = vars(build_parser().parse_args(argv))
+    values, written_as = _read(SETTINGS, args, environ)
+    if values["demo"] and ("kml_url" in args or _environment_value(environ, "KML_URL") is not None):
+        raise ConfigError(
+            f"{written_as['demo']} and {written_as['kml_url']} exclude each other: the demo serves a generated "
+            "network, not a feed"
         )
-    except argparse.ArgumentTypeError as error:
-        parser.error(str(error))
-    web_config = WebConfig()
-    if args.web_config_file is not None:
+    check_source: str | None = args.get("source")
+    if check_source is not None:
         try:
-            web_config = load_web_config(args.web_config_file)
-        except WebConfigError as error:
-            parser.error(f"--web.config.file {args.web_config_file}: {error}")
-    max_staleness_s: float = args.max_staleness if args.max_staleness is not None else 3 * refresh_interval_s
+            _feed_url(check_source)
+        except ValueError as error:
+            raise ConfigError(f"check source {redact_url(check_source)!r}: {error}") from None
+    refresh_interval_s: float = values["refresh_interval_s"]
+    max_staleness_s: float | None = values["max_staleness_s"]
     return Config(
-        kml_url=args.kml_url,
+        kml_url=values["kml_url"],
         refresh_interval_s=refresh_interval_s,
-        listen_address=args.listen_address,
-        telemetry_path=args.telemetry_path,
-        max_staleness_s=max_staleness_s,
-        fetch_timeout_s=args.fetch_timeout,
-        max_bytes=args.max_bytes,
-        max_connectors=args.max_connectors,
-        demo=args.demo,
-        log_level=args.log_level,
-        log_format=args.log_format,
-        metrics_exporters=args.metrics_exporters,
-        traces_exporters=args.traces_exporters,
-        otlp_metrics_protocol=otlp_metrics_protocol,
-        otlp_traces_protocol=otlp_traces_protocol,
+        listen_address=values["listen_address"],
+        telemetry_path=values["telemetry_path"],
+        max_staleness_s=max_staleness_s if max_staleness_s is not None else 3 * refresh_interval_s,
+        fetch_timeout_s=values["fetch_timeout_s"],
+        max_bytes=values["max_bytes"],
+        max_connectors=values["max_connectors"],
+        demo=values["demo"],
+        log_level=values["log_level"],
+        log_format=values["log_format"],
+        metrics_exporters=values["metrics_exporters"],
+        traces_exporters=values["traces_exporters"],
+        otlp_metrics_protocol=values["otlp_metrics_protocol"] or values["otlp_protocol"],
+        otlp_traces_protocol=values["otlp_traces_protocol"] or values["otlp_protocol"],
         # A push interval longer than the refresh interval would skip snapshots; the SDK's default otherwise.
-        metric_export_interval_s=min(export_interval_ms / 1000, refresh_interval_s),
+        metric_export_interval_s=min(values["metric_export_interval_ms"] / 1000, refresh_interval_s),
+        # The SDK's 30 s bound on a collection was passed at 10 times today's network on a busy 2-core host,
+        # and a collection cut short exports nothing; it may take up to the interval: the next one waits anyway.
+        metric_export_timeout_s=(
+            values["metric_export_timeout_ms"] / 1000
+            if values["metric_export_timeout_ms"] is not None
+            else max(30.0, min(values["metric_export_interval_ms"] / 1000, refresh_interval_s))
+        ),
+        otlp_detail=values["otlp_detail"],
+        otlp_max_request_bytes=values["otlp_max_request_bytes"],
         otlp_header_values=_header_values(environ),
-        web_config=web_config,
-        check_source=args.source if args.command == "check" else None,
+        web_config=values["web_config"] or WebConfig(),
+        web_max_connections=values["web_max_connections"],
+        max_shrink=values["max_shrink"],
+        grafana_url=values["grafana_url"],
+        check_source=check_source,
+        written_as=written_as,
     )

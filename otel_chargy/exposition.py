@@ -1,114 +1,89 @@
-"""The Prometheus endpoint's bytes: the snapshot-sized metrics rendered once per snapshot, the
-feed-health metrics from the SDK's Prometheus reader, both served from memory.
+"""The Prometheus endpoint's bytes: the snapshot metrics rendered once per snapshot, the feed-health
+metrics from the SDK's Prometheus reader, both served from memory.
 
 At 27,000 connectors the SDK's reader takes seconds and hundreds of MB per collection for the
 ~135,000 connector series, and their values only change when a refresh ends. So at refresh time
-`render_snapshot` writes those series as text, once; `tests/test_exposition.py` checks that the
-bytes are exactly what the SDK's reader renders for the same snapshot. A scrape then only joins
-that text (and its gzip, spliced) with the few feed-health series the SDK renders, cached per change.
+`render_snapshot` writes those series as text, once, and `render_usage` the usage counters;
+`tests/test_exposition.py` and `tests/test_usage.py` check that the bytes are exactly what the
+SDK's reader renders for the same snapshot and counters. A scrape then only joins that text with
+the few feed-health series the SDK renders, both from the same publication, and the response
+(and its gzip) is cached until something it shows changes.
 """
 
 from __future__ import annotations
 
-import struct
+import gzip
 import threading
-import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 from prometheus_client.utils import floatToGoString
 
 from otel_chargy.metrics import (
     CONNECTOR_DETAILED_STATE,
     CONNECTOR_MAX_POWER,
     CONNECTOR_STATE,
+    NETWORK_CHARGING_SESSIONS,
+    NETWORK_CONNECTOR_TIME,
+    NETWORK_CONNECTORS,
+    STATION_CHARGING_SESSIONS,
+    STATION_CONNECTOR_TIME,
+    STATION_CONNECTORS,
     STATION_INFO,
     MetricSpec,
     OverflowCounting,
-    OverflowTally,
+    ServedFeed,
+    coordinate_label,
+    network_state_counts,
+    station_state_counts,
 )
 from otel_chargy.model import SimpleState, Snapshot
+from otel_chargy.usage import STATES, UsageTotals, UsageView
 
 # prometheus_client's own number format (Go's), typed for mypy.
 _number_text: Callable[[float], str] = floatToGoString
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-_GZIP_LEVEL = 4  # a fifth larger than level 6, at under half its cost per refresh
+_OPENMETRICS_MEDIA_TYPE = "application/openmetrics-text"
+_GZIP_LEVEL = 4  # a fifth larger than level 6, at under half its cost
 # The OpenMetrics unit of a snapshot metric, as the SDK's reader derives it from the OTel unit.
-_OPENMETRICS_UNIT = {CONNECTOR_MAX_POWER: "watts"}
+_OPENMETRICS_UNIT = {CONNECTOR_MAX_POWER: "watts", STATION_CONNECTOR_TIME: "seconds", NETWORK_CONNECTOR_TIME: "seconds"}
 
 
 class CountingPrometheusReader(OverflowCounting, PrometheusMetricReader):
     """The SDK's Prometheus reader on a registry of its own, counting overflow points as they pass."""
 
-    def __init__(self, overflow: OverflowTally) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         # No otel_scope_* labels: the series keep the original exporter's label sets.
         super().__init__(disable_target_info=False, scope_info_enabled=False, registry=self.registry)
-        self.overflow = overflow
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _sync_deflate(part: bytes) -> bytes:
-    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return compressor.compress(part) + compressor.flush(zlib.Z_SYNC_FLUSH)
-
-
 @dataclass(frozen=True, slots=True)
-class _Deflated:
-    """A section compressed as the start of a gzip member: raw deflate ending in a sync flush
-    (byte-aligned, not final), so that the feed-health part can be appended to it per change."""
-
-    data: bytes
-    crc: int
-    size: int
-
-    @classmethod
-    def of(cls, parts: Sequence[tuple[bytes, bytes]]) -> _Deflated:
-        """From (plain, sync-deflated) parts: deflate sections one after another are one deflate stream."""
-        crc = 0
-        for plain, _ in parts:
-            crc = zlib.crc32(plain, crc)
-        return cls(b"".join(deflated for _, deflated in parts), crc, sum(len(plain) for plain, _ in parts))
-
-    def gzip_with(self, tail: bytes) -> list[bytes]:
-        """A whole gzip member: this section, then `tail`."""
-        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-        tail_data = compressor.compress(tail) + compressor.flush()
-        trailer = struct.pack("<II", zlib.crc32(tail, self.crc), (self.size + len(tail)) & 0xFFFFFFFF)
-        return [_GZIP_HEADER, self.data, tail_data + trailer]
-
-
-@dataclass(frozen=True)
 class SnapshotExposition:
-    """The snapshot-sized metrics of one snapshot, as text and OpenMetrics, plain and deflated."""
+    """The snapshot metrics of one snapshot, as Prometheus text and as OpenMetrics."""
 
-    text: tuple[bytes, ...]
-    openmetrics: tuple[bytes, ...]
-    text_deflated: _Deflated
-    openmetrics_deflated: _Deflated
+    text: bytes
+    openmetrics: bytes
 
 
-def _family(spec: MetricSpec, samples: Iterator[str]) -> tuple[bytes, bytes, bytes]:
-    """(text format header, OpenMetrics header, samples) of one gauge family."""
+def _family(spec: MetricSpec, samples: Iterator[str]) -> tuple[str, str]:
+    """(text format, OpenMetrics) of one gauge family."""
     name = spec.prometheus_name
     # The text format escapes backslash and newline in HELP; OpenMetrics escapes double quotes too.
     text_help = spec.description.replace("\\", r"\\").replace("\n", r"\n")
-    text_header = f"# HELP {name} {text_help}\n"
-    openmetrics_header = f"# HELP {name} {_escape(spec.description)}\n"
     type_line = f"# TYPE {name} gauge\n"
     unit = _OPENMETRICS_UNIT.get(spec)
     unit_line = f"# UNIT {name} {unit}\n" if unit else ""
+    body = "".join(samples)
     return (
-        (text_header + type_line).encode(),
-        (openmetrics_header + type_line + unit_line).encode(),
-        "".join(samples).encode(),
+        f"# HELP {name} {text_help}\n{type_line}{body}",
+        f"# HELP {name} {_escape(spec.description)}\n{type_line}{unit_line}{body}",
     )
 
 
@@ -118,8 +93,9 @@ def render_snapshot(snapshot: Snapshot) -> SnapshotExposition:
         (_escape(connector.name), _escape(device.name), connector.speed, _escape(station.name), connector)
         for station, device, connector in snapshot.connectors()
     ]
+    stations = [(_escape(station.name), station) for station in snapshot.stations]
 
-    def states() -> Iterator[str]:
+    def connector_states() -> Iterator[str]:
         name = CONNECTOR_STATE.prometheus_name
         for connector_name, device, speed, station, connector in connectors:
             rest = f'connector="{connector_name}",device="{device}",speed="{speed}",station="{station}"}}'
@@ -142,36 +118,92 @@ def render_snapshot(snapshot: Snapshot) -> SnapshotExposition:
             value = _number_text(connector.max_power_kw * 1000.0)
             yield f'{name}{{connector="{connector_name}",device="{device}",station="{station}"}} {value}\n'
 
-    def stations() -> Iterator[str]:
+    def station_info() -> Iterator[str]:
         name = STATION_INFO.prometheus_name
-        for station in snapshot.stations:
-            latitude = "" if station.latitude is None else f"{station.latitude}"
-            longitude = "" if station.longitude is None else f"{station.longitude}"
+        for station_name, station in stations:
+            latitude, longitude = coordinate_label(station.latitude), coordinate_label(station.longitude)
             yield (
                 f'{name}{{address="{_escape(station.address)}",latitude="{latitude}",'
-                f'longitude="{longitude}",station="{_escape(station.name)}"}} 1.0\n'
+                f'longitude="{longitude}",station="{station_name}"}} 1.0\n'
             )
 
+    def station_connectors() -> Iterator[str]:
+        name = STATION_CONNECTORS.prometheus_name
+        for station_name, station in stations:
+            for state, count in station_state_counts(station).items():
+                yield f'{name}{{chargy_connector_state="{state.value}",station="{station_name}"}} {count}.0\n'
+
+    def network_connectors() -> Iterator[str]:
+        name = NETWORK_CONNECTORS.prometheus_name
+        for speed, counts in network_state_counts(snapshot).items():
+            for state, count in counts.items():
+                yield f'{name}{{chargy_connector_state="{state.value}",speed="{speed}"}} {count}.0\n'
+
     families = [
-        _family(CONNECTOR_STATE, states()),
+        _family(CONNECTOR_STATE, connector_states()),
         _family(CONNECTOR_DETAILED_STATE, detailed_states()),
         _family(CONNECTOR_MAX_POWER, max_powers()),
-        _family(STATION_INFO, stations()),
+        _family(STATION_INFO, station_info()),
+        _family(STATION_CONNECTORS, station_connectors()),
+        _family(NETWORK_CONNECTORS, network_connectors()),
     ]
-    # Each part is deflated on its own, so the samples are compressed once for both formats.
-    deflated = [tuple((part, _sync_deflate(part)) for part in family) for family in families]
-    text = [part for text_header, _, samples in deflated for part in (text_header, samples)]
-    openmetrics = [part for _, openmetrics_header, samples in deflated for part in (openmetrics_header, samples)]
     return SnapshotExposition(
-        tuple(plain for plain, _ in text),
-        tuple(plain for plain, _ in openmetrics),
-        _Deflated.of(text),
-        _Deflated.of(openmetrics),
+        "".join(text for text, _ in families).encode(), "".join(openmetrics for _, openmetrics in families).encode()
+    )
+
+
+def _counter_family(spec: MetricSpec, samples: Iterable[tuple[str, str, str]]) -> tuple[str, str]:
+    """(text format, OpenMetrics) of one counter family; empty when it has no series, as the SDK's reader
+    leaves it out. `samples` holds (sorted, escaped label text, value text, created text). As the SDK's
+    reader writes them, except `_created`, which it cannot know: OpenMetrics only (the text format has
+    no place for it)."""
+    total = spec.prometheus_name
+    base = total.removesuffix("_total")
+    lines = [
+        (f"{total}{{{labels}}} {value}\n", f"{base}_created{{{labels}}} {created}\n")
+        for labels, value, created in samples
+    ]
+    if not lines:
+        return "", ""
+    text_help = spec.description.replace("\\", r"\\").replace("\n", r"\n")
+    unit = _OPENMETRICS_UNIT.get(spec)
+    unit_line = f"# UNIT {base} {unit}\n" if unit else ""
+    return (
+        f"# HELP {total} {text_help}\n# TYPE {total} counter\n" + "".join(line for line, _ in lines),
+        f"# HELP {base} {_escape(spec.description)}\n# TYPE {base} counter\n{unit_line}"
+        + "".join(line + created for line, created in lines),
+    )
+
+
+def render_usage(usage: UsageView) -> SnapshotExposition:
+    """The usage counters, in the order of USAGE_METRICS; appended to the snapshot's families in a publication."""
+
+    # Each number is written once for both formats.
+    def time_samples(label: str, totals: Mapping[str, UsageTotals]) -> Iterator[tuple[str, str, str]]:
+        for key, counted in totals.items():
+            escaped = _escape(key)
+            created = _number_text(counted.created)
+            for state, seconds in zip(STATES, counted.seconds, strict=True):
+                labels = f'chargy_connector_state="{state.value}",{label}="{escaped}"'
+                yield labels, _number_text(seconds) if seconds else "0.0", created
+
+    def session_samples(label: str, totals: Mapping[str, UsageTotals]) -> Iterator[tuple[str, str, str]]:
+        for key, counted in totals.items():
+            yield f'{label}="{_escape(key)}"', _number_text(counted.sessions), _number_text(counted.created)
+
+    families = [
+        _counter_family(STATION_CONNECTOR_TIME, time_samples("station", usage.stations)),
+        _counter_family(STATION_CHARGING_SESSIONS, session_samples("station", usage.stations)),
+        _counter_family(NETWORK_CONNECTOR_TIME, time_samples("speed", usage.network)),
+        _counter_family(NETWORK_CHARGING_SESSIONS, session_samples("speed", usage.network)),
+    ]
+    return SnapshotExposition(
+        "".join(text for text, _ in families).encode(), "".join(openmetrics for _, openmetrics in families).encode()
     )
 
 
 # Served while no snapshot is (none yet, or older than the maximum staleness): feed health only.
-_NO_SNAPSHOT = SnapshotExposition((), (), _Deflated(b"", 0, 0), _Deflated(b"", 0, 0))
+_NO_SNAPSHOT = SnapshotExposition(b"", b"")
 
 
 @dataclass(frozen=True)
@@ -182,20 +214,18 @@ class Response:
 
 
 class Exposition:
-    """What /metrics answers: the cached snapshot section, then the feed-health part from the SDK's reader.
+    """What /metrics answers: the snapshot text of the publication in service, then the feed-health part
+    the SDK's reader renders for that same publication.
 
-    Every metric changes only when a refresh ends or the snapshot goes stale (`version`), so the
-    feed-health part too is rendered once per change."""
+    Every metric changes only when a refresh ends, the snapshot goes stale or an export is recorded
+    (`changes`), so each response is rendered, and gzipped, once per change."""
 
     def __init__(
-        self,
-        reader: CountingPrometheusReader,
-        snapshot: Callable[[], SnapshotExposition | None],
-        version: Callable[[], object],
+        self, reader: CountingPrometheusReader, feed: ServedFeed, changes: Callable[[], object] = lambda: None
     ) -> None:
         self._reader = reader
-        self._snapshot = snapshot
-        self._version = version
+        self._feed = feed
+        self._changes = changes
         # The reader's collector is not safe for concurrent collections: one render at a time.
         self._lock = threading.Lock()
         self._rendered_version: object = None
@@ -206,21 +236,20 @@ class Exposition:
         gzipped = "gzip" in (accept_encoding or "")
         key = (content_type, gzipped)
         with self._lock:
-            version = self._version()
+            served = self._feed.read()
+            version = (served.version, self._changes())
             if version != self._rendered_version:
                 self._rendered_version = version
                 self._responses.clear()
             response = self._responses.get(key)
             if response is None:
-                live = encoder(self._reader.registry)
-                response = self._responses[key] = self._compose(live, content_type, gzipped)
+                with self._feed.holding(served):
+                    live = encoder(self._reader.registry)
+                publication = served.publication
+                snapshot = publication.exposition if publication and publication.exposition else _NO_SNAPSHOT
+                # By the media type alone: prometheus_client adds parameters (`; escaping=underscores`).
+                openmetrics = content_type.split(";")[0].strip() == _OPENMETRICS_MEDIA_TYPE
+                body = snapshot.openmetrics if openmetrics else snapshot.text
+                chunks = (gzip.compress(body + live, _GZIP_LEVEL, mtime=0),) if gzipped else (body, live)
+                response = self._responses[key] = Response(chunks, content_type, gzipped)
         return response
-
-    def _compose(self, live: bytes, content_type: str, gzipped: bool) -> Response:
-        snapshot = self._snapshot() or _NO_SNAPSHOT
-        # prometheus_client may add parameters (`; escaping=underscores`) to its OpenMetrics content type.
-        openmetrics = content_type.startswith(OPENMETRICS_CONTENT_TYPE.split(";")[0])
-        if gzipped:
-            deflated = snapshot.openmetrics_deflated if openmetrics else snapshot.text_deflated
-            return Response(deflated.gzip_with(live), content_type, True)
-        return Response([*(snapshot.openmetrics if openmetrics else snapshot.text), live], content_type, False)

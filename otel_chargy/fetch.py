@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
-import time
+import socket
+import ssl
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -15,7 +18,7 @@ from opentelemetry import propagate, trace
 
 from otel_chargy import __version__
 from otel_chargy.generator import generate_network, move_states, render_kml
-from otel_chargy.outcome import FeedError, Outcome
+from otel_chargy.outcome import FeedError, Outcome, mark_failed
 from otel_chargy.redact import redact_url
 
 # The provider answers 406 to a request that prefers JSON.
@@ -50,18 +53,124 @@ def _too_large(max_bytes: int) -> FeedError:
     return FeedError(Outcome.TOO_LARGE, f"the feed is larger than the limit of {max_bytes} bytes")
 
 
+def _host_port(url: httpx.URL) -> str:
+    """Where a request went, safe to show: host and port, never the userinfo, path or query."""
+    host = url.host
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _os_error_under(error: BaseException) -> OSError | None:
+    """The operating system's error that httpx and httpcore wrapped, if any."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def describe_failure(error: httpx.HTTPError, url: httpx.URL, timeout_s: float) -> FeedError:
+    """The outcome and the cause of a failed request, in words an operator acts on."""
+    if isinstance(error, httpx.RequestError):
+        with contextlib.suppress(RuntimeError):  # no request attached
+            url = error.request.url  # the host that failed, after any redirect
+    where = _host_port(url)
+    if isinstance(error, httpx.TimeoutException):
+        return FeedError(Outcome.TIMEOUT, f"the feed at {where} did not answer within {timeout_s:g} s")
+    cause = _os_error_under(error)
+    if isinstance(cause, socket.gaierror):
+        return FeedError(Outcome.NETWORK_ERROR, f"name {url.host} not resolved ({cause.strerror})")
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return FeedError(Outcome.NETWORK_ERROR, f"TLS handshake with {where} failed: {cause.verify_message}")
+    if isinstance(cause, ssl.SSLError):
+        during = "TLS handshake with" if isinstance(error, httpx.ConnectError) else "TLS connection to"
+        detail = (cause.reason or "").replace("_", " ").lower() or str(cause.strerror)
+        return FeedError(Outcome.NETWORK_ERROR, f"{during} {where} failed: {detail}")
+    if isinstance(cause, ConnectionRefusedError):
+        return FeedError(Outcome.NETWORK_ERROR, f"connection refused by {where}")
+    if isinstance(cause, ConnectionResetError):
+        return FeedError(Outcome.NETWORK_ERROR, f"connection reset by {where}")
+    if isinstance(error, httpx.RemoteProtocolError):
+        # httpcore's message says what broke ("peer closed connection without sending complete message body").
+        return FeedError(Outcome.NETWORK_ERROR, f"{where} broke off the HTTP exchange: {error}")
+    if cause is not None and cause.strerror:
+        return FeedError(Outcome.NETWORK_ERROR, f"network error with {where}: {cause.strerror}")
+    return FeedError(Outcome.NETWORK_ERROR, f"could not read the feed from {where}: {type(error).__name__}")
+
+
+class _Connections:
+    """The sockets one fetch opened, so that its deadline can cut them wherever the fetch is blocked.
+
+    httpx's timeouts bound each read, not a whole request: a server that sends a byte a second,
+    of its headers or its body, holds a request for as long as it likes (encode/httpx#1450).
+    Shutting a socket down ends any read or write on it at once. Each socket is watched through
+    a duplicate of its descriptor, which stays valid when TLS wraps the original.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._cut = False
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's `trace` request extension: reports each new connection's network stream."""
+        if event != "connection.connect_tcp.complete":
+            return
+        connected = info["return_value"].get_extra_info("socket")
+        if not isinstance(connected, socket.socket):
+            return
+        watched = connected.dup()
+        with self._lock:
+            self._sockets.append(watched)
+            if not self._cut:
+                return
+        self._shut_down(watched)  # connected after the deadline: the fetch was abandoned
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            watched = list(self._sockets)
+        for connection in watched:
+            self._shut_down(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            watched, self._sockets = self._sockets, []
+        for connection in watched:
+            connection.close()
+
+    @staticmethod
+    def _shut_down(connection: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed by its end
+            connection.shutdown(socket.SHUT_RDWR)
+
+
 class HttpSource:
-    def __init__(self, url: str, *, timeout_s: float, max_bytes: int, tracer: trace.Tracer) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float,
+        max_bytes: int,
+        tracer: trace.Tracer,
+        propagate_trace_context: bool = False,
+    ) -> None:
         self._url = url
         self.description = redact_url(url)
         self._timeout_s = timeout_s
         self._max_bytes = max_bytes
         self._tracer = tracer
+        # A traceparent tells the provider something only worth telling when the trace is exported.
+        self._propagate_trace_context = propagate_trace_context
         parts = urlsplit(url)
         self._server_address = parts.hostname or ""
         self._server_port = parts.port or (443 if parts.scheme == "https" else 80)
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_s),
+            # A new connection for every fetch, so that the deadline watches it from its first byte;
+            # polls minutes apart gain nothing from keeping one open.
+            limits=httpx.Limits(max_keepalive_connections=0),
             follow_redirects=True,
             headers={"Accept": ACCEPT, "Accept-Encoding": "gzip", "User-Agent": f"otel-chargy/{__version__}"},
         )
@@ -84,39 +193,83 @@ class HttpSource:
             set_status_on_exception=False,
         ) as span:
             try:
-                return self._get(span, validators)
+                return self._fetch_by_deadline(span, self._request_headers(validators), validators)
             except FeedError as error:
-                span.set_attribute("error.type", error.outcome.value)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, error.reason))
+                mark_failed(span, error.outcome, error.reason)
                 raise
 
-    def _get(self, span: trace.Span, validators: Validators) -> Fetched:
+    def _request_headers(self, validators: Validators) -> dict[str, str]:
         headers: dict[str, str] = {}
         if validators.etag:
             headers["If-None-Match"] = validators.etag
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
-        propagate.inject(headers)
-        # The timeout bounds the whole fetch: a feed that drips a byte at a time must not hold the refresh.
-        deadline = time.monotonic() + self._timeout_s
+        if self._propagate_trace_context:
+            propagate.inject(headers)
+        return headers
+
+    def _fetch_by_deadline(self, span: trace.Span, headers: dict[str, str], validators: Validators) -> Fetched:
+        """The timeout bounds the whole fetch, from name resolution to the last byte: the request runs in
+        a thread of its own, and at the deadline the refresh gives up on it and cuts its connections."""
+        connections = _Connections()
+        status_codes: list[int] = []
+        results: list[Fetched | BaseException] = []
+        finished = threading.Event()
+
+        def fetch() -> None:
+            try:
+                results.append(self._get(headers, validators, connections, status_codes))
+            except BaseException as error:  # handed to the refresh thread, which decides
+                results.append(error)
+            finally:
+                connections.close()
+                finished.set()
+
+        worker = threading.Thread(target=fetch, name="fetch", daemon=True)
+        worker.start()
+        in_time = finished.wait(self._timeout_s)
+        if status_codes:
+            span.set_attribute("http.response.status_code", status_codes[0])
+        if not in_time:
+            connections.cut()
+            where = _host_port(httpx.URL(self._url))
+            raise FeedError(Outcome.TIMEOUT, f"the feed at {where} was not read in full within {self._timeout_s:g} s")
+        worker.join()  # it has finished: this only waits for the thread's own end
+        result = results[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _get(
+        self, headers: dict[str, str], validators: Validators, connections: _Connections, status_codes: list[int]
+    ) -> Fetched:
         try:
-            with self._client.stream("GET", self._url, headers=headers) as response:
-                span.set_attribute("http.response.status_code", response.status_code)
+            with self._client.stream(
+                "GET", self._url, headers=headers, extensions={"trace": connections.trace}
+            ) as response:
+                status_codes.append(response.status_code)
                 if response.status_code == 304:
+                    if not (validators.etag or validators.last_modified):
+                        raise FeedError(
+                            Outcome.HTTP_ERROR,
+                            f"the feed at {_host_port(response.url)} answered 304 Not Modified to a request"
+                            " that named no version to compare with",
+                        )
                     return Fetched(None, validators)
-                if response.status_code >= 400:
-                    raise FeedError(Outcome.HTTP_ERROR, f"the feed answered HTTP {response.status_code}")
+                if not 200 <= response.status_code < 300:
+                    raise FeedError(
+                        Outcome.HTTP_ERROR,
+                        f"the feed at {_host_port(response.url)} answered HTTP {response.status_code}",
+                    )
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > self._max_bytes:
                     raise _too_large(self._max_bytes)
-                body = self._read_body(response, deadline)
+                body = self._read_body(response)
                 return Fetched(body, Validators(response.headers.get("etag"), response.headers.get("last-modified")))
-        except httpx.TimeoutException:
-            raise FeedError(Outcome.TIMEOUT, f"the feed did not answer within {self._timeout_s:g} s") from None
         except httpx.HTTPError as error:
-            raise FeedError(Outcome.NETWORK_ERROR, f"could not read the feed: {type(error).__name__}") from None
+            raise describe_failure(error, httpx.URL(self._url), self._timeout_s) from None
 
-    def _read_body(self, response: httpx.Response, deadline: float) -> bytes:
+    def _read_body(self, response: httpx.Response) -> bytes:
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("identity", "gzip"):
             raise FeedError(Outcome.NETWORK_ERROR, f"the feed used an unsupported content encoding: {encoding[:40]}")
@@ -124,8 +277,6 @@ class HttpSource:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
         body = bytearray()
         for chunk in response.iter_raw():
-            if time.monotonic() > deadline:
-                raise FeedError(Outcome.TIMEOUT, f"the feed was not read within {self._timeout_s:g} s")
             if inflater is None:
                 body += chunk
             else:
@@ -179,11 +330,19 @@ class DemoSource:
         return Fetched(render_kml(self._network))
 
 
-def open_source(url: str, *, timeout_s: float, max_bytes: int, tracer: trace.Tracer) -> FeedSource:
+def open_source(
+    url: str, *, timeout_s: float, max_bytes: int, tracer: trace.Tracer, propagate_trace_context: bool = False
+) -> FeedSource:
     """A source for an http(s) URL, a file:// URL or a plain path."""
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
-        return HttpSource(url, timeout_s=timeout_s, max_bytes=max_bytes, tracer=tracer)
+        return HttpSource(
+            url,
+            timeout_s=timeout_s,
+            max_bytes=max_bytes,
+            tracer=tracer,
+            propagate_trace_context=propagate_trace_context,
+        )
     if scheme == "file":
         return FileSource(Path(urlsplit(url).path), max_bytes=max_bytes)
     return FileSource(Path(url), max_bytes=max_bytes)

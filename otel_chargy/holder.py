@@ -1,27 +1,16 @@
-"""The snapshot in service and how the last refresh went, swapped atomically."""
+"""The publication in service and how the last refresh went, swapped atomically."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Generic, TypeVar
+from dataclasses import dataclass
 
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
-
-Prepared = TypeVar("Prepared")
-
-
-@dataclass(frozen=True, slots=True)
-class Published(Generic[Prepared]):
-    snapshot: Snapshot
-    prepared: Prepared
-    """What the metric callbacks return for this snapshot, built once at refresh time."""
-    fetched_at: float
-    """Wall-clock time of the fetch: the feed carries no timestamp of its own."""
-    fetched_monotonic: float
+from otel_chargy.publication import Outputs, Publication, build_publication, with_usage
+from otel_chargy.usage import UsageTracker
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,40 +22,64 @@ class RefreshStatus:
     last_success_at: float | None = None
 
 
-class SnapshotHolder(Generic[Prepared]):
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What the holder serves at one moment, read at once: what one collection of metrics shows."""
+
+    publication: Publication | None
+    """The publication in service; None when there is none or it is older than the maximum staleness."""
+    status: RefreshStatus
+    generation: int
+
+    @property
+    def version(self) -> tuple[int, bool]:
+        """Changes whenever anything a metric shows could have changed: a refresh, or the snapshot going stale."""
+        return self.generation, self.publication is not None
+
+
+class SnapshotHolder:
     """Readers never block and never see a half-built state: each field is one reference, replaced whole."""
 
     def __init__(
-        self,
-        prepare: Callable[[Snapshot], Prepared],
-        max_staleness_s: float,
-        monotonic: Callable[[], float] = time.monotonic,
+        self, outputs: Outputs, max_staleness_s: float, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
-        self._prepare = prepare
+        self._outputs = outputs
         self._max_staleness_s = max_staleness_s
         self._monotonic = monotonic
-        self._published: Published[Prepared] | None = None
+        self._usage = UsageTracker(max_staleness_s)
+        """Updated by the refresh loop only, like the publication."""
+        self._publication: Publication | None = None
         self._status = RefreshStatus()
         self._generation = 0
-        self._lock = threading.Lock()  # writers only
+        self._lock = threading.Lock()  # writers, and readers of several fields at once
 
     @property
     def max_staleness_s(self) -> float:
         return self._max_staleness_s
 
     def publish(self, snapshot: Snapshot, fetched_at: float) -> None:
-        # Preparing happens before the swap, so the old snapshot serves until the new one is whole.
-        published = Published(snapshot, self._prepare(snapshot), fetched_at, self._monotonic())
+        """A refresh fetched `snapshot` at `fetched_at` (Unix time); it is counted in the usage counters."""
+        now = self._monotonic()
+        usage = self._usage.observe(snapshot, now, fetched_at)
+        # Built before the swap, so the old publication serves until the new one is whole.
+        publication = build_publication(snapshot, usage, self._outputs, fetched_at, now)
         with self._lock:
-            self._published = published
+            self._publication = publication
             self._generation += 1
 
     def confirm(self, fetched_at: float) -> None:
-        """The feed said the snapshot in service is still current: it is as fresh as a new fetch."""
+        """The feed said the snapshot in service is still current: it is as fresh as a new fetch, and
+        counted again in the usage counters."""
+        # Only the refresh loop writes: the publication cannot change between this read and the swap.
+        publication = self._publication
+        if publication is None:
+            return
+        now = self._monotonic()
+        usage = self._usage.observe(publication.snapshot, now, fetched_at)
+        confirmed = with_usage(publication, usage, self._outputs, fetched_at, now)
         with self._lock:
-            if self._published is not None:
-                self._published = replace(self._published, fetched_at=fetched_at, fetched_monotonic=self._monotonic())
-                self._generation += 1
+            self._publication = confirmed
+            self._generation += 1
 
     def record(self, status: RefreshStatus) -> None:
         with self._lock:
@@ -74,23 +87,24 @@ class SnapshotHolder(Generic[Prepared]):
             self._generation += 1
 
     @property
-    def latest(self) -> Published[Prepared] | None:
-        """The last good snapshot, however old."""
-        return self._published
+    def latest(self) -> Publication | None:
+        """The last good publication, however old."""
+        return self._publication
 
     @property
-    def current(self) -> Published[Prepared] | None:
-        """The last good snapshot while it is younger than the maximum staleness, else None."""
-        published = self._published
-        if published is None or self._monotonic() - published.fetched_monotonic > self._max_staleness_s:
+    def current(self) -> Publication | None:
+        """The last good publication while it is younger than the maximum staleness, else None."""
+        return self._fresh(self._publication)
+
+    def _fresh(self, publication: Publication | None) -> Publication | None:
+        if publication is None or self._monotonic() - publication.fetched_monotonic > self._max_staleness_s:
             return None
-        return published
+        return publication
 
     @property
     def status(self) -> RefreshStatus:
         return self._status
 
-    @property
-    def version(self) -> tuple[int, bool]:
-        """Changes whenever anything a metric shows could have changed: a refresh, or the snapshot going stale."""
-        return self._generation, self.current is not None
+    def served(self) -> Served:
+        with self._lock:
+            return Served(self._fresh(self._publication), self._status, self._generation)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -52,9 +53,16 @@ class _Formatter(logging.Formatter):
         return self._redactor(line)
 
 
+# Loggers whose repeated lines are limited: the OTel SDK's, and otel-chargy's report of failed exports.
+_LIMITED_LOGGERS = ("opentelemetry", "otel_chargy.telemetry")
+_NUMBER = re.compile(r"\d+")
+
+
 class _RepeatLimiter(logging.Filter):
-    """The OTel SDK logs every failed export: a collector down for an hour must not flood the log.
-    Each message of the SDK's is let through once per window, with the count of those held back."""
+    """A collector down for an hour must not flood the log: each message of the limited loggers is let
+    through once per window, with the count of those held back. Messages are told apart by their text
+    with numbers left out: "metrics export failed" and "traces export failed" are reported separately,
+    while sizes, ports and retry delays in the SDK's messages make no new message."""
 
     def __init__(self, window_s: float) -> None:
         super().__init__()
@@ -64,9 +72,9 @@ class _RepeatLimiter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith("opentelemetry"):
+        if not record.name.startswith(_LIMITED_LOGGERS):
             return True
-        key = (record.name, str(record.msg))
+        key = (record.name, _NUMBER.sub("#", record.getMessage()))
         now = time.monotonic()
         with self._lock:
             last = self._last_passed.get(key)

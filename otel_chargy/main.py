@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -10,7 +11,7 @@ from types import FrameType
 
 from opentelemetry import trace
 
-from otel_chargy.config import Config, load_config
+from otel_chargy.config import Config, ConfigError, load_config
 from otel_chargy.fetch import Validators, open_source
 from otel_chargy.logs import configure_logging
 from otel_chargy.model import SimpleState
@@ -44,8 +45,20 @@ def _check(config: Config, source_url: str, redactor: Redactor) -> int:
     return 0
 
 
+def _configuration_error(error: ConfigError, argv: Sequence[str]) -> int:
+    # The message shows URLs redacted already; redacting every secret the command line and KML_URL
+    # carry makes sure of it, whatever argparse echoes back.
+    redactor = Redactor([secret for text in (*argv, os.environ.get("KML_URL", "")) for secret in secrets_of_url(text)])
+    print(redactor(f"otel-chargy: error: {error}").replace("\n", " "), file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    config = load_config(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        config = load_config(argv)
+    except ConfigError as error:
+        return _configuration_error(error, argv)
     redactor = Redactor(
         [*secrets_of_url(config.kml_url), *secrets_of_url(config.check_source or ""), *config.otlp_header_values]
     )
@@ -55,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         service = Service(config, redactor)
     except OSError as error:
-        print(f"otel-chargy: error: --web.listen-address {config.listen_address}: {error.strerror}", file=sys.stderr)
+        setting = config.written_as["listen_address"]
+        print(f"otel-chargy: error: {setting} {config.listen_address}: {error.strerror}", file=sys.stderr)
         return 2
     stopping = threading.Event()
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -14,10 +18,13 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 
 from otel_chargy import __version__
-from otel_chargy.holder import RefreshStatus
-from otel_chargy.model import SimpleState, Snapshot
+from otel_chargy.model import SimpleState, Snapshot, Station
 from otel_chargy.outcome import Outcome
 from otel_chargy.parse import ISSUE_KINDS
+from otel_chargy.usage import STATES, UsageTotals, UsageView
+
+if TYPE_CHECKING:
+    from otel_chargy.holder import Served
 
 METER_NAME = "otel_chargy"
 
@@ -53,7 +60,7 @@ CONNECTOR_STATE = MetricSpec(
     "chargy.connector.state",
     "chargy_connector_state",
     Kind.GAUGE,
-    "1",
+    "{connector}",
     f"1 for the connector's current simple state (available, charging, unavailable), 0 for the others. {_CACHED}",
     ("station", "device", "connector", "speed", "chargy_connector_state"),
 )
@@ -61,7 +68,7 @@ CONNECTOR_DETAILED_STATE = MetricSpec(
     "chargy.connector.detailed_state_info",
     "chargy_connector_detailed_state_info",
     Kind.GAUGE,
-    "1",
+    "{connector}",
     f"Always 1; `state` holds the connector's state as the feed gives it, upper-cased. {_CACHED}",
     ("station", "device", "connector", "speed", "state"),
 )
@@ -77,15 +84,31 @@ STATION_INFO = MetricSpec(
     "chargy.station.info",
     "chargy_station_info",
     Kind.GAUGE,
-    "1",
+    "{station}",
     f"Always 1; the station's address and coordinates (WGS 84, empty when unknown). {_CACHED}",
     ("station", "address", "latitude", "longitude"),
+)
+STATION_CONNECTORS = MetricSpec(
+    "chargy.station.connectors",
+    "chargy_station_connectors",
+    Kind.GAUGE,
+    "{connector}",
+    f"Connectors of the station in each simple state (available, charging, unavailable). {_CACHED}",
+    ("station", "chargy_connector_state"),
+)
+NETWORK_CONNECTORS = MetricSpec(
+    "chargy.network.connectors",
+    "chargy_network_connectors",
+    Kind.GAUGE,
+    "{connector}",
+    f"Connectors of the whole network by speed and simple state. {_CACHED}",
+    ("speed", "chargy_connector_state"),
 )
 FEED_UP = MetricSpec(
     "chargy.feed.up",
     "chargy_feed_up",
     Kind.GAUGE,
-    "1",
+    "{feed}",
     "1 when the latest refresh of the feed succeeded, else 0.",
 )
 FEED_LAST_SUCCESS = MetricSpec(
@@ -142,13 +165,23 @@ METRIC_OVERFLOW = MetricSpec(
     ("metric",),
 )
 
+OTLP_EXPORTS = MetricSpec(
+    "chargy.otlp.exports",
+    "chargy_otlp_exports_total",
+    Kind.COUNTER,
+    "{export}",
+    "OTLP exports by signal (metrics, traces) and how they ended (success, failure); "
+    "a failed export's data is lost. 0 for a signal that is not pushed over OTLP.",
+    ("signal", "outcome"),
+)
+
 _USAGE = (
     "Counted at each successful refresh from the states the feed showed at the one before; a gap longer than "
     "--max-staleness counts in no state."
 )
 STATION_CONNECTOR_TIME = MetricSpec(
-    "chargy.station.connector.time",
-    "chargy_station_connector_time_seconds_total",
+    "chargy.station.connector",
+    "chargy_station_connector_seconds_total",
     Kind.COUNTER,
     "s",
     f"Connector-seconds the station's connectors spent in each simple state. {_USAGE}",
@@ -164,8 +197,8 @@ STATION_CHARGING_SESSIONS = MetricSpec(
     ("station",),
 )
 NETWORK_CONNECTOR_TIME = MetricSpec(
-    "chargy.network.connector.time",
-    "chargy_network_connector_time_seconds_total",
+    "chargy.network.connector",
+    "chargy_network_connector_seconds_total",
     Kind.COUNTER,
     "s",
     f"Connector-seconds the network's connectors spent in each simple state, by speed. {_USAGE}",
@@ -181,14 +214,22 @@ NETWORK_CHARGING_SESSIONS = MetricSpec(
     ("speed",),
 )
 
-SNAPSHOT_METRICS = (CONNECTOR_STATE, CONNECTOR_DETAILED_STATE, CONNECTOR_MAX_POWER, STATION_INFO)
-"""The metrics whose size grows with the network."""
+USAGE_METRICS = (STATION_CONNECTOR_TIME, STATION_CHARGING_SESSIONS, NETWORK_CONNECTOR_TIME, NETWORK_CHARGING_SESSIONS)
+"""The usage counters: kept across refreshes (usage.py), published with each snapshot."""
 
-METRICS: tuple[MetricSpec, ...] = (
+SNAPSHOT_METRICS = (
     CONNECTOR_STATE,
     CONNECTOR_DETAILED_STATE,
     CONNECTOR_MAX_POWER,
     STATION_INFO,
+    STATION_CONNECTORS,
+    NETWORK_CONNECTORS,
+    *USAGE_METRICS,
+)
+"""The metrics read from the publication in service, in the order they are registered and rendered."""
+
+METRICS: tuple[MetricSpec, ...] = (
+    *SNAPSHOT_METRICS,
     FEED_UP,
     FEED_LAST_SUCCESS,
     FEED_REFRESHES,
@@ -197,11 +238,37 @@ METRICS: tuple[MetricSpec, ...] = (
     FEED_CONNECTORS,
     FEED_PARSE_ISSUES,
     METRIC_OVERFLOW,
-    STATION_CONNECTOR_TIME,
-    STATION_CHARGING_SESSIONS,
-    NETWORK_CONNECTOR_TIME,
-    NETWORK_CHARGING_SESSIONS,
+    OTLP_EXPORTS,
 )
+
+
+class Detail(StrEnum):
+    """What OTLP pushes (--otlp.detail); each level holds the next one's metrics, and the feed health."""
+
+    CONNECTOR = "connector"
+    STATION = "station"
+    NETWORK = "network"
+
+
+DETAIL_METRICS: Mapping[Detail, tuple[MetricSpec, ...]] = {
+    Detail.CONNECTOR: SNAPSHOT_METRICS,
+    Detail.STATION: (STATION_INFO, STATION_CONNECTORS, NETWORK_CONNECTORS, *USAGE_METRICS),
+    Detail.NETWORK: (NETWORK_CONNECTORS, NETWORK_CONNECTOR_TIME, NETWORK_CHARGING_SESSIONS),
+}
+"""The snapshot metrics pushed at each level."""
+
+# The OTLP -> Prometheus translation of the Collector's Prometheus exporter (contrib 0.114.0):
+# a unit becomes a suffix, `1` on a gauge `_ratio`, a `{...}` annotation nothing; counters gain `_total`.
+_COLLECTOR_UNIT_SUFFIXES = {"s": "_seconds", "W": "_watts"}
+
+
+def collector_prometheus_name(spec: MetricSpec) -> str:
+    """The name the Collector's Prometheus exporter gives `spec` (before its namespace)."""
+    name = spec.name.replace(".", "_")
+    if spec.unit == "1" and spec.kind is Kind.GAUGE:
+        name += "_ratio"
+    name += _COLLECTOR_UNIT_SUFFIXES.get(spec.unit, "")
+    return name + "_total" if spec.kind is Kind.COUNTER else name
 
 
 def metrics_table_markdown() -> str:
@@ -219,42 +286,105 @@ def metrics_table_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedObservations:
-    """One snapshot's observations, built once at refresh time and returned as they are by every collection."""
-
-    connector_state: Sequence[Observation]
-    connector_detailed_state: Sequence[Observation]
-    connector_max_power: Sequence[Observation]
-    station_info: Sequence[Observation]
+def coordinate_label(degrees: float | None) -> str:
+    """A latitude or longitude as the `chargy_station_info` label shows it: empty when unknown."""
+    return "" if degrees is None else f"{degrees}"
 
 
-def prepare_observations(snapshot: Snapshot) -> PreparedObservations:
-    states: list[Observation] = []
-    detailed: list[Observation] = []
-    power: list[Observation] = []
+def station_state_counts(station: Station) -> dict[SimpleState, int]:
+    counts = dict.fromkeys(SimpleState, 0)
+    for device in station.devices:
+        for connector in device.connectors:
+            counts[connector.state] += 1
+    return counts
+
+
+def network_state_counts(snapshot: Snapshot) -> dict[str, dict[SimpleState, int]]:
+    """Connectors by speed (slowest first) and simple state; every state of a speed present, 0 or not."""
+    by_speed = Counter((connector.speed, connector.state) for _, _, connector in snapshot.connectors())
+    speeds = sorted({speed for speed, _ in by_speed}, key=int)
+    return {speed: {state: by_speed[speed, state] for state in SimpleState} for speed in speeds}
+
+
+SnapshotObservations = Mapping[MetricSpec, Sequence[Observation]]
+"""One snapshot's observations, by metric: built once at refresh time, returned as they are by every collection."""
+
+
+def _connector_states(snapshot: Snapshot) -> Iterator[Observation]:
+    for station, device, connector in snapshot.connectors():
+        labels = {"station": station.name, "device": device.name, "connector": connector.name, "speed": connector.speed}
+        for state in SimpleState:
+            yield Observation(int(state is connector.state), {**labels, "chargy_connector_state": state.value})
+
+
+def _connector_detailed_states(snapshot: Snapshot) -> Iterator[Observation]:
     for station, device, connector in snapshot.connectors():
         labels = {"station": station.name, "device": device.name, "connector": connector.name}
-        with_speed = {**labels, "speed": connector.speed}
-        for state in SimpleState:
-            states.append(
-                Observation(int(state is connector.state), {**with_speed, "chargy_connector_state": state.value})
-            )
-        detailed.append(Observation(1, {**with_speed, "state": connector.raw_state}))
-        power.append(Observation(connector.max_power_kw * 1000.0, labels))
-    stations = [
-        Observation(
-            1,
-            {
-                "station": station.name,
-                "address": station.address,
-                "latitude": "" if station.latitude is None else f"{station.latitude}",
-                "longitude": "" if station.longitude is None else f"{station.longitude}",
-            },
-        )
-        for station in snapshot.stations
-    ]
-    return PreparedObservations(states, detailed, power, stations)
+        yield Observation(1, {**labels, "speed": connector.speed, "state": connector.raw_state})
+
+
+def _connector_max_powers(snapshot: Snapshot) -> Iterator[Observation]:
+    for station, device, connector in snapshot.connectors():
+        labels = {"station": station.name, "device": device.name, "connector": connector.name}
+        yield Observation(connector.max_power_kw * 1000.0, labels)
+
+
+def _station_info(snapshot: Snapshot) -> Iterator[Observation]:
+    for station in snapshot.stations:
+        latitude, longitude = coordinate_label(station.latitude), coordinate_label(station.longitude)
+        labels = {"station": station.name, "address": station.address, "latitude": latitude, "longitude": longitude}
+        yield Observation(1, labels)
+
+
+def _station_connectors(snapshot: Snapshot) -> Iterator[Observation]:
+    for station in snapshot.stations:
+        for state, count in station_state_counts(station).items():
+            yield Observation(count, {"station": station.name, "chargy_connector_state": state.value})
+
+
+def _network_connectors(snapshot: Snapshot) -> Iterator[Observation]:
+    for speed, counts in network_state_counts(snapshot).items():
+        for state, count in counts.items():
+            yield Observation(count, {"speed": speed, "chargy_connector_state": state.value})
+
+
+_OBSERVERS: Mapping[MetricSpec, Callable[[Snapshot], Iterator[Observation]]] = {
+    CONNECTOR_STATE: _connector_states,
+    CONNECTOR_DETAILED_STATE: _connector_detailed_states,
+    CONNECTOR_MAX_POWER: _connector_max_powers,
+    STATION_INFO: _station_info,
+    STATION_CONNECTORS: _station_connectors,
+    NETWORK_CONNECTORS: _network_connectors,
+}
+
+
+def observe_snapshot(snapshot: Snapshot, metrics: Collection[MetricSpec]) -> SnapshotObservations:
+    """The observations of the metrics in `metrics` read from the snapshot itself, and only those."""
+    return {spec: list(observer(snapshot)) for spec, observer in _OBSERVERS.items() if spec in metrics}
+
+
+def _connector_time(label: str, totals: Mapping[str, UsageTotals]) -> Iterator[Observation]:
+    for key, usage in totals.items():
+        for state, seconds in zip(STATES, usage.seconds, strict=True):
+            yield Observation(seconds, {label: key, "chargy_connector_state": state.value})
+
+
+def _charging_sessions(label: str, totals: Mapping[str, UsageTotals]) -> Iterator[Observation]:
+    for key, usage in totals.items():
+        yield Observation(usage.sessions, {label: key})
+
+
+_USAGE_OBSERVERS: Mapping[MetricSpec, Callable[[UsageView], Iterator[Observation]]] = {
+    STATION_CONNECTOR_TIME: lambda view: _connector_time("station", view.stations),
+    STATION_CHARGING_SESSIONS: lambda view: _charging_sessions("station", view.stations),
+    NETWORK_CONNECTOR_TIME: lambda view: _connector_time("speed", view.network),
+    NETWORK_CHARGING_SESSIONS: lambda view: _charging_sessions("speed", view.network),
+}
+
+
+def observe_usage(usage: UsageView, metrics: Collection[MetricSpec]) -> SnapshotObservations:
+    """The observations of the usage counters in `metrics`, and only those."""
+    return {spec: list(observer(usage)) for spec, observer in _USAGE_OBSERVERS.items() if spec in metrics}
 
 
 class OverflowTally:
@@ -283,10 +413,11 @@ class OverflowTally:
 class OverflowCounting(MetricReader):
     """Mixed into a reader: counts the overflow points of each collection before the reader handles it."""
 
-    overflow: OverflowTally
+    overflow: OverflowTally | None = None
+    """Set by the wiring (telemetry.wire_metrics), which has one tally for all readers."""
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        if metrics_data is not None:
+        if metrics_data is not None and self.overflow is not None:
             self.overflow.count(metrics_data)
         # The mixin always stands before a concrete reader in the MRO, whose method this reaches.
         super()._receive_metrics(metrics_data, timeout_millis, **kwargs)  # type: ignore[safe-super]
@@ -340,66 +471,181 @@ def _views() -> list[View]:
     ]
 
 
-@dataclass(frozen=True)
-class ServedFeed:
-    """What the callbacks read: accessors over the holder, so that a callback only returns what is ready."""
+@dataclass(frozen=True, slots=True)
+class SignalHealth:
+    """How the OTLP exports of one signal went, for the log, /metrics and the landing page."""
 
-    status: Callable[[], RefreshStatus]
-    counts: Callable[[], tuple[int, int]]
-    """(stations, connectors) of the snapshot in service; (0, 0) when none is."""
-    observations: Callable[[], PreparedObservations | None] | None = None
-    """The snapshot's prepared observations; None leaves the snapshot-sized metrics out of this provider."""
+    signal: str
+    """`metrics` or `traces`."""
+    exports: int = 0
+    failed_exports: int = 0
+    last_success_at: float | None = None
+    last_failure_at: float | None = None
+    last_failure_reason: str | None = None
+    """What the exporter said about the last failure, e.g. `Received message larger than max (...)`."""
+
+
+SIGNALS = ("metrics", "traces")
+
+
+class PushHealth:
+    """Export outcomes of each signal pushed over OTLP, recorded by the exporters' wrappers (telemetry.py)."""
+
+    def __init__(self, pushed: Iterable[str]) -> None:
+        self._pushed = tuple(pushed)
+        # Every signal is counted from 0, so that an alert on failures works before the first export.
+        self._signals = {signal: SignalHealth(signal) for signal in SIGNALS}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def record(self, signal: str, failure_reason: str | None, at: float | None = None) -> None:
+        """One export ended: with `failure_reason` None it succeeded."""
+        at = time.time() if at is None else at
+        with self._lock:
+            health = self._signals.get(signal, SignalHealth(signal))
+            if failure_reason is None:
+                health = replace(health, exports=health.exports + 1, last_success_at=at)
+            else:
+                health = replace(
+                    health,
+                    exports=health.exports + 1,
+                    failed_exports=health.failed_exports + 1,
+                    last_failure_at=at,
+                    last_failure_reason=failure_reason,
+                )
+            self._signals[signal] = health
+            self._generation += 1
+
+    def status(self) -> tuple[SignalHealth, ...]:
+        """One entry per signal pushed over OTLP (none when nothing is)."""
+        with self._lock:
+            return tuple(self._signals[signal] for signal in self._pushed)
+
+    @property
+    def generation(self) -> int:
+        """Changes with every recorded export."""
+        return self._generation
+
+    def observations(self) -> list[Observation]:
+        with self._lock:
+            signals = list(self._signals.values())
+        return [
+            Observation(count, {"signal": health.signal, "outcome": outcome})
+            for health in signals
+            for outcome, count in (
+                ("success", health.exports - health.failed_exports),
+                ("failure", health.failed_exports),
+            )
+        ]
+
+
+class ServedFeed:
+    """What the callbacks of one MeterProvider read: one `Served` per collection.
+
+    The SDK runs a provider's callbacks one after another, in registration order, under one lock:
+    the first callback of a collection pins what the holder serves and the last one unpins it, so
+    that every data point of a collection (and the feed-health gauges with them) comes from the
+    same publication, while a refresh that lands meanwhile swaps freely."""
+
+    def __init__(self, read: Callable[[], Served]) -> None:
+        self.read = read
+        self._given: Served | None = None
+        self._pinned: Served | None = None
+
+    def pin(self) -> None:
+        self._pinned = self._given or self.read()
+
+    def unpin(self) -> None:
+        self._pinned = None
+
+    @property
+    def served(self) -> Served:
+        return self._pinned or self.read()
+
+    @contextmanager
+    def holding(self, served: Served) -> Iterator[None]:
+        """Collections inside this block show `served`: /metrics renders its cached snapshot text and the
+        SDK's feed-health part from the same publication. The caller serialises the collections."""
+        self._given = served
+        try:
+            yield
+        finally:
+            self._given = None
+
+
+Callback = Callable[[CallbackOptions], Iterable[Observation]]
 
 
 def build_meter_provider(
-    readers: Sequence[MetricReader], resource: Resource, overflow: OverflowTally, served: ServedFeed
+    readers: Sequence[MetricReader],
+    resource: Resource,
+    feed: ServedFeed,
+    overflow: OverflowTally,
+    snapshot_metrics: Sequence[MetricSpec] = (),
+    push_health: PushHealth | None = None,
 ) -> MeterProvider:
-    """A MeterProvider with the feed-health instruments, and the snapshot-sized ones when `served` has them."""
+    """A MeterProvider with the feed-health instruments and the snapshot metrics in `snapshot_metrics`."""
     # Shut down by the service, within a bound; not again at exit.
     provider = MeterProvider(metric_readers=readers, resource=resource, views=_views(), shutdown_on_exit=False)
     meter = provider.get_meter(METER_NAME, __version__)
 
-    def feed_observation(value: Callable[[], float | None]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def feed_observation(value: Callable[[Served], float | None]) -> Callback:
         def callback(_: CallbackOptions) -> Iterable[Observation]:
-            observed = value()
+            observed = value(feed.served)
             return () if observed is None else (Observation(observed),)
 
         return callback
 
-    def up() -> int:
-        outcome = served.status().outcome
-        return int(outcome is not None and outcome.succeeded)
+    def snapshot_observations(spec: MetricSpec) -> Callback:
+        def callback(_: CallbackOptions) -> Iterable[Observation]:
+            publication = feed.served.publication
+            return publication.observations.get(spec, ()) if publication is not None else ()
 
-    gauges: dict[MetricSpec, Callable[[CallbackOptions], Iterable[Observation]]] = {
-        FEED_UP: feed_observation(up),
-        FEED_LAST_SUCCESS: feed_observation(lambda: served.status().last_success_at),
-        FEED_STATIONS: feed_observation(lambda: served.counts()[0]),
-        FEED_CONNECTORS: feed_observation(lambda: served.counts()[1]),
-    }
-    if served.observations is not None:
-        prepared = served.observations
+        return callback
 
-        def snapshot_observations(
-            select: Callable[[PreparedObservations], Sequence[Observation]],
-        ) -> Callable[[CallbackOptions], Iterable[Observation]]:
-            def callback(_: CallbackOptions) -> Iterable[Observation]:
-                observations = prepared()
-                return select(observations) if observations is not None else ()
+    def up(served: Served) -> int:
+        return int(served.status.outcome is not None and served.status.outcome.succeeded)
 
-            return callback
+    def stations(served: Served) -> int:
+        return len(served.publication.snapshot.stations) if served.publication else 0
 
-        gauges |= {
-            CONNECTOR_STATE: snapshot_observations(lambda ready: ready.connector_state),
-            CONNECTOR_DETAILED_STATE: snapshot_observations(lambda ready: ready.connector_detailed_state),
-            CONNECTOR_MAX_POWER: snapshot_observations(lambda ready: ready.connector_max_power),
-            STATION_INFO: snapshot_observations(lambda ready: ready.station_info),
-        }
-    for spec, callback in gauges.items():
-        meter.create_observable_gauge(spec.name, [callback], spec.unit, spec.description)
-    meter.create_observable_counter(
-        METRIC_OVERFLOW.name, [lambda _: overflow.observations()], METRIC_OVERFLOW.unit, METRIC_OVERFLOW.description
-    )
+    def connectors(served: Served) -> int:
+        return served.publication.snapshot.connector_count if served.publication else 0
+
+    ordered = [spec for spec in SNAPSHOT_METRICS if spec in snapshot_metrics]
+    callbacks: list[tuple[MetricSpec, Callback]] = [(spec, snapshot_observations(spec)) for spec in ordered]
+    callbacks += [
+        (FEED_UP, feed_observation(up)),
+        (FEED_LAST_SUCCESS, feed_observation(lambda served: served.status.last_success_at)),
+        (FEED_STATIONS, feed_observation(stations)),
+        (FEED_CONNECTORS, feed_observation(connectors)),
+        (METRIC_OVERFLOW, lambda _: overflow.observations()),
+    ]
+    if push_health is not None:
+        callbacks.append((OTLP_EXPORTS, lambda _: push_health.observations()))
+    for index, (spec, callback) in enumerate(callbacks):
+        pinned = _pinning(feed, callback, first=index == 0, last=index == len(callbacks) - 1)
+        if spec.kind is Kind.COUNTER:
+            meter.create_observable_counter(spec.name, [pinned], spec.unit, spec.description)
+        else:
+            meter.create_observable_gauge(spec.name, [pinned], spec.unit, spec.description)
     return provider
+
+
+def _pinning(feed: ServedFeed, callback: Callback, *, first: bool, last: bool) -> Callback:
+    if not (first or last):
+        return callback
+
+    def pinning(options: CallbackOptions) -> Iterable[Observation]:
+        if first:
+            feed.pin()
+        try:
+            return callback(options)
+        finally:
+            if last:
+                feed.unpin()
+
+    return pinning
 
 
 if __name__ == "__main__":

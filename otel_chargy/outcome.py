@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from opentelemetry import trace
+
 
 class Outcome(StrEnum):
     SUCCESS = "success"
@@ -17,6 +19,9 @@ class Outcome(StrEnum):
     FORBIDDEN_XML = "forbidden_xml"
     NOT_KML = "not_kml"
     EMPTY = "empty"
+    """Valid KML without a single usable connector: a feed that changed shape, not an empty network."""
+    SHRUNK = "shrunk"
+    """The feed lost more of the last good snapshot's connectors than the shrink guard allows."""
     INTERNAL_ERROR = "internal_error"
     """A bug in otel-chargy, not a fault of the feed: the loop goes on."""
 
@@ -36,3 +41,9 @@ class FeedError(Exception):
         super().__init__(reason)
         self.outcome = outcome
         self.reason = reason
+
+
+def mark_failed(span: trace.Span, outcome: Outcome, reason: str) -> None:
+    """The span of a step that failed: `error.type` is the outcome, the status says why."""
+    span.set_attribute("error.type", outcome.value)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, reason))

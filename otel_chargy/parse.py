@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder, XMLPullParser
 
 from defusedxml import DefusedXmlException, DTDForbidden
@@ -33,6 +33,8 @@ ISSUE_KINDS: dict[str, str] = {
     "invalid_connector": "a connector entry that is not a JSON object was skipped",
     "invalid_power": "a connector's maxchspeed is missing or not a number; 0 is used",
     "duplicate_connector": "a connector whose station, device and name were already seen was skipped",
+    "duplicate_station": "a placemark named like an earlier one: its devices were added to that station, "
+    "whose address and coordinates were kept",
     "unknown_state": "a connector state not in the state table; it counts as unavailable",
 }
 
@@ -103,7 +105,15 @@ def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
         raise FeedError(Outcome.INVALID_XML, f"the document is not well-formed XML: {error}") from None
     if not stations:
         raise FeedError(Outcome.EMPTY, "the document holds no usable placemark")
-    return Snapshot(stations=tuple(stations), issues=dict(issues))
+    snapshot = Snapshot(stations=tuple(stations), issues=dict(issues))
+    if snapshot.connector_count == 0:
+        # Valid KML whose placemarks lost their devices is a feed that changed shape, not an empty network.
+        counted = ", ".join(f"{kind}: {count}" for kind, count in sorted(issues.items()))
+        raise FeedError(
+            Outcome.EMPTY,
+            f"the document's {len(stations)} stations hold no usable connector" + (f" ({counted})" if counted else ""),
+        )
+    return snapshot
 
 
 def _element_events(body: bytes) -> Iterator[tuple[str, Element, int]]:
@@ -138,12 +148,13 @@ def _read_placemarks(
     """Reads placemarks one at a time. Only the open elements and the placemark being read stay in
     memory: a 30 MB feed never stands whole in memory, and a hostile one cannot make it grow."""
     stations: list[Station] = []
+    station_index: dict[str, int] = {}  # station name -> its place in `stations`
     issues: Counter[str] = Counter()
     seen_connectors: set[tuple[str, str, str]] = set()
     open_elements: list[Element] = []
     max_elements, max_attributes = bounds.elements, bounds.attributes
     placemark_depth = 0  # depth of the placemark being read, 0 outside one
-    placemark_size = outside_size = total_size = placemark_start = total_attributes = 0
+    placemark_size = outside_size = total_size = placemark_start = total_attributes = placemarks = 0
     for event, element, fed in events:
         if event == "start":
             open_elements.append(element)
@@ -187,8 +198,9 @@ def _read_placemarks(
             placemark_depth = 0
             station = _read_station(element, issues, seen_connectors)
             if station is not None:
-                stations.append(station)
-            if len(stations) > bounds.placemarks or len(seen_connectors) > bounds.connectors:
+                placemarks += 1
+                _add_station(station, stations, station_index, issues)
+            if placemarks > bounds.placemarks or len(seen_connectors) > bounds.connectors:
                 raise FeedError(
                     Outcome.TOO_LARGE,
                     f"the document holds over {bounds.placemarks} placemarks or {bounds.connectors} connectors"
@@ -198,6 +210,19 @@ def _read_placemarks(
             # The element that just ended is its parent's last child: dropping it frees it.
             del open_elements[-1][-1]
     return stations, issues
+
+
+def _add_station(station: Station, stations: list[Station], index: dict[str, int], issues: Counter[str]) -> None:
+    """A station name is a label of every series: two placemarks of one name become one station, so that
+    the station has one info series. The first placemark's address and coordinates are kept."""
+    place = index.get(station.name)
+    if place is None:
+        index[station.name] = len(stations)
+        stations.append(station)
+        return
+    issues["duplicate_station"] += 1
+    first = stations[place]
+    stations[place] = replace(first, devices=first.devices + station.devices)
 
 
 def _children(element: Element) -> Iterator[tuple[str, Element]]:

@@ -1,34 +1,74 @@
-"""What a refresh publishes with a snapshot: everything the outputs need, built before the swap."""
+"""What a refresh publishes: one snapshot, the usage counters up to it, and what the outputs read of
+both, built before the swap.
+
+One name, one idea: a refresh turns a `Snapshot` into a `Publication`; the holder keeps the
+publication in service; the callbacks and /metrics read it. The usage counters are part of it, so
+that one collection shows one state of the network and the counters that go with it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from otel_chargy.exposition import SnapshotExposition, render_snapshot
-from otel_chargy.metrics import PreparedObservations, prepare_observations
+from otel_chargy.exposition import SnapshotExposition, render_snapshot, render_usage
+from otel_chargy.metrics import MetricSpec, SnapshotObservations, observe_snapshot, observe_usage
 from otel_chargy.model import Snapshot
+from otel_chargy.usage import UsageView
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """What the configured outputs read of a snapshot: each costs memory in proportion to the network,
+    so a publication builds only these."""
+
+    observed: tuple[MetricSpec, ...] = ()
+    """The snapshot metrics (usage counters included) that push readers (OTLP, console) collect, as observations."""
+    exposition: bool = False
+    """The snapshot metrics and usage counters as Prometheus text, for /metrics."""
 
 
 @dataclass(frozen=True, slots=True)
 class Publication:
-    station_count: int
-    connector_count: int
-    observations: PreparedObservations | None
-    """For the push readers (OTLP, console); None when there is none."""
+    snapshot: Snapshot
+    usage: UsageView
+    """The usage counters up to this snapshot's refresh."""
+    observations: SnapshotObservations
     exposition: SnapshotExposition | None
-    """For the Prometheus endpoint; None when it is off."""
+    """The snapshot's families, then the usage counters'; None when the Prometheus endpoint is off."""
+    fetched_at: float
+    """Wall-clock time of the fetch: the feed carries no timestamp of its own."""
+    fetched_monotonic: float
+    usage_offsets: tuple[int, int] = (0, 0)
+    """Where the usage counters begin in `exposition.text` and `exposition.openmetrics`."""
 
 
-def publisher(*, observations: bool, exposition: bool) -> Callable[[Snapshot], Publication]:
-    """Builds only what the configured outputs read: each costs memory in proportion to the network."""
+def build_publication(
+    snapshot: Snapshot, usage: UsageView, outputs: Outputs, fetched_at: float, fetched_monotonic: float
+) -> Publication:
+    exposition = render_snapshot(snapshot) if outputs.exposition else None
+    offsets = (len(exposition.text), len(exposition.openmetrics)) if exposition is not None else (0, 0)
+    observations = observe_snapshot(snapshot, outputs.observed)
+    snapshot_only = Publication(snapshot, usage, observations, exposition, fetched_at, fetched_monotonic, offsets)
+    return with_usage(snapshot_only, usage, outputs, fetched_at, fetched_monotonic)
 
-    def publish(snapshot: Snapshot) -> Publication:
-        return Publication(
-            station_count=len(snapshot.stations),
-            connector_count=snapshot.connector_count,
-            observations=prepare_observations(snapshot) if observations else None,
-            exposition=render_snapshot(snapshot) if exposition else None,
+
+def with_usage(
+    publication: Publication, usage: UsageView, outputs: Outputs, fetched_at: float, fetched_monotonic: float
+) -> Publication:
+    """`publication` confirmed at a later refresh (a 304): the same snapshot, the counters up to now.
+    Only the counters are built again."""
+    exposition = publication.exposition
+    if exposition is not None:
+        text_at, openmetrics_at = publication.usage_offsets
+        counters = render_usage(usage)
+        exposition = SnapshotExposition(
+            exposition.text[:text_at] + counters.text, exposition.openmetrics[:openmetrics_at] + counters.openmetrics
         )
-
-    return publish
+    return replace(
+        publication,
+        usage=usage,
+        observations={**publication.observations, **observe_usage(usage, outputs.observed)},
+        exposition=exposition,
+        fetched_at=fetched_at,
+        fetched_monotonic=fetched_monotonic,
+    )

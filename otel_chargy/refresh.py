@@ -12,18 +12,21 @@ from dataclasses import dataclass
 from opentelemetry import trace
 
 from otel_chargy.fetch import FeedSource, Validators
+from otel_chargy.history import RefreshHistory, RefreshRecord
 from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
-from otel_chargy.outcome import FeedError, Outcome
+from otel_chargy.outcome import FeedError, Outcome, mark_failed
 from otel_chargy.parse import SizeBounds, parse_kml
-from otel_chargy.publication import Publication
-from otel_chargy.usage_metrics import UsagePublisher
 
 logger = logging.getLogger(__name__)
 
 # After a failure the next try comes sooner: 1 s, 2 s, 4 s ... but never later than the interval.
 _FIRST_RETRY_S = 1.0
+# A feed that lost more than this fraction of the last good snapshot's connectors is refused ...
+DEFAULT_MAX_SHRINK = 0.5
+# ... until it has come this many refreshes in a row: then it is the network, not a glitch.
+SHRINK_CONFIRMATIONS = 3
 
 
 @dataclass(frozen=True)
@@ -37,14 +40,19 @@ class Refresher:
     def __init__(
         self,
         source: FeedSource,
-        holder: SnapshotHolder[Publication],
+        holder: SnapshotHolder,
         recorder: RefreshRecorder,
         tracer: trace.Tracer,
         refresh_interval_s: float,
         bounds: SizeBounds,
-        usage: UsagePublisher | None = None,
+        max_shrink: float = DEFAULT_MAX_SHRINK,
+        history: RefreshHistory | None = None,
     ) -> None:
+        """`max_shrink`: the fraction of the last good snapshot's connectors a new one may lose (1: no guard)."""
+        if not 0 < max_shrink <= 1:
+            raise ValueError(f"max_shrink must be in (0, 1], not {max_shrink}")
         self._source = source
+        self._history = history
         self._bounds = bounds
         self._holder = holder
         self._recorder = recorder
@@ -53,7 +61,8 @@ class Refresher:
         self._body_digest = b""
         self._validators = Validators()
         self._consecutive_failures = 0
-        self._usage = usage
+        self._max_shrink = max_shrink
+        self._shrunk_in_a_row = 0
 
     def refresh_once(self) -> RefreshResult:
         started = time.monotonic()
@@ -67,8 +76,7 @@ class Refresher:
                 result = RefreshResult(Outcome.INTERNAL_ERROR, f"unexpected {type(error).__name__}", None)
             span.set_attribute("chargy.refresh.outcome", result.outcome.value)
             if not result.outcome.succeeded:
-                span.set_attribute("error.type", result.outcome.value)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, result.reason))
+                mark_failed(span, result.outcome, result.reason)
         duration_s = time.monotonic() - started
         self._record(result, duration_s)
         return result
@@ -79,13 +87,11 @@ class Refresher:
         try:
             fetched = self._source.fetch(validators)
             if fetched.body is None:
-                published = self._holder.latest
-                if self._usage is not None and published is not None:
-                    self._usage.refreshed(published.snapshot)  # before the swap: counters and snapshot agree
                 self._holder.confirm(time.time())
                 span.set_attribute("chargy.snapshot.changed", False)
                 return RefreshResult(Outcome.NOT_MODIFIED, "the feed has not changed", None)
             snapshot = self._parse(fetched.body)
+            self._guard_shrink(snapshot, span)
         except FeedError as error:
             span.record_exception(error)
             return RefreshResult(error.outcome, error.reason, None)
@@ -93,8 +99,6 @@ class Refresher:
         changed = digest != self._body_digest
         self._body_digest = digest
         self._validators = fetched.validators
-        if self._usage is not None:
-            self._usage.refreshed(snapshot)  # before the swap: counters and snapshot agree
         self._holder.publish(snapshot, time.time())
         span.set_attributes(
             {
@@ -114,8 +118,7 @@ class Refresher:
             try:
                 snapshot = parse_kml(body, self._bounds)
             except FeedError as error:
-                span.set_attribute("error.type", error.outcome.value)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, error.reason))
+                mark_failed(span, error.outcome, error.reason)
                 raise
             span.set_attributes(
                 {
@@ -127,6 +130,29 @@ class Refresher:
             for kind, count in snapshot.issues.items():
                 span.add_event("chargy.parse_issue", {"kind": kind, "count": count})
             return snapshot
+
+    def _guard_shrink(self, snapshot: Snapshot, span: trace.Span) -> None:
+        """Refuses a snapshot that lost too many connectors, unless it keeps coming."""
+        latest = self._holder.latest
+        if latest is None or self._max_shrink >= 1:
+            return
+        before, after = latest.snapshot.connector_count, snapshot.connector_count
+        if after >= before * (1 - self._max_shrink):
+            return
+        self._shrunk_in_a_row += 1
+        if self._shrunk_in_a_row >= SHRINK_CONFIRMATIONS:
+            span.set_attribute("chargy.feed.shrink_accepted", True)
+            logger.info(
+                "the feed stayed shrunk; its snapshot is accepted",
+                extra={"connectors_before": before, "connectors": after, "refreshes": self._shrunk_in_a_row},
+            )
+            return
+        raise FeedError(
+            Outcome.SHRUNK,
+            f"the feed shrank from {before} to {after} connectors, losing more than the --max-shrink of "
+            f"{self._max_shrink:g}; refused unless it comes {SHRINK_CONFIRMATIONS} refreshes in a row "
+            f"({self._shrunk_in_a_row} so far)",
+        )
 
     def _record(self, result: RefreshResult, duration_s: float) -> None:
         previous = self._holder.status
@@ -141,10 +167,26 @@ class Refresher:
             )
         )
         self._recorder.record_refresh(result.outcome, duration_s, result.snapshot.issues if result.snapshot else {})
+        if self._history is not None:
+            new_snapshot = result.snapshot
+            self._history.record(
+                RefreshRecord(
+                    finished_at,
+                    result.outcome,
+                    result.reason,
+                    duration_s,
+                    len(new_snapshot.stations) if new_snapshot else None,
+                    new_snapshot.connector_count if new_snapshot else None,
+                ),
+                new_snapshot,
+            )
+        if result.outcome is not Outcome.SHRUNK:
+            self._shrunk_in_a_row = 0
         if not succeeded:
-            self._consecutive_failures += 1
+            # A shrunk feed is asked again at the usual interval: the guard must see it hold for a while.
+            self._consecutive_failures = 0 if result.outcome is Outcome.SHRUNK else self._consecutive_failures + 1
             logger.warning(
-                "refresh failed; the last good snapshot stays in service",
+                f"refresh failed; {self._what_is_served()}",
                 extra={"outcome": result.outcome.value, "duration_s": round(duration_s, 3), "reason": result.reason},
             )
             return
@@ -162,6 +204,13 @@ class Refresher:
             },
         )
 
+    def _what_is_served(self) -> str:
+        if self._holder.current is not None:
+            return "the last good snapshot stays in service"
+        if self._holder.latest is not None:
+            return "the last good snapshot is older than the maximum staleness and no longer served"
+        return "no snapshot is served yet"
+
     def next_delay_s(self) -> float:
         """Seconds from the start of the last refresh to the next one."""
         if self._consecutive_failures == 0:
@@ -174,4 +223,7 @@ class Refresher:
         while not stop.is_set():
             started = time.monotonic()
             self.refresh_once()
-            stop.wait(max(0.0, started + self.next_delay_s() - time.monotonic()))
+            delay_s = max(0.0, started + self.next_delay_s() - time.monotonic())
+            if self._history is not None:
+                self._history.expect_next(time.time() + delay_s)
+            stop.wait(delay_s)

@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from http.server import ThreadingHTTPServer
 
 from otel_chargy import __version__
 from otel_chargy.config import Config
-from otel_chargy.exposition import Exposition, SnapshotExposition
 from otel_chargy.fetch import DemoSource, FeedSource, open_source
-from otel_chargy.holder import RefreshStatus, SnapshotHolder
-from otel_chargy.metrics import (
-    METER_NAME,
-    SNAPSHOT_METRICS,
-    OverflowTally,
-    PreparedObservations,
-    RefreshRecorder,
-    ServedFeed,
-    build_meter_provider,
-)
+from otel_chargy.health import push_health_of
+from otel_chargy.history import RefreshHistory
+from otel_chargy.metrics import Detail, PushHealth
 from otel_chargy.parse import SizeBounds
-from otel_chargy.publication import publisher
 from otel_chargy.redact import Redactor
 from otel_chargy.refresh import Refresher
-from otel_chargy.server import Pages, make_server
-from otel_chargy.telemetry import build_metric_readers, build_resource, build_tracer_provider, shut_down
-from otel_chargy.usage_metrics import UsagePublisher, register_usage_counters
+from otel_chargy.server import ClientLimits, Pages, make_server
+from otel_chargy.telemetry import (
+    build_metric_readers,
+    build_resource,
+    build_tracer_provider,
+    pushed_signals,
+    shut_down,
+    wire_metrics,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,72 +38,62 @@ class Service:
     def __init__(self, config: Config, redactor: Redactor) -> None:
         self._config = config
         resource = build_resource()
-        self._tracer_provider = build_tracer_provider(config, resource)
+        self.push_health = PushHealth(pushed_signals(config))
+        """How the OTLP exports of each signal went: for the landing page."""
+        self._tracer_provider = build_tracer_provider(config, resource, self.push_health)
         tracer = self._tracer_provider.get_tracer("otel_chargy", __version__)
         self._source: FeedSource = (
             DemoSource()
             if config.demo
             else open_source(
-                config.kml_url, timeout_s=config.fetch_timeout_s, max_bytes=config.max_bytes, tracer=tracer
+                config.kml_url,
+                timeout_s=config.fetch_timeout_s,
+                max_bytes=config.max_bytes,
+                tracer=tracer,
+                # The feed is a third party: it learns a trace context only when the traces go somewhere.
+                propagate_trace_context=bool(config.traces_exporters),
             )
         )
-        overflow = OverflowTally([spec.name for spec in SNAPSHOT_METRICS])
-        prometheus_reader, push_readers = build_metric_readers(config, overflow)
-        self.holder = SnapshotHolder(
-            publisher(observations=bool(push_readers), exposition=prometheus_reader is not None),
-            config.max_staleness_s,
+        prometheus_reader, push_readers = build_metric_readers(config, self.push_health)
+        wiring = wire_metrics(
+            prometheus=prometheus_reader,
+            push_readers=push_readers,
+            resource=resource,
+            max_staleness_s=config.max_staleness_s,
+            detail=Detail(config.otlp_detail),
+            push_health=self.push_health,
         )
-        self._usage = UsagePublisher(
-            config.max_staleness_s, observations=bool(push_readers), exposition=prometheus_reader is not None
-        )
-        # Two providers, so that the Prometheus reader never collects the snapshot-sized metrics,
-        # which are rendered once per snapshot instead (exposition.py); the push readers collect all.
-        self._meter_providers = []
-        if prometheus_reader is not None:
-            served = ServedFeed(self._status, self._served_counts)
-            self._meter_providers.append(build_meter_provider([prometheus_reader], resource, overflow, served))
-        if push_readers:
-            served = ServedFeed(self._status, self._served_counts, self._served_observations)
-            self._meter_providers.append(build_meter_provider(push_readers, resource, overflow, served))
-            register_usage_counters(
-                self._meter_providers[-1].get_meter(METER_NAME, __version__), self._usage.observations
-            )
-        recorder = RefreshRecorder(self._meter_providers)
+        self.holder = wiring.holder
+        self._meter_providers = wiring.providers
+        history = RefreshHistory()
         self._refresher = Refresher(
             self._source,
             self.holder,
-            recorder,
+            wiring.recorder,
             tracer,
             config.refresh_interval_s,
             SizeBounds(config.max_connectors),
-            usage=self._usage,
+            config.max_shrink,
+            history,
         )
-        exposition = None
-        if prometheus_reader is not None:
-            exposition = Exposition(prometheus_reader, self._served_exposition, lambda: self.holder.version)
-        pages = Pages(self.holder, exposition, config.telemetry_path, self._source.description, redactor)
-        self._server: ThreadingHTTPServer = make_server(config.listen_address, pages, config.web_config)
+        pages = Pages(
+            self.holder,
+            wiring.exposition,
+            config.telemetry_path,
+            self._source.description,
+            redactor,
+            history,
+            grafana_url=config.grafana_url,
+            push_health=lambda: push_health_of(self.push_health.status(), time.time()),
+        )
+        self._server: ThreadingHTTPServer = make_server(
+            config.listen_address, pages, config.web_config, ClientLimits(max_connections=config.web_max_connections)
+        )
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._server.serve_forever, name="http", daemon=True),
             threading.Thread(target=self._refresher.run, args=(self._stop,), name="refresh", daemon=True),
         ]
-
-    def _status(self) -> RefreshStatus:
-        return self.holder.status
-
-    def _served_counts(self) -> tuple[int, int]:
-        published = self.holder.current
-        return (published.prepared.station_count, published.prepared.connector_count) if published else (0, 0)
-
-    def _served_observations(self) -> PreparedObservations | None:
-        published = self.holder.current
-        return published.prepared.observations if published else None
-
-    def _served_exposition(self) -> SnapshotExposition | None:
-        published = self.holder.current
-        # The usage counters are served even while the snapshot is too old to be: they count the past.
-        return self._usage.joined(published.prepared.exposition if published else None)
 
     def start(self) -> None:
         for thread in self._threads:
@@ -122,6 +110,7 @@ class Service:
                 "refresh_interval_s": self._config.refresh_interval_s,
                 "metrics_exporters": ",".join(self._config.metrics_exporters) or "none",
                 "traces_exporters": ",".join(self._config.traces_exporters) or "none",
+                "otlp_detail": self._config.otlp_detail,
             },
         )
 

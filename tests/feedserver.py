@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import socket
+import struct
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,8 +19,14 @@ class FeedResponse:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     """Wait before answering at all."""
+    hold: bool = False
+    """Answer nothing until the test calls `release()` (or the server stops)."""
     drip_interval_s: float | None = None
     """Send the body one byte at a time, this far apart."""
+    drip_headers_interval_s: float | None = None
+    """Send the status line, then header bytes one at a time, this far apart, without end."""
+    reset: bool = False
+    """Read the request, then hang up with a TCP reset instead of an answer."""
     truncate_at: int | None = None
     """Announce the whole body, send this many bytes, then hang up."""
     gzip: bool = False
@@ -35,6 +42,8 @@ class FeedServer:
         self._response = FeedResponse()
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.Lock()
+        self._released = threading.Event()
+        self._stopping = threading.Event()
         feed = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,7 +57,18 @@ class FeedServer:
                     response = feed._response
                     feed.requests.append((self.path, dict(self.headers.items())))
                 if response.delay_s:
-                    time.sleep(response.delay_s)
+                    feed._stopping.wait(response.delay_s)
+                if response.hold:
+                    feed._released.wait()
+                if response.reset:
+                    # A zero linger time makes close() send RST: the client sees "connection reset".
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                if response.drip_headers_interval_s is not None:
+                    self._drip_headers(response.drip_headers_interval_s)
+                    return
                 unchanged = (response.etag is not None and self.headers.get("If-None-Match") == response.etag) or (
                     response.last_modified is not None
                     and self.headers.get("If-Modified-Since") == response.last_modified
@@ -83,13 +103,25 @@ class FeedServer:
                         for index in range(len(body)):
                             self.wfile.write(body[index : index + 1])
                             self.wfile.flush()
-                            time.sleep(response.drip_interval_s)
+                            if feed._stopping.wait(response.drip_interval_s):
+                                break
                     else:
                         self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
                 if not response.announce_length:
                     self.close_connection = True
+
+            def _drip_headers(self, interval_s: float) -> None:
+                self.close_connection = True
+                try:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Padding: ")
+                    self.wfile.flush()
+                    while not feed._stopping.wait(interval_s):
+                        self.wfile.write(b"a")
+                        self.wfile.flush()
+                except OSError:
+                    pass  # the client hung up, as it should
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
@@ -98,13 +130,15 @@ class FeedServer:
                 pass  # clients that hang up (timeouts, size limits) are what the faults are about
 
         self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> FeedServer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._stopping.set()
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -115,6 +149,10 @@ class FeedServer:
     def serve(self, response: FeedResponse) -> None:
         with self._lock:
             self._response = response
+
+    def release(self) -> None:
+        """Lets every held request (`hold=True`) be answered."""
+        self._released.set()
 
     @property
     def request_count(self) -> int:

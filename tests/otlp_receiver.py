@@ -1,4 +1,6 @@
-"""A test OTLP receiver: gRPC (MetricsService, TraceService) and HTTP/protobuf, decoding the real wire format."""
+"""A test OTLP receiver: gRPC (MetricsService, TraceService) and HTTP/protobuf, decoding the real wire format,
+with the OpenTelemetry Collector's default limits: a gRPC message of at most 4 MiB, an HTTP body of at
+most 20 MiB, both after decompression."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 Attributes = dict[str, Any]
 
+COLLECTOR_MAX_GRPC_BYTES = 4 * 1024 * 1024
+COLLECTOR_MAX_HTTP_BYTES = 20 * 1024 * 1024
+
 
 def value_of(any_value: AnyValue) -> Any:
     return getattr(any_value, any_value.WhichOneof("value")) if any_value.WhichOneof("value") else None
@@ -27,9 +32,14 @@ def attributes_of(key_values: Any) -> Attributes:
 
 
 class OtlpReceiver:
-    def __init__(self) -> None:
+    def __init__(
+        self, max_grpc_bytes: int = COLLECTOR_MAX_GRPC_BYTES, max_http_bytes: int = COLLECTOR_MAX_HTTP_BYTES
+    ) -> None:
         self._lock = threading.Lock()
         self.metric_requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
+        self.metric_request_sizes: list[int] = []
+        """Bytes of each metrics request received, after decompression."""
+        self.refused_http_bodies: list[int] = []
         self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self.received_bytes: list[bytes] = []
         """Every byte that reached the receiver: bodies and header or metadata values."""
@@ -46,7 +56,10 @@ class OtlpReceiver:
                 receiver._record(request, dict(context.invocation_metadata()), request.SerializeToString())
                 return trace_service_pb2.ExportTraceServiceResponse()
 
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        # gRPC refuses a larger message itself, as the Collector does: "Received message larger than max".
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.max_receive_message_length", max_grpc_bytes)]
+        )
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._grpc)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._grpc)
         self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
@@ -58,6 +71,11 @@ class OtlpReceiver:
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
+                if len(body) > max_http_bytes:
+                    with receiver._lock:
+                        receiver.refused_http_bodies.append(len(body))
+                    self.send_error(413, "Request Entity Too Large")
+                    return
                 request: Any
                 if self.path == "/v1/metrics":
                     request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
@@ -84,6 +102,7 @@ class OtlpReceiver:
         with self._lock:
             if isinstance(request, metrics_service_pb2.ExportMetricsServiceRequest):
                 self.metric_requests.append(request)
+                self.metric_request_sizes.append(len(body))
             else:
                 self.trace_requests.append(request)
             self.headers.append(headers)
@@ -119,6 +138,19 @@ class OtlpReceiver:
                         if metric.name == name and points_of(metric):
                             return attributes_of(resource_metrics.resource.attributes), metric
         return None
+
+    def metric_points(self) -> list[tuple[str, Any]]:
+        """(metric name, data point) of every metrics request received so far."""
+        with self._lock:
+            requests = list(self.metric_requests)
+        return [
+            (metric.name, point)
+            for request in requests
+            for resource_metrics in request.resource_metrics
+            for scope_metrics in resource_metrics.scope_metrics
+            for metric in scope_metrics.metrics
+            for point in points_of(metric)
+        ]
 
     def spans(self) -> list[tuple[Attributes, Span]]:
         with self._lock:

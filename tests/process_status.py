@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def status_kib(field: str) -> int:
-    """A memory field of /proc/self/status (VmRSS, VmHWM, …) in KiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def status_kib(field: str, pid: int | str = "self") -> int:
+    """A memory field of /proc/<pid>/status (VmRSS, VmHWM, …) in KiB; this process's by default."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise LookupError(field)

@@ -16,21 +16,17 @@ import os
 import random
 import sys
 import threading
-from dataclasses import replace
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_chargy.exposition import CountingPrometheusReader, Exposition
+from otel_chargy.exposition import CountingPrometheusReader
 from otel_chargy.fetch import HttpSource
 from otel_chargy.generator import generate_network, move_states, render_kml
-from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import OverflowTally, PreparedObservations, RefreshRecorder, ServedFeed, build_meter_provider
 from otel_chargy.parse import SizeBounds
-from otel_chargy.publication import Publication, publisher
 from otel_chargy.refresh import Refresher
-from otel_chargy.telemetry import build_resource
+from otel_chargy.telemetry import build_resource, wire_metrics
 from tests.feedserver import FeedResponse, FeedServer
 from tests.process_status import status_kib
 
@@ -86,30 +82,20 @@ def main() -> None:
 
     # The service's wiring for both kinds of reader: the Prometheus endpoint's cached exposition,
     # and a reader that collects every connector through the SDK, as an OTLP reader does.
-    holder: SnapshotHolder[Publication] = SnapshotHolder(
-        publisher(observations=True, exposition=True), max_staleness_s=3600
+    push_reader = InMemoryMetricReader()
+    wiring = wire_metrics(
+        prometheus=CountingPrometheusReader(),
+        push_readers=[push_reader],
+        resource=build_resource(),
+        max_staleness_s=3600,
     )
-
-    def observations() -> PreparedObservations | None:
-        published = holder.current
-        return published.prepared.observations if published else None
-
-    overflow = OverflowTally([])
-    prometheus_reader, push_reader = CountingPrometheusReader(overflow), InMemoryMetricReader()
-    served = ServedFeed(lambda: holder.status, lambda: (0, 0))
-    providers = [
-        build_meter_provider([prometheus_reader], build_resource(), overflow, served),
-        build_meter_provider([push_reader], build_resource(), overflow, replace(served, observations=observations)),
-    ]
-    recorder = RefreshRecorder(providers)
-    exposition = Exposition(
-        prometheus_reader, lambda: holder.latest.prepared.exposition if holder.latest else None, lambda: holder.version
-    )
+    holder, exposition = wiring.holder, wiring.exposition
+    assert exposition is not None
     outcomes: dict[str, int] = {}
 
     with FeedServer() as feed:
         source = HttpSource(feed.url(), timeout_s=10, max_bytes=50_000_000, tracer=TracerProvider().get_tracer("soak"))
-        refresher = Refresher(source, holder, recorder, TracerProvider().get_tracer("soak"), 60, SizeBounds())
+        refresher = Refresher(source, holder, wiring.recorder, TracerProvider().get_tracer("soak"), 60, SizeBounds())
         report: dict[str, Any] = {"connectors": network.connector_count}
         for index in range(1, args.refreshes + 1):
             fault = index % 10 == 0
@@ -127,7 +113,7 @@ def main() -> None:
                 report["after_100"] = resources()
         report["after_all"] = resources()
         source.close()
-    for provider in providers:
+    for provider in wiring.providers:
         provider.shutdown()
     report["outcomes"] = outcomes
     report["leaks"] = leaks(report, args.refreshes)

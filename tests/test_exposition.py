@@ -1,23 +1,24 @@
-"""The cached Prometheus exposition: byte for byte what the SDK's reader renders, and never stale."""
+"""The cached Prometheus exposition: byte for byte what the SDK's reader renders, one publication a
+response, and never stale."""
 
 from __future__ import annotations
 
 import gzip
-import zlib
+import itertools
 from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_chargy.exposition import CountingPrometheusReader, Exposition, render_snapshot
 from otel_chargy.generator import generate_network
-from otel_chargy.holder import RefreshStatus, SnapshotHolder
-from otel_chargy.metrics import SNAPSHOT_METRICS, OverflowTally, ServedFeed, build_meter_provider, prepare_observations
+from otel_chargy.holder import Served, SnapshotHolder
+from otel_chargy.metrics import SNAPSHOT_METRICS, USAGE_METRICS
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
-from otel_chargy.publication import Publication, publisher
-from otel_chargy.telemetry import build_resource
+from otel_chargy.telemetry import build_resource, wire_metrics
 
 
 def awkward_network() -> Snapshot:
@@ -35,16 +36,20 @@ def awkward_network() -> Snapshot:
     return Snapshot(stations=stations)
 
 
+# The snapshot's own families; the usage counters that follow them are tested in tests/test_usage.py.
+SNAPSHOT_FAMILIES = [spec for spec in SNAPSHOT_METRICS if spec not in USAGE_METRICS]
+
+
 def reader_rendering(snapshot: Snapshot, encode: Callable[[CollectorRegistry], bytes]) -> bytes:
-    """What the SDK's Prometheus reader renders for the snapshot-sized metrics of `snapshot`."""
-    overflow = OverflowTally([])
-    reader = CountingPrometheusReader(overflow)
-    observations = prepare_observations(snapshot)
-    served = ServedFeed(lambda: RefreshStatus(), lambda: (0, 0), lambda: observations)
-    provider = build_meter_provider([reader], build_resource(), overflow, served)
+    """What the SDK's Prometheus reader renders for the snapshot metrics of `snapshot`, collecting them
+    as a push reader does."""
+    reader = CountingPrometheusReader()
+    wiring = wire_metrics(prometheus=None, push_readers=[reader], resource=build_resource(), max_staleness_s=600)
+    wiring.holder.publish(snapshot, fetched_at=0)
     text = encode(reader.registry).decode()
-    provider.shutdown()
-    names = {spec.prometheus_name for spec in SNAPSHOT_METRICS}
+    for provider in wiring.providers:
+        provider.shutdown()
+    names = {spec.prometheus_name for spec in SNAPSHOT_FAMILIES}
     blocks = ["# HELP " + block for block in text.removesuffix("# EOF\n").split("# HELP ")[1:]]
     return "".join(block for block in blocks if block.split(" ", 3)[2] in names).encode()
 
@@ -52,35 +57,34 @@ def reader_rendering(snapshot: Snapshot, encode: Callable[[CollectorRegistry], b
 @pytest.mark.parametrize("network", [awkward_network(), generate_network(400, seed=2)], ids=["awkward", "generated"])
 def test_cached_text_is_what_the_reader_renders(network: Snapshot) -> None:
     rendered = render_snapshot(network)
-    assert b"".join(rendered.text) == reader_rendering(network, generate_latest)
-    assert b"".join(rendered.openmetrics) == reader_rendering(network, generate_openmetrics)
+    assert rendered.text == reader_rendering(network, generate_latest)
+    assert rendered.openmetrics == reader_rendering(network, generate_openmetrics)
+    families = {family.name for family in text_string_to_metric_families(rendered.text.decode())}
+    assert families == {spec.prometheus_name for spec in SNAPSHOT_FAMILIES}
 
 
-def serving(network: Snapshot) -> tuple[Exposition, SnapshotHolder[Publication], list[float]]:
+def serving(network: Snapshot) -> tuple[Exposition, SnapshotHolder, list[float]]:
     now = [0.0]
-    holder = SnapshotHolder(publisher(observations=False, exposition=True), 10, monotonic=lambda: now[0])
-    overflow = OverflowTally([])
-    reader = CountingPrometheusReader(overflow)
-    build_meter_provider([reader], build_resource(), overflow, ServedFeed(lambda: holder.status, lambda: (0, 0)))
-
-    def cached() -> object:
-        published = holder.current
-        return published.prepared.exposition if published else None
-
-    holder.publish(network, fetched_at=0)
-    return Exposition(reader, cached, lambda: holder.version), holder, now  # type: ignore[arg-type]
+    wiring = wire_metrics(
+        prometheus=CountingPrometheusReader(),
+        push_readers=[],
+        resource=build_resource(),
+        max_staleness_s=10,
+        monotonic=lambda: now[0],
+    )
+    assert wiring.exposition is not None
+    wiring.holder.publish(network, fetched_at=0)
+    return wiring.exposition, wiring.holder, now
 
 
 @pytest.mark.parametrize("accept", ["text/plain", "application/openmetrics-text; version=1.0.0"])
-def test_gzip_is_one_valid_member_holding_the_plain_body(accept: str) -> None:
+def test_gzip_holds_the_plain_body(accept: str) -> None:
     exposition, _, _ = serving(generate_network(200, seed=3))
     plain = b"".join(exposition.render(accept, None).chunks)
     compressed = b"".join(exposition.render(accept, "gzip, deflate").chunks)
     assert gzip.decompress(compressed) == plain
-    single_member = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    assert single_member.decompress(compressed) == plain and single_member.eof and not single_member.unused_data
     families = {family.name for family in text_string_to_metric_families(plain.decode().removesuffix("# EOF\n"))}
-    assert {"chargy_connector_state", "chargy_feed_up", "target_info"} <= families
+    assert {"chargy_connector_state", "chargy_station_connectors", "chargy_feed_up", "target_info"} <= families
     if "openmetrics" in accept:
         assert plain.endswith(b"# EOF\n") and plain.count(b"# EOF") == 1
 
@@ -90,10 +94,64 @@ def test_cache_follows_the_snapshot_and_staleness() -> None:
     exposition, holder, now = serving(first)
     response = exposition.render(None, None)
     assert exposition.render(None, None) is response  # served from memory
-    assert render_snapshot(first).text[1] in response.chunks
+    assert response.chunks[0].startswith(render_snapshot(first).text)
     holder.publish(second, fetched_at=1)
     changed = exposition.render(None, None)
-    assert render_snapshot(second).text[1] in changed.chunks
+    assert changed.chunks[0].startswith(render_snapshot(second).text)
     now[0] += 11  # older than the maximum staleness of 10 s
     stale = b"".join(exposition.render(None, None).chunks)
     assert b"chargy_connector_state{" not in stale and b"chargy_feed_up" in stale
+
+
+def test_a_response_shows_one_publication(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh lands right after every read of the holder: the snapshot text and the feed-health
+    part of each response still come from the same publication."""
+    networks = itertools.cycle([generate_network(size, seed=size) for size in (20, 27, 33)])
+    read = SnapshotHolder.served
+
+    def read_then_refresh(holder: SnapshotHolder) -> Served:
+        served = read(holder)
+        holder.publish(next(networks), fetched_at=0)
+        return served
+
+    monkeypatch.setattr(SnapshotHolder, "served", read_then_refresh)
+    exposition, _, _ = serving(generate_network(10))
+    for _ in range(4):
+        text = b"".join(exposition.render(None, None).chunks).decode()
+        families = {family.name: family for family in text_string_to_metric_families(text)}
+        connectors = len(families["chargy_connector_state"].samples) / 3
+        (feed_connectors,) = families["chargy_feed_connectors"].samples
+        (feed_stations,) = families["chargy_feed_stations"].samples
+        assert feed_connectors.value == connectors
+        assert feed_stations.value == len(families["chargy_station_info"].samples)
+        assert sum(sample.value for sample in families["chargy_network_connectors"].samples) == connectors
+
+
+PROMETHEUS_ACCEPT_HEADERS = {
+    "2.x": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    **{
+        f"3.x {escaping}": f"application/openmetrics-text;version=1.0.0;escaping={escaping};q=0.6,"
+        f"application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping={escaping};q=0.4,"
+        "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        for escaping in ("underscores", "allow-utf-8")
+    },
+}
+
+
+@pytest.mark.parametrize("accept", PROMETHEUS_ACCEPT_HEADERS.values(), ids=PROMETHEUS_ACCEPT_HEADERS.keys())
+def test_prometheus_asking_for_openmetrics_gets_valid_openmetrics(accept: str) -> None:
+    """Whatever parameters the content type carries (`escaping=...`), the snapshot part is the OpenMetrics one."""
+    network = generate_network(30, seed=5)
+    exposition, _, _ = serving(network)
+    response = exposition.render(accept, None)
+    assert response.content_type.startswith("application/openmetrics-text;")
+    body = b"".join(response.chunks).decode()
+    assert body.endswith("# EOF\n") and body.count("# EOF") == 1
+    # Strict: raises on the text format.
+    families = {family.name: family for family in parse_openmetrics(body)}  # type: ignore[no-untyped-call]
+    assert "# UNIT chargy_connector_max_power_watts watts\n" in body
+    assert "# UNIT chargy_network_connector_seconds seconds\n" in body
+    expected = {spec.prometheus_name.removesuffix("_total") for spec in SNAPSHOT_METRICS}
+    assert expected | {"chargy_feed_up", "target"} <= set(families)
+    assert len(families["chargy_connector_state"].samples) == 3 * network.connector_count

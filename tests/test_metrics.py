@@ -1,28 +1,30 @@
-"""The metric table, the prepared observations and overflow counting, in process."""
+"""The metric table, the snapshot observations, one publication per collection, overflow counting, in process."""
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_chargy import metrics
 from otel_chargy.exposition import CountingPrometheusReader
 from otel_chargy.generator import generate_network
-from otel_chargy.holder import RefreshStatus
+from otel_chargy.holder import Served, SnapshotHolder
 from otel_chargy.metrics import (
     METRICS,
     SNAPSHOT_METRICS,
-    OverflowTally,
-    ServedFeed,
-    build_meter_provider,
+    collector_prometheus_name,
     metrics_table_markdown,
-    prepare_observations,
+    observe_snapshot,
 )
-from otel_chargy.telemetry import build_resource
+from otel_chargy.model import SimpleState
+from otel_chargy.telemetry import build_resource, wire_metrics
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -37,20 +39,26 @@ def test_readme_metric_table_is_the_generated_one() -> None:
 def test_otel_names_follow_the_conventions() -> None:
     for spec in METRICS:
         assert not spec.name.endswith("_total") and "." in spec.name
-        assert spec.unit in ("1", "s", "W") or re.fullmatch(r"\{[a-z]+\}", spec.unit)
+        assert spec.unit in ("s", "W") or re.fullmatch(r"\{[a-z]+\}", spec.unit)
+
+
+def test_the_collector_gives_the_names_prometheus_shows() -> None:
+    """Through the Collector's Prometheus exporter, OTLP lands under the names of /metrics (and its
+    namespace): no `_ratio` on a unit `1`, the unit suffixes the README states."""
+    for spec in METRICS:
+        assert collector_prometheus_name(spec) == spec.prometheus_name
 
 
 def render(limit: int, monkeypatch: pytest.MonkeyPatch, collections: int = 1) -> dict[str, float]:
-    """Overflow and its count, as a reader that collects the snapshot-sized metrics (a push reader) sees them."""
+    """Overflow and its count, as a reader that collects the snapshot metrics (a push reader) sees them."""
     monkeypatch.setattr(metrics, "SERIES_LIMIT", limit)
-    observations = prepare_observations(generate_network(20))
-    overflow = OverflowTally([spec.name for spec in SNAPSHOT_METRICS])
-    reader = CountingPrometheusReader(overflow)
-    served = ServedFeed(lambda: RefreshStatus(), lambda: (0, 0), lambda: observations)
-    provider = build_meter_provider([reader], build_resource(), overflow, served)
+    reader = CountingPrometheusReader()
+    wiring = wire_metrics(prometheus=None, push_readers=[reader], resource=build_resource(), max_staleness_s=600)
+    wiring.holder.publish(generate_network(20), fetched_at=0)
     for _ in range(collections):
         text = generate_latest(reader.registry).decode()
-    provider.shutdown()
+    for provider in wiring.providers:
+        provider.shutdown()
     return {
         f"{sample.name}{sorted(sample.labels.items())}": sample.value
         for family in text_string_to_metric_families(text)
@@ -60,7 +68,8 @@ def render(limit: int, monkeypatch: pytest.MonkeyPatch, collections: int = 1) ->
 
 
 def test_overflow_is_counted_when_a_metric_passes_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    overflowing = render(10, monkeypatch, collections=2)
+    # Room for the overflow counter's own series (one per snapshot metric), not for the connectors'.
+    overflowing = render(len(SNAPSHOT_METRICS) + 2, monkeypatch, collections=2)
     assert overflowing["chargy_metric_overflow_total[('metric', 'chargy.connector.state')]"] > 0
     assert any("otel_metric_overflow" in key for key in overflowing)
 
@@ -70,13 +79,75 @@ def test_no_overflow_under_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert counted == {f"chargy_metric_overflow_total[('metric', '{spec.name}')]": 0 for spec in SNAPSHOT_METRICS}
 
 
-def test_prepared_observations_cover_every_connector() -> None:
+def test_snapshot_observations_cover_every_connector() -> None:
     network = generate_network(30)
-    prepared = prepare_observations(network)
-    assert len(prepared.connector_state) == 3 * network.connector_count
-    assert len(prepared.connector_detailed_state) == len(prepared.connector_max_power) == network.connector_count
-    assert len(prepared.station_info) == len(network.stations)
-    assert sum(observation.value for observation in prepared.connector_state) == network.connector_count
+    observed = observe_snapshot(network, SNAPSHOT_METRICS)
+    states = observed[metrics.CONNECTOR_STATE]
+    assert len(states) == 3 * network.connector_count
+    assert len(observed[metrics.CONNECTOR_DETAILED_STATE]) == network.connector_count
+    assert len(observed[metrics.CONNECTOR_MAX_POWER]) == network.connector_count
+    assert len(observed[metrics.STATION_INFO]) == len(network.stations)
+    assert sum(observation.value for observation in states) == network.connector_count
+    assert len(observed[metrics.STATION_CONNECTORS]) == 3 * len(network.stations)
+    for station in network.stations:
+        counted = {
+            o.attributes["chargy_connector_state"]: o.value  # type: ignore[index]
+            for o in observed[metrics.STATION_CONNECTORS]
+            if o.attributes and o.attributes["station"] == station.name
+        }
+        expected = {state.value: 0 for state in SimpleState}
+        for device in station.devices:
+            for connector in device.connectors:
+                expected[connector.state.value] += 1
+        assert counted == expected
+    totals = dict.fromkeys(SimpleState, 0)
+    for observation in observed[metrics.NETWORK_CONNECTORS]:
+        assert observation.attributes is not None
+        totals[SimpleState(observation.attributes["chargy_connector_state"])] += int(observation.value)
+    assert totals == network.count_by_state()
+
+
+def test_only_the_metrics_asked_for_are_observed() -> None:
+    assert list(observe_snapshot(generate_network(5), (metrics.NETWORK_CONNECTORS,))) == [metrics.NETWORK_CONNECTORS]
+
+
+@pytest.fixture
+def refresh_after_every_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh lands right after every read of the holder: networks of 20, 27 and 33 placemarks in turn."""
+    networks = itertools.cycle([generate_network(size, seed=size) for size in (20, 27, 33)])
+    read = SnapshotHolder.served
+
+    def read_then_refresh(holder: SnapshotHolder) -> Served:
+        served = read(holder)
+        holder.publish(next(networks), fetched_at=0)
+        return served
+
+    monkeypatch.setattr(SnapshotHolder, "served", read_then_refresh)
+
+
+def points(metrics_data: MetricsData) -> Iterator[tuple[str, dict[str, str], float]]:
+    for resource_metrics in metrics_data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                for point in metric.data.data_points:
+                    yield metric.name, dict(point.attributes or {}), getattr(point, "value", 0)  # type: ignore[arg-type]
+
+
+def test_a_push_collection_shows_one_publication(refresh_after_every_read: None) -> None:
+    reader = InMemoryMetricReader()
+    wiring = wire_metrics(prometheus=None, push_readers=[reader], resource=build_resource(), max_staleness_s=600)
+    wiring.holder.publish(generate_network(10), fetched_at=0)
+    for _ in range(4):
+        by_metric: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for name, attributes, value in points(reader.get_metrics_data()):  # type: ignore[arg-type]
+            by_metric.setdefault(name, []).append((attributes, value))
+        connectors = len(by_metric["chargy.connector.state"]) / 3
+        assert sum(value for _, value in by_metric["chargy.connector.state"]) == connectors
+        assert len(by_metric["chargy.connector.detailed_state_info"]) == connectors
+        assert sum(value for _, value in by_metric["chargy.station.connectors"]) == connectors
+        assert sum(value for _, value in by_metric["chargy.network.connectors"]) == connectors
+        assert by_metric["chargy.feed.connectors"] == [({}, connectors)]
+        assert by_metric["chargy.feed.stations"] == [({}, len(by_metric["chargy.station.info"]))]
 
 
 def test_readme_lists_every_outcome_and_parse_issue_kind() -> None:

@@ -1,18 +1,31 @@
-"""OTLP push and refresh traces, received by a real OTLP receiver over gRPC and HTTP/protobuf."""
+"""OTLP push and refresh traces, received by a real OTLP receiver over gRPC and HTTP/protobuf with the
+Collector's default limits."""
 
 from __future__ import annotations
 
+import itertools
+import random
 import signal
+import threading
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult, MetricReader, MetricsData
 
-from otel_chargy.generator import generate_network, render_kml
+from otel_chargy.generator import generate_network, move_states, render_kml
+from otel_chargy.metrics import PushHealth
+from otel_chargy.model import SimpleState, Snapshot, Station
+from otel_chargy.telemetry import MAX_REQUEST_BYTES, BoundedMetricExporter, build_resource, split_metrics, wire_metrics
 from tests.conftest import TEST_API_KEY
 from tests.feedserver import FeedResponse, FeedServer
-from tests.otlp_receiver import OtlpReceiver, attributes_of, point_values
+from tests.otlp_receiver import OtlpReceiver, attributes_of, point_values, points_of
 from tests.service import ServiceProcess, free_port, wait_until
 from tests.truth import (
     expected_connector_states,
@@ -59,7 +72,9 @@ def test_every_connector_is_pushed(protocol: str, feed: FeedServer, feed_url: st
         for name, expected in expectations.items():
             _, metric = wait_until(lambda name=name: receiver.latest_metric(name), name)  # type: ignore[misc]
             assert point_values(metric) == expected, name
-        assert state.unit == "1" and state.description.startswith("1 for the connector's current simple state")
+        assert state.unit == "{connector}" and state.description.startswith(
+            "1 for the connector's current simple state"
+        )
         assert resource["service.name"] == "otel-chargy"
         assert resource["service.version"] and len(resource["service.instance.id"]) == 36
         assert (resource["deployment.environment"], resource["region"]) == ("test", "lu")
@@ -167,10 +182,11 @@ def test_collector_down_keeps_the_service_serving_and_exit_bounded(feed: FeedSer
         assert service.sample("chargy_feed_up") == 1
         service.process.send_signal(signal.SIGTERM)
         assert service.process.wait(timeout=10) == 0
-    exporter_lines = [line for line in service.logs().splitlines() if "logger=opentelemetry" in line]
-    assert exporter_lines, "the failed exports should be visible"
-    # 12 refreshes at 0.5 s are > 6 s of export attempts every 0.2 s; the log keeps one line per message.
-    assert len(exporter_lines) <= 6
+    failure_lines = [line for line in service.logs().splitlines() if "metrics export failed" in line]
+    assert failure_lines, "the failed exports should be visible"
+    # 12 refreshes at 0.5 s are > 6 s of export attempts every 0.2 s; the log keeps one line per reason.
+    assert len(failure_lines) <= 3
+    assert "logger=opentelemetry" not in service.logs()  # the exporter's own lines are otel-chargy's one line
 
 
 def test_console_exporter_writes_metrics(feed: FeedServer, feed_url: str) -> None:
@@ -193,3 +209,205 @@ def test_sigterm_flushes_metrics_and_spans(feed: FeedServer, feed_url: str, rece
         assert service.process.wait(timeout=10) == 0
     assert receiver.latest_metric("chargy.connector.state") is not None
     assert spans_named(receiver, "chargy.refresh")
+
+
+def collected(metrics_data: Any) -> list[tuple[str, Any]]:
+    return [
+        (metric.name, point)
+        for resource_metrics in metrics_data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+        for point in metric.data.data_points
+    ]
+
+
+def test_requests_stay_under_the_limit_and_carry_every_point() -> None:
+    """Hostile label sizes included: station names of 30 kB, multi-byte text."""
+    network = generate_network(300, seed=5)
+    long_named = Station("Ä" * 15_000, "é" * 20_000, None, None, network.stations[0].devices)
+    network = Snapshot((long_named, *network.stations[1:]))
+    reader = InMemoryMetricReader()
+    wiring = wire_metrics(prometheus=None, push_readers=[reader], resource=build_resource(), max_staleness_s=600)
+    wiring.holder.publish(network, fetched_at=0)
+    metrics_data = reader.get_metrics_data()
+    assert metrics_data is not None
+    limit = 256 * 1024
+    requests = split_metrics(metrics_data, limit)
+    assert len(requests) > 2
+    for request in requests:
+        assert encode_metrics(request).ByteSize() <= limit
+    sent = [(name, id(point)) for request in requests for name, point in collected(request)]
+    assert sent == [(name, id(point)) for name, point in collected(metrics_data)]
+
+
+class KeepingReader(MetricReader):
+    """Keeps what a collection gathered, to export it to several receivers."""
+
+    metrics_data: MetricsData | None = None
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        self.metrics_data = metrics_data
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+def test_ten_times_the_network_reaches_collectors_with_default_limits(receiver: OtlpReceiver) -> None:
+    """One collection of ~28,000 connectors, exported over gRPC (4 MiB a message) and HTTP (20 MiB a body)."""
+    network = generate_network(10_000, seed=10)
+    reader = KeepingReader()
+    wiring = wire_metrics(prometheus=None, push_readers=[reader], resource=build_resource(), max_staleness_s=600)
+    wiring.holder.publish(network, fetched_at=0)
+    reader.collect(timeout_millis=600_000)  # ~170,000 points: past the SDK's 30 s on a busy 2-core host
+    assert reader.metrics_data is not None
+    health = PushHealth(["metrics"])
+    exporters = {
+        "grpc": GrpcMetricExporter(endpoint=receiver.grpc_endpoint, insecure=True, timeout=60),
+        "http/protobuf": HttpMetricExporter(endpoint=f"{receiver.http_endpoint}/v1/metrics", timeout=60),
+    }
+    for protocol, exporter in exporters.items():
+        bounded = BoundedMetricExporter(exporter, MAX_REQUEST_BYTES[protocol], health)
+        before = len(receiver.metric_requests)
+        assert bounded.export(reader.metrics_data, timeout_millis=60_000) is MetricExportResult.SUCCESS
+        requests = receiver.metric_requests[before:]
+        assert len(requests) > 1 and max(receiver.metric_request_sizes[before:]) <= MAX_REQUEST_BYTES[protocol]
+        states = [
+            point
+            for request in requests
+            for resource_metrics in request.resource_metrics
+            for scope_metrics in resource_metrics.scope_metrics
+            for metric in scope_metrics.metrics
+            if metric.name == "chargy.connector.state"
+            for point in points_of(metric)
+        ]
+        received = {frozenset(attributes_of(point.attributes).items()): float(point.as_int) for point in states}
+        assert len(states) == len(received) == 3 * network.connector_count, protocol
+        assert received == expected_connector_states(network), protocol
+        exporter.shutdown()
+    assert receiver.refused_http_bodies == []
+    (metrics_health,) = health.status()
+    assert (metrics_health.exports, metrics_health.failed_exports) == (2, 0)
+
+
+def moving_feed(feed: FeedServer, stop: threading.Event) -> None:
+    """A feed that changes all the time: networks of different sizes whose states move."""
+    rng = random.Random(4)
+    networks = [generate_network(size, seed=size) for size in (150, 170, 190, 210)]
+    for network in itertools.cycle(networks):
+        if stop.is_set():
+            return
+        feed.serve(FeedResponse(render_kml(move_states(network, rng, fraction=0.3))))
+        stop.wait(0.1)
+
+
+def test_no_export_mixes_two_snapshots(feed: FeedServer, feed_url: str, receiver: OtlpReceiver) -> None:
+    stop = threading.Event()
+    mover = threading.Thread(target=moving_feed, args=(feed, stop))
+    mover.start()
+    env = otlp_env(receiver, OTEL_METRIC_EXPORT_INTERVAL="1000")
+    try:
+        with ServiceProcess(["--kml-url", feed_url, "--refresh-interval", "0.5"], env=env):
+            wait_until(lambda: len(receiver.metric_requests) >= 8, "eight exports")
+    finally:
+        stop.set()
+        mover.join()
+    by_collection: dict[int, dict[str, list[Any]]] = {}
+    for name, point in receiver.metric_points():
+        by_collection.setdefault(point.time_unix_nano, {}).setdefault(name, []).append(point)
+    sizes = set()
+    for metrics in by_collection.values():
+        if "chargy.connector.state" not in metrics:
+            continue
+        states = metrics["chargy.connector.state"]
+        connectors = len(states) // 3
+        sizes.add(connectors)
+        assert sum(point.as_int for point in states) == connectors  # one state a connector
+        state_of = {
+            frozenset(attributes_of(point.attributes).items() - {("chargy_connector_state", "")}): point
+            for point in states
+        }
+        assert len(state_of) == len(states)
+        assert len(metrics["chargy.connector.detailed_state_info"]) == connectors
+        (feed_connectors,) = metrics["chargy.feed.connectors"]
+        assert feed_connectors.as_int == connectors
+        station_totals: Counter[str] = Counter()
+        for point in metrics["chargy.station.connectors"]:
+            attributes = attributes_of(point.attributes)
+            station_totals[attributes["chargy_connector_state"]] += point.as_int
+        set_states: Counter[str] = Counter(
+            attributes_of(point.attributes)["chargy_connector_state"] for point in states if point.as_int
+        )
+        assert station_totals == set_states  # the station aggregates count the same states
+    assert len(sizes) >= 2, "the exports should have seen several snapshots"
+
+
+def network_totals(network: Snapshot) -> dict[tuple[str, str], int]:
+    totals: Counter[tuple[str, str]] = Counter()
+    for _, _, connector in network.connectors():
+        totals[connector.speed, connector.state.value] += 1
+    return {(speed, state.value): totals[speed, state.value] for speed, _ in totals for state in SimpleState}
+
+
+@pytest.mark.parametrize("detail", ["network", "station"])
+def test_detail_levels(detail: str, feed: FeedServer, feed_url: str, receiver: OtlpReceiver) -> None:
+    network = generate_network(1000, seed=8)
+    feed.serve(FeedResponse(render_kml(network)))
+    env = otlp_env(receiver, OTEL_METRIC_EXPORT_INTERVAL="500", CHARGY_OTLP_DETAIL=detail)
+    with ServiceProcess(["--kml-url", feed_url, "--refresh-interval", "30"], env=env):
+        wait_until(lambda: receiver.latest_metric("chargy.network.connectors"), "network totals")
+    names = {name for name, _ in receiver.metric_points()}
+    assert not any(name.startswith("chargy.connector.") for name in names)
+    assert {"chargy.network.connector", "chargy.network.charging_sessions"} <= names  # the usage counters
+    _, totals = receiver.latest_metric("chargy.network.connectors")  # type: ignore[misc]
+    assert {
+        (attributes["speed"], attributes["chargy_connector_state"]): value
+        for labels, value in point_values(totals).items()
+        for attributes in [dict(labels)]
+    } == network_totals(network)
+    if detail == "network":
+        assert not any(name.startswith("chargy.station.") for name in names)
+        per_export = Counter(point.time_unix_nano for _, point in receiver.metric_points())
+        assert max(per_export.values()) < 100
+    else:
+        _, stations = receiver.latest_metric("chargy.station.connectors")  # type: ignore[misc]
+        expected = {
+            (station.name, state.value): float(
+                sum(c.state is state for device in station.devices for c in device.connectors)
+            )
+            for station in network.stations
+            for state in SimpleState
+        }
+        assert {
+            (dict(labels)["station"], dict(labels)["chargy_connector_state"]): value
+            for labels, value in point_values(stations).items()
+        } == expected
+        assert receiver.latest_metric("chargy.station.info") is not None
+        assert {"chargy.station.connector", "chargy.station.charging_sessions"} <= names
+
+
+def test_refused_exports_show_on_metrics_and_once_a_minute_in_the_log(feed: FeedServer, feed_url: str) -> None:
+    feed.serve(FeedResponse(render_kml(generate_network(50))))
+    # A receiver that takes no message over 64 bytes refuses every export, as a Collector refuses one over 4 MiB.
+    with OtlpReceiver(max_grpc_bytes=64) as refusing:
+        env = {
+            "OTEL_METRICS_EXPORTER": "prometheus,otlp",
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": refusing.grpc_endpoint,
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+            "OTEL_METRIC_EXPORT_INTERVAL": "200",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        }
+        with ServiceProcess(["--kml-url", feed_url, "--refresh-interval", "0.5"], env=env) as service:
+
+            def failures(signal_name: str) -> float:
+                return service.sample("chargy_otlp_exports_total", signal=signal_name, outcome="failure") or 0
+
+            wait_until(lambda: failures("metrics") >= 3 and failures("traces") >= 3, "three failed exports of each")
+            assert service.sample("chargy_otlp_exports_total", signal="metrics", outcome="success") == 0
+            logs = service.logs()
+    assert refusing.metric_requests == [] and refusing.trace_requests == []
+    for signal_name in ("metrics", "traces"):
+        lines = [line for line in logs.splitlines() if f"{signal_name} export failed" in line]
+        assert len(lines) == 1, lines
+        assert "larger than max" in lines[0] or "Deadline" in lines[0]  # the receiver's refusal, or the retries
+    assert "logger=opentelemetry" not in logs

@@ -200,8 +200,24 @@ def test_placemark_without_name_is_skipped_and_counted() -> None:
 def test_issue_kinds_are_all_documented() -> None:
     assert set(ISSUE_KINDS) >= {
         "placemark_without_name", "invalid_coordinates", "invalid_device_json", "device_without_name",
-        "invalid_connector", "invalid_power", "duplicate_connector", "unknown_state",
+        "invalid_connector", "invalid_power", "duplicate_connector", "duplicate_station", "unknown_state",
     }  # fmt: skip
+
+
+def test_duplicate_station_is_merged_into_the_first_and_counted() -> None:
+    snapshot = parse(
+        document(
+            placemark("S", device("CP1"), address="1 first street", coordinates="6.1,49.5"),
+            placemark("T", device("CP2")),
+            placemark("S", device("CP3"), device("CP1"), address="2 second street", coordinates="6.3,49.7"),
+        )
+    )
+    assert [station.name for station in snapshot.stations] == ["S", "T"]
+    first = snapshot.stations[0]
+    assert (first.address, first.latitude, first.longitude) == ("1 first street", 49.5, 6.1)
+    # The second placemark's devices join the first's; its CP1 connector was already seen there.
+    assert [(d.name, len(d.connectors)) for d in first.devices] == [("CP1", 1), ("CP3", 1), ("CP1", 0)]
+    assert snapshot.issues == {"duplicate_station": 1, "duplicate_connector": 1}
 
 
 BILLION_LAUGHS = """<?xml version="1.0"?>
@@ -263,6 +279,25 @@ def test_kml_whose_placemarks_are_all_unusable_is_empty() -> None:
     with pytest.raises(FeedError) as caught:
         parse(document(placemark("", device())))
     assert caught.value.outcome is Outcome.EMPTY
+
+
+@pytest.mark.parametrize(
+    ("devices", "counted"),
+    [((), ""), (("{not json",), "(invalid_device_json: 2)"), ((device("CP1", list_name="other"),), "")],
+    ids=["no-device-json", "invalid-device-json", "devices-without-connectors"],
+)
+def test_kml_whose_placemarks_hold_no_connector_is_empty(devices: tuple[str, ...], counted: str) -> None:
+    """A feed whose placemarks lost their device JSON still parses as KML: it is not a network without connectors."""
+    with pytest.raises(FeedError) as caught:
+        parse(document(placemark("S1", *devices), placemark("S2", *devices)))
+    assert caught.value.outcome is Outcome.EMPTY
+    assert "2 stations hold no usable connector" in caught.value.reason
+    assert counted in caught.value.reason
+
+
+def test_one_station_with_a_connector_is_enough() -> None:
+    snapshot = parse(document(placemark("S1", "{not json"), placemark("S2", device())))
+    assert snapshot.connector_count == 1 and len(snapshot.stations) == 2
 
 
 def test_max_connectors_bounds_the_network() -> None:

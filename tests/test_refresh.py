@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from opentelemetry import trace
 
 from otel_chargy.fetch import Fetched, Validators
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import RefreshRecorder
+from otel_chargy.metrics import SNAPSHOT_METRICS, RefreshRecorder
+from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
 from otel_chargy.parse import SizeBounds
-from otel_chargy.publication import Publication, publisher
-from otel_chargy.refresh import Refresher
+from otel_chargy.publication import Outputs
+from otel_chargy.refresh import DEFAULT_MAX_SHRINK, Refresher
 from tests.service import wait_until
 
 
@@ -35,9 +37,70 @@ class ScriptedSource:
         pass
 
 
-def refresher_for(source: ScriptedSource, interval_s: float = 60) -> tuple[Refresher, SnapshotHolder[Publication]]:
-    holder = SnapshotHolder(publisher(observations=True, exposition=True), max_staleness_s=600)
-    return Refresher(source, holder, RefreshRecorder([]), trace.NoOpTracer(), interval_s, SizeBounds()), holder
+def refresher_for(
+    source: ScriptedSource, interval_s: float = 60, max_shrink: float = DEFAULT_MAX_SHRINK
+) -> tuple[Refresher, SnapshotHolder]:
+    holder = SnapshotHolder(Outputs(SNAPSHOT_METRICS, exposition=True), max_staleness_s=600)
+    refresher = Refresher(
+        source, holder, RefreshRecorder([]), trace.NoOpTracer(), interval_s, SizeBounds(), max_shrink=max_shrink
+    )
+    return refresher, holder
+
+
+FULL = generate_network(30, seed=7)
+# Under half of the connectors, and exactly half.
+SMALL = Snapshot(stations=FULL.stations[:10])
+HALF = Snapshot(stations=FULL.stations[:15])
+
+
+def test_a_feed_that_lost_over_half_is_refused_until_it_comes_three_times_in_a_row() -> None:
+    assert SMALL.connector_count < FULL.connector_count / 2
+    refresher, holder = refresher_for(ScriptedSource(*[render_kml(n) for n in (FULL, SMALL, SMALL, SMALL)]))
+    assert refresher.refresh_once().outcome is Outcome.SUCCESS
+    good = holder.latest
+    for so_far in (1, 2):
+        refused = refresher.refresh_once()
+        assert refused.outcome is Outcome.SHRUNK
+        assert f"from {FULL.connector_count} to {SMALL.connector_count} connectors" in refused.reason
+        assert f"({so_far} so far)" in refused.reason
+        assert holder.latest is good and holder.status.outcome is Outcome.SHRUNK
+        # Asked again at the interval, not sooner: the guard must see the shrink hold for a while.
+        assert refresher.next_delay_s() == 60
+    assert refresher.refresh_once().outcome is Outcome.SUCCESS
+    assert holder.latest is not None and holder.latest.snapshot.stations == SMALL.stations
+
+
+def test_another_outcome_between_shrunk_feeds_starts_the_count_again() -> None:
+    answers = [FULL, SMALL, SMALL, FULL, SMALL, SMALL]
+    refresher, _ = refresher_for(ScriptedSource(*[render_kml(n) for n in answers]))
+    outcomes = [refresher.refresh_once().outcome for _ in answers]
+    assert outcomes == [
+        Outcome.SUCCESS,
+        Outcome.SHRUNK,
+        Outcome.SHRUNK,
+        Outcome.SUCCESS,
+        Outcome.SHRUNK,
+        Outcome.SHRUNK,
+    ]
+
+
+def test_losing_exactly_the_allowed_fraction_is_accepted() -> None:
+    assert HALF.connector_count >= FULL.connector_count / 2
+    refresher, _ = refresher_for(ScriptedSource(render_kml(FULL), render_kml(HALF)))
+    refresher.refresh_once()
+    # HALF may hold a little over half: a guard at 0.5 takes it, and one at 0.4 does not.
+    assert refresher.refresh_once().outcome is Outcome.SUCCESS
+
+
+def test_max_shrink_sets_the_guard_and_1_turns_it_off() -> None:
+    refresher, _ = refresher_for(ScriptedSource(render_kml(FULL), render_kml(HALF)), max_shrink=0.4)
+    refresher.refresh_once()
+    assert refresher.refresh_once().outcome is Outcome.SHRUNK
+    refresher, _ = refresher_for(ScriptedSource(render_kml(FULL), render_kml(SMALL)), max_shrink=1)
+    refresher.refresh_once()
+    assert refresher.refresh_once().outcome is Outcome.SUCCESS
+    with pytest.raises(ValueError):
+        refresher_for(ScriptedSource(), max_shrink=0)
 
 
 def test_an_unexpected_error_is_counted_and_the_loop_goes_on() -> None:
@@ -77,9 +140,7 @@ def test_run_refreshes_at_once_and_stops_when_asked() -> None:
 
 def test_holder_withdraws_a_stale_snapshot_but_keeps_it() -> None:
     now = [100.0]
-    holder = SnapshotHolder(
-        publisher(observations=False, exposition=False), max_staleness_s=5, monotonic=lambda: now[0]
-    )
+    holder = SnapshotHolder(Outputs(), max_staleness_s=5, monotonic=lambda: now[0])
     holder.publish(generate_network(2), fetched_at=0)
     assert holder.current is not None
     now[0] += 6

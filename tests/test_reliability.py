@@ -130,4 +130,4 @@ def test_readme_promql_is_valid_and_reads_what_exists(tmp_path: Path) -> None:
     result = promtool("check", "rules", "readme.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     names = metric_names(" ".join(queries))
-    assert names <= set(recording_rules()) | {"chargy_station_connector_time_seconds_total"}
+    assert names <= set(recording_rules()) | {"chargy_station_connector_seconds_total"}

@@ -4,7 +4,6 @@ Refresher and service."""
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import random
@@ -14,41 +13,49 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
-from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
+import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 from otel_chargy.config import load_config
-from otel_chargy.exposition import CountingPrometheusReader, render_snapshot
-from otel_chargy.fetch import HttpSource
+from otel_chargy.exposition import CountingPrometheusReader, render_snapshot, render_usage
 from otel_chargy.generator import generate_network, move_states, render_kml
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import OverflowTally, RefreshRecorder
+from otel_chargy.metrics import (
+    CONNECTOR_STATE,
+    DETAIL_METRICS,
+    NETWORK_CONNECTOR_TIME,
+    SNAPSHOT_METRICS,
+    USAGE_METRICS,
+    Detail,
+    OverflowTally,
+    ServedFeed,
+    build_meter_provider,
+)
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
 from otel_chargy.outcome import Outcome
-from otel_chargy.parse import SizeBounds
-from otel_chargy.publication import publisher
+from otel_chargy.publication import Outputs
 from otel_chargy.redact import Redactor
-from otel_chargy.refresh import Refresher
 from otel_chargy.service import Service
+from otel_chargy.telemetry import build_resource, wire_metrics
 from otel_chargy.usage import STATES, UsageTracker, UsageView
-from otel_chargy.usage_metrics import (
-    UsagePublisher,
-    join_sections,
-    prepare_usage_observations,
-    register_usage_counters,
-    render_usage,
-)
 from tests.feedserver import FeedResponse, FeedServer
+from tests.rig import Rig
 from tests.service import free_port, wait_until
 
 MAX_STALENESS_S = 900.0
 WALL_OFFSET_S = 1_764_000_000.0  # the injected Unix time is the injected monotonic time plus this
+
+
+def parse_openmetrics(text: str) -> list[Metric]:
+    """Strict: raises on anything that is not OpenMetrics."""
+    return list(openmetrics_parser.text_string_to_metric_families(text))  # type: ignore[no-untyped-call]
 
 
 def answer(
@@ -183,79 +190,6 @@ def test_a_station_that_leaves_and_returns() -> None:
     assert view.network["22"].created == WALL_OFFSET_S and view.stations["A"].sessions == 0
 
 
-def awkward_view() -> UsageView:
-    tracker = UsageTracker(MAX_STALENESS_S)
-    odd = Station('Gare "Centrale"\\\nX', "", None, None, generate_network(1).stations[0].devices)
-    first = Snapshot((odd, *generate_network(30, seed=4).stations))
-    tracker.observe(first, 0, 1_764_000_123.25)
-    tracker.observe(move_states(first, random.Random(1), 0.5), 299.75, 1_764_000_423.0)
-    return tracker.view
-
-
-def sdk_rendering(view: UsageView) -> tuple[str, str]:
-    """What the SDK's Prometheus reader renders for the observable counters: (text, OpenMetrics)."""
-    reader = CountingPrometheusReader(OverflowTally([]))
-    provider = MeterProvider(metric_readers=[reader])
-    observations = prepare_usage_observations(view)
-    register_usage_counters(provider.get_meter("test"), lambda: observations)
-    text, openmetrics = generate_latest(reader.registry).decode(), generate_openmetrics(reader.registry).decode()
-    provider.shutdown()
-
-    def ours(exposition: str, separator: str) -> str:
-        blocks = [separator + block for block in exposition.removesuffix("# EOF\n").split(separator)[1:]]
-        return "".join(block for block in blocks if " chargy_" in block.split("\n")[0])
-
-    return ours(text, "# HELP "), ours(openmetrics, "# HELP ")
-
-
-def test_rendered_counters_are_what_the_sdk_reader_renders_with_created_in_openmetrics() -> None:
-    view = awkward_view()
-    rendered = render_usage(view)
-    text, openmetrics = sdk_rendering(view)
-    assert b"".join(rendered.text).decode() == text
-    ours = b"".join(rendered.openmetrics).decode()
-    assert "".join(line + "\n" for line in ours.splitlines() if "_created{" not in line) == openmetrics
-    # Strict OpenMetrics: each series with its _created, the Unix time its counters started.
-    families = {family.name: family for family in parse_openmetrics(ours + "# EOF\n")}
-    assert set(families) == {
-        "chargy_station_connector_time_seconds",
-        "chargy_station_charging_sessions",
-        "chargy_network_connector_time_seconds",
-        "chargy_network_charging_sessions",
-    }
-    stations = families["chargy_station_charging_sessions"].samples
-    created = {sample.labels["station"]: sample.value for sample in stations if sample.name.endswith("_created")}
-    assert created == {name: usage.created for name, usage in view.stations.items()}
-    assert created['Gare "Centrale"\\\nX'] == 1_764_000_123.25
-
-
-def test_the_usage_section_joins_the_snapshot_section_in_one_gzip_member() -> None:
-    network = generate_network(40, seed=2)
-    joined = join_sections(render_snapshot(network), render_usage(awkward_view()))
-    for plain, deflated in ((joined.text, joined.text_deflated), (joined.openmetrics, joined.openmetrics_deflated)):
-        assert gzip.decompress(b"".join(deflated.gzip_with(b"tail\n"))) == b"".join(plain) + b"tail\n"
-
-
-def test_push_readers_get_the_same_counters() -> None:
-    view = awkward_view()
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    publication = prepare_usage_observations(view)
-    register_usage_counters(provider.get_meter("test"), lambda: publication, stations=False)
-    data = reader.get_metrics_data()
-    provider.shutdown()
-    assert data is not None
-    (metrics,) = [scope.metrics for resource in data.resource_metrics for scope in resource.scope_metrics]
-    points = {metric.name: list(metric.data.data_points) for metric in metrics}
-    assert set(points) == {"chargy.network.connector.time", "chargy.network.charging_sessions"}
-    assert {p.attributes["speed"]: p.value for p in points["chargy.network.charging_sessions"]} == {  # type: ignore[index]
-        speed: usage.sessions for speed, usage in view.network.items()
-    }
-    time_points = points["chargy.network.connector.time"]
-    assert len(time_points) == 3 * len(view.network)
-    assert sum(p.value for p in time_points) == sum(sum(u.seconds) for u in view.network.values())  # type: ignore[attr-defined]
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 5000.0
@@ -267,38 +201,161 @@ class Clock:
         return self.now + WALL_OFFSET_S
 
 
-def test_through_the_real_feed_and_refresher(feed: FeedServer) -> None:
-    """Successes, 304s (one after a failure), failures, and an outage over the maximum staleness, over HTTP."""
-    clock = Clock()
-    usage = UsagePublisher(
-        MAX_STALENESS_S, observations=True, exposition=True, monotonic=clock.monotonic, wall=clock.wall
+def awkward_sequence() -> list[Snapshot]:
+    odd = Station('Gare "Centrale"\\\nX', "", None, None, generate_network(1).stations[0].devices)
+    first = Snapshot((odd, *generate_network(30, seed=4).stations))
+    return [first, move_states(first, random.Random(1), 0.5)]
+
+
+def publish_awkward(holder: SnapshotHolder, clock: Clock) -> None:
+    """Two refreshes 299.75 s apart, the first at the Unix time 1,764,000,123.25."""
+    first, second = awkward_sequence()
+    holder.publish(first, 1_764_000_123.25)
+    clock.now += 299.75
+    holder.publish(second, 1_764_000_423.0)
+
+
+def sdk_rendering(holder: SnapshotHolder) -> tuple[str, str]:
+    """What the SDK's Prometheus reader renders for observable counters reading the holder: (text, OpenMetrics)."""
+    reader = CountingPrometheusReader()
+    provider = build_meter_provider(
+        [reader], build_resource(), ServedFeed(holder.served), OverflowTally([]), USAGE_METRICS
     )
-    holder = SnapshotHolder(publisher(observations=False, exposition=False), MAX_STALENESS_S)
-    source = HttpSource(feed.url(), timeout_s=10, max_bytes=10**8, tracer=trace.NoOpTracer())
-    refresher = Refresher(source, holder, RefreshRecorder([]), trace.NoOpTracer(), 300, SizeBounds(), usage=usage)
-    rng = random.Random(8)
-    network = generate_network(50, seed=8)
-    successes: list[tuple[float, Snapshot]] = []
-    steps: list[tuple[float, str]] = [
-        (0, "new"), (300, "new"), (300, "304"), (250, "new"), (300, "error"), (300, "304"), (1200, "error"),
-        (300, "new"), (300, "304"), (60, "new"),
-    ]  # fmt: skip
-    for step, (elapsed_s, kind) in enumerate(steps):
-        clock.now += elapsed_s
-        if kind == "new":
-            network = move_states(network, rng, fraction=0.4)
-            last_good = FeedResponse(render_kml(network), etag=f'"{step}"')
-        feed.serve(FeedResponse(b"down", status=503) if kind == "error" else last_good)
-        outcome = refresher.refresh_once().outcome
-        assert outcome is {"new": Outcome.SUCCESS, "304": Outcome.NOT_MODIFIED, "error": Outcome.HTTP_ERROR}[kind]
-        if kind != "error":
-            successes.append((clock.now, network))
-    source.close()
-    view = usage.latest.view
-    assert counted(view) == without_zeros(answer(successes))
-    assert sum(sum(u.seconds) for u in view.network.values()) == (300 + 300 + 250 + 600 + 300 + 60) * (
-        network.connector_count
-    )  # the 1,500 s across the outage count nowhere
+    text, openmetrics = generate_latest(reader.registry).decode(), generate_openmetrics(reader.registry).decode()  # type: ignore[no-untyped-call]
+    provider.shutdown()
+    names = {spec.prometheus_name.removesuffix("_total") for spec in USAGE_METRICS}
+
+    def ours(exposition: str) -> str:
+        blocks = ["# HELP " + block for block in exposition.removesuffix("# EOF\n").split("# HELP ")[1:]]
+        return "".join(block for block in blocks if block.split(" ", 3)[2].removesuffix("_total") in names)
+
+    return ours(text), ours(openmetrics)
+
+
+def test_rendered_counters_are_what_the_sdk_reader_renders_with_created_in_openmetrics() -> None:
+    clock = Clock()
+    holder = SnapshotHolder(Outputs(observed=USAGE_METRICS, exposition=True), MAX_STALENESS_S, clock.monotonic)
+    publish_awkward(holder, clock)
+    publication = holder.latest
+    assert publication is not None and publication.exposition is not None
+    rendered = render_usage(publication.usage)
+    text, openmetrics = sdk_rendering(holder)
+    assert rendered.text.decode() == text
+    ours = rendered.openmetrics.decode()
+    assert "".join(line + "\n" for line in ours.splitlines() if "_created{" not in line) == openmetrics
+    # The publication serves them after the snapshot's families.
+    assert publication.exposition.text.endswith(rendered.text)
+    assert publication.exposition.openmetrics.endswith(rendered.openmetrics)
+    # Strict OpenMetrics: each series with its _created, the Unix time its counters started.
+    families = {family.name: family for family in parse_openmetrics(ours + "# EOF\n")}
+    assert set(families) == {
+        "chargy_station_connector_seconds",
+        "chargy_station_charging_sessions",
+        "chargy_network_connector_seconds",
+        "chargy_network_charging_sessions",
+    }
+    stations = families["chargy_station_charging_sessions"].samples
+    created = {sample.labels["station"]: sample.value for sample in stations if sample.name.endswith("_created")}
+    assert created == {name: usage.created for name, usage in publication.usage.stations.items()}
+    assert created['Gare "Centrale"\\\nX'] == 1_764_000_123.25
+
+
+def test_a_publication_carries_the_counters_and_a_304_counts_again_without_building_the_snapshot_anew() -> None:
+    clock = Clock()
+    holder = SnapshotHolder(Outputs(observed=SNAPSHOT_METRICS, exposition=True), MAX_STALENESS_S, clock.monotonic)
+    publish_awkward(holder, clock)
+    published = holder.latest
+    clock.now += 300
+    holder.confirm(clock.wall())
+    confirmed = holder.latest
+    assert published is not None and confirmed is not None
+    assert published.exposition is not None and confirmed.exposition is not None
+    snapshot = confirmed.snapshot
+    assert snapshot is published.snapshot
+    assert confirmed.observations[CONNECTOR_STATE] is published.observations[CONNECTOR_STATE]
+    total_s = sum(sum(usage.seconds) for usage in confirmed.usage.network.values())
+    assert total_s == (299.75 + 300) * snapshot.connector_count
+    assert sum(o.value for o in confirmed.observations[NETWORK_CONNECTOR_TIME]) == total_s
+    for part in ("text", "openmetrics"):
+        expected = getattr(render_snapshot(snapshot), part) + getattr(render_usage(confirmed.usage), part)
+        assert getattr(confirmed.exposition, part) == expected, part
+
+
+@pytest.mark.parametrize("detail", list(Detail))
+def test_push_readers_get_the_counters_of_their_detail_level(detail: Detail) -> None:
+    reader = InMemoryMetricReader()
+    clock = Clock()
+    wiring = wire_metrics(
+        prometheus=None,
+        push_readers=[reader],
+        resource=build_resource(),
+        max_staleness_s=MAX_STALENESS_S,
+        detail=detail,
+        monotonic=clock.monotonic,
+    )
+    publish_awkward(wiring.holder, clock)
+    data = reader.get_metrics_data()
+    for provider in wiring.providers:
+        provider.shutdown()
+    assert data is not None
+    points: dict[str, list[Any]] = {
+        metric.name: list(metric.data.data_points)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    usage_names = {spec.name for spec in USAGE_METRICS}
+    assert {name for name in points if name in usage_names} == {
+        spec.name for spec in DETAIL_METRICS[detail] if spec in USAGE_METRICS
+    }
+    publication = wiring.holder.latest
+    assert publication is not None
+    view = publication.usage
+    assert {p.attributes["speed"]: p.value for p in points["chargy.network.charging_sessions"]} == {
+        speed: usage.sessions for speed, usage in view.network.items()
+    }
+    time_points = points["chargy.network.connector"]
+    assert len(time_points) == 3 * len(view.network)
+    assert sum(p.value for p in time_points) == sum(sum(u.seconds) for u in view.network.values())
+    assert sum(u.sessions for u in view.network.values()) > 0
+
+
+def test_through_the_real_feed_and_refresher(feed: FeedServer) -> None:
+    """Successes, 304s (one after a failure), failures, and an outage over the maximum staleness, over HTTP;
+    then the counters are withdrawn with the snapshot once it is older than the maximum staleness."""
+    clock = Clock()
+    with Rig(feed.url(), max_staleness_s=MAX_STALENESS_S, refresh_interval_s=300, monotonic=clock.monotonic) as rig:
+        rng = random.Random(8)
+        network = generate_network(50, seed=8)
+        successes: list[tuple[float, Snapshot]] = []
+        steps: list[tuple[float, str]] = [
+            (0, "new"), (300, "new"), (300, "304"), (250, "new"), (300, "error"), (300, "304"), (1200, "error"),
+            (300, "new"), (300, "304"), (60, "new"),
+        ]  # fmt: skip
+        for step, (elapsed_s, kind) in enumerate(steps):
+            clock.now += elapsed_s
+            if kind == "new":
+                network = move_states(network, rng, fraction=0.4)
+                last_good = FeedResponse(render_kml(network), etag=f'"{step}"')
+            feed.serve(FeedResponse(b"down", status=503) if kind == "error" else last_good)
+            outcome = rig.refresher.refresh_once().outcome
+            assert outcome is {"new": Outcome.SUCCESS, "304": Outcome.NOT_MODIFIED, "error": Outcome.HTTP_ERROR}[kind]
+            if kind != "error":
+                successes.append((clock.now, network))
+        publication = rig.holder.latest
+        assert publication is not None
+        view = publication.usage
+        assert counted(view) == without_zeros(answer(successes))
+        total_s = (300 + 300 + 250 + 600 + 300 + 60) * network.connector_count
+        assert sum(sum(u.seconds) for u in view.network.values()) == total_s  # the 1,500 s across the outage: nowhere
+        served = rig.metrics()
+        assert served["chargy_station_connector_seconds"].samples
+        assert sum(s.value for s in served["chargy_network_connector_seconds"].samples) == pytest.approx(total_s)
+        assert sum(s.value for s in served["chargy_station_charging_sessions"].samples) == sum(
+            usage.sessions for usage in view.stations.values()
+        )
+        clock.now += MAX_STALENESS_S + 1
+        assert not {spec.prometheus_name.removesuffix("_total") for spec in USAGE_METRICS} & set(rig.metrics())
 
 
 def openmetrics_samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
@@ -322,7 +379,7 @@ def test_the_service_serves_the_counters_on_metrics(feed: FeedServer) -> None:
 
             def time_samples() -> list[tuple[str, dict[str, str], float]]:
                 text = client.get("/metrics", headers=accept).text  # httpx inflates the gzip member
-                return [s for s in openmetrics_samples(text) if "connector_time_seconds" in s[0]]
+                return [s for s in openmetrics_samples(text) if "connector_seconds" in s[0]]
 
             wait_until(lambda: [s for s in time_samples() if s[0].endswith("_total") and s[2] > 0], "time to count")
             samples = time_samples()

@@ -14,6 +14,7 @@ import pytest
 
 from otel_chargy.generator import generate_network, render_kml
 from tests.feedserver import FeedResponse, FeedServer
+from tests.inprocess import make_certificate
 from tests.service import ServiceProcess, command, wait_until
 
 PASSWORD = "s3cret-scrape"
@@ -21,14 +22,7 @@ PASSWORD = "s3cret-scrape"
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(directory / "server.key"),
-         "-out", str(directory / "server.crt")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return directory
+    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def write_web_config(directory: Path, text: str) -> Path:
@@ -63,6 +57,7 @@ def test_tls_and_basic_auth(secured: ServiceProcess) -> None:
         assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
         assert secured.client.get(path, auth=("prometheus", "wrong")).status_code == 401
         assert secured.client.get(path, auth=("nobody", PASSWORD)).status_code == 401
+        assert secured.client.get(path, auth=("prometheus", "x" * 73)).status_code == 401  # over bcrypt's 72 bytes
     wait_until(
         lambda: "chargy_feed_up 1.0" in secured.client.get("/metrics", auth=("prometheus", PASSWORD)).text,
         "an authenticated scrape after a refresh",
@@ -73,8 +68,8 @@ def test_tls_and_basic_auth(secured: ServiceProcess) -> None:
 
 
 def test_plain_http_and_a_stalled_handshake_do_not_block_tls_clients(secured: ServiceProcess) -> None:
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://127.0.0.1:{secured.port}/healthz", timeout=5)
+    plain = httpx.get(f"http://127.0.0.1:{secured.port}/healthz", timeout=5)
+    assert plain.status_code == 400 and plain.text == "Client sent an HTTP request to an HTTPS server.\n"
     with socket.create_connection(("127.0.0.1", secured.port)):
         # A client that opens a connection and never starts the handshake.
         assert secured.get("/healthz").status_code == 200

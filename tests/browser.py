@@ -1,0 +1,205 @@
+"""Headless Chromium (Debian's package), driven over its DevTools protocol, to see pages as a person does.
+
+The protocol runs over a pipe (--remote-debugging-pipe: commands on the child's fd 3, answers on its fd 4,
+JSON messages ended by NUL), so no WebSocket library is needed. One browser serves many pages: a
+start costs seconds on a busy machine. Each page can have JavaScript off (Emulation.setScriptExecutionDisabled),
+which --dump-dom cannot do (with scripts off it dumps nothing).
+
+`python -m tests.browser URL PATH [WIDTH HEIGHT [SCALE]]` saves a picture of a page (the README's:
+`python -m tests.browser http://127.0.0.1:9000/ docs/status-page.png 1280 800 0.75` with `--demo`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bs4 import BeautifulSoup
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--remote-debugging-pipe",
+)
+# A bound on a hang, not a timing assertion.
+_LIMIT_S = 90.0
+
+
+class BrowserError(Exception):
+    pass
+
+
+class Browser:
+    def __init__(self) -> None:
+        self._profile = tempfile.TemporaryDirectory(prefix="chromium-")
+        commands_read, self._commands = os.pipe()
+        self._answers, answers_write = os.pipe()
+
+        def place_pipes() -> None:
+            # In the child, between fork and exec: the pipes become fds 3 and 4, by way of copies above
+            # both, so that neither overwrites the other when os.pipe() handed out 3 or 4 itself.
+            reading = fcntl.fcntl(commands_read, fcntl.F_DUPFD_CLOEXEC, 10)
+            writing = fcntl.fcntl(answers_write, fcntl.F_DUPFD_CLOEXEC, 10)
+            os.dup2(reading, 3)
+            os.dup2(writing, 4)
+
+        self._process = subprocess.Popen(
+            [CHROMIUM, *_FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=place_pipes,
+            pass_fds=(3, 4),
+        )
+        os.close(commands_read)
+        os.close(answers_write)
+        self._buffer = b""
+        self._next_id = 0
+        self._events: list[dict[str, Any]] = []
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(BrowserError, OSError):
+            self.send("Browser.close")
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        os.close(self._commands)
+        os.close(self._answers)
+        self._profile.cleanup()
+
+    def _read_message(self, deadline: float) -> dict[str, Any]:
+        while b"\0" not in self._buffer:
+            if time.monotonic() > deadline:
+                raise BrowserError("Chromium did not answer in time")
+            chunk = os.read(self._answers, 1 << 20)
+            if not chunk:
+                raise BrowserError("Chromium closed the DevTools pipe")
+            self._buffer += chunk
+        message, _, self._buffer = self._buffer.partition(b"\0")
+        decoded: dict[str, Any] = json.loads(message)
+        return decoded
+
+    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> dict[str, Any]:
+        self._next_id += 1
+        command: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
+        if session is not None:
+            command["sessionId"] = session
+        os.write(self._commands, json.dumps(command).encode() + b"\0")
+        deadline = time.monotonic() + _LIMIT_S
+        while True:
+            message = self._read_message(deadline)
+            if message.get("id") == self._next_id:
+                if "error" in message:
+                    raise BrowserError(f"{method}: {message['error']}")
+                result: dict[str, Any] = message.get("result", {})
+                return result
+            self._events.append(message)
+
+    def wait_for_event(self, method: str, session: str) -> dict[str, Any]:
+        deadline = time.monotonic() + _LIMIT_S
+        while True:
+            for index, event in enumerate(self._events):
+                if event.get("method") == method and event.get("sessionId") == session:
+                    return self._events.pop(index)
+            self._events.append(self._read_message(deadline))
+
+    def open(self, url: str, *, javascript: bool = True, width: int = 1280, height: int = 900) -> Tab:
+        """A new tab that has loaded `url` (its load event fired: deferred scripts have run)."""
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        tab = Tab(self, target, session)
+        tab.send("Page.enable")
+        tab.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
+        if not javascript:
+            tab.send("Emulation.setScriptExecutionDisabled", {"value": True})
+        tab.send("Page.navigate", {"url": url})
+        self.wait_for_event("Page.loadEventFired", session)
+        return tab
+
+
+class Tab:
+    def __init__(self, browser: Browser, target: str, session: str) -> None:
+        self._browser = browser
+        self._target = target
+        self._session = session
+
+    def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._browser.send(method, params, self._session)
+
+    def dom(self) -> BeautifulSoup:
+        """The document as the browser holds it now."""
+        root = self.send("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+        return BeautifulSoup(self.send("DOM.getOuterHTML", {"nodeId": root})["outerHTML"], "lxml")
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in result:
+            raise BrowserError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def type_into(self, selector: str, text: str) -> None:
+        """Focuses the element and types `text` as a keyboard would (an input event per insertion)."""
+        root = self.send("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+        node = self.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        self.send("DOM.focus", {"nodeId": node})
+        for character in text:
+            self.send("Input.insertText", {"text": character})
+
+    def click(self, selector: str) -> None:
+        """A real mouse click at the middle of the element."""
+        root = self.send("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+        node = self.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        self.send("DOM.scrollIntoViewIfNeeded", {"nodeId": node})
+        quad = self.send("DOM.getContentQuads", {"nodeId": node})["quads"][0]
+        x, y = sum(quad[0::2]) / 4, sum(quad[1::2]) / 4
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
+
+    def screenshot(self, path: Path, scale: float = 1.0) -> None:
+        """A PNG of the viewport; `scale` below 1 makes a smaller picture of the same layout."""
+        width, height = self.evaluate("[window.innerWidth, window.innerHeight]")
+        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": scale}
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", {"format": "png", "clip": clip})["data"]))
+
+    def close(self) -> None:
+        self._browser.send("Target.closeTarget", {"targetId": self._target})
+
+
+if __name__ == "__main__":
+    page_url, picture = sys.argv[1], Path(sys.argv[2])
+    size = [int(value) for value in sys.argv[3:5]] or [1280, 900]
+    with Browser() as browser:
+        browser.open(page_url, width=size[0], height=size[1]).screenshot(
+            picture, float((sys.argv[5:6] and sys.argv[5]) or 1)
+        )

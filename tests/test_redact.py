@@ -1,0 +1,132 @@
+"""The feed's key never shows: in the query, the user part or the password part, in any spelling."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_chargy.fetch import HttpSource, Validators
+from otel_chargy.generator import generate_network, render_kml
+from otel_chargy.outcome import FeedError
+from otel_chargy.redact import Redactor, redact_url, secrets_of_url
+from tests.conftest import TEST_API_KEY
+from tests.feedserver import FeedResponse, FeedServer
+from tests.service import ServiceProcess, free_port
+
+KEY = TEST_API_KEY
+
+
+def with_key(url: str, form: str) -> str:
+    """The feed URL with the key in the query, in the user part, or in the password part."""
+    if form == "query":
+        return url + ("&" if "?" in url else "?") + f"API-KEY={KEY}"
+    userinfo = {"user": KEY, "password": f"chargy:{KEY}"}[form]
+    return url.replace("://", f"://{userinfo}@", 1)
+
+
+FORMS = ("query", "user", "password")
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("https://h/kml?API-KEY=abc&x=1", "https://h/kml?API-KEY=REDACTED&x=1"),
+        ("https://abc@h/kml", "https://REDACTED@h/kml"),
+        ("https://abc:@h/kml", "https://REDACTED@h/kml"),
+        ("https://chargy:abc@h:8443/kml?a=b#f", "https://chargy:REDACTED@h:8443/kml?a=b#f"),
+        ("https://h/kml?access_token=abc&apikey=d&sig=e&Password=f&auth=g", None),
+        ("https://h/kml?api%2Dkey=abc", "https://h/kml?api%2Dkey=REDACTED"),
+        # Invalid URLs are redacted too: they are shown in the error that refuses them.
+        ("htps://abc@h/kml?API-KEY=abc", "htps://REDACTED@h/kml?API-KEY=REDACTED"),
+        ("http://abc@[::1/kml?token=abc", "http://REDACTED@[::1/kml?token=REDACTED"),
+        ("http://abc@h:99999/kml", "http://REDACTED@h:99999/kml"),
+        ("https://h/kml?a=1;API-KEY=abc&b", "https://h/kml?a=1;API-KEY=REDACTED&b"),
+        ("https://h/cb#access_token=abc&state=s", "https://h/cb#access_token=REDACTED&state=s"),
+        ("https://h/kml?x=a%26b&API-KEY=abc=d", "https://h/kml?x=a%26b&API-KEY=REDACTED"),
+        ("/tmp/feed.kml", "/tmp/feed.kml"),
+        ("file:///tmp/feed.kml?x=1", "file:///tmp/feed.kml?x=1"),
+    ],
+)
+def test_redact_url_keeps_everything_but_the_secrets(url: str, redacted: str | None) -> None:
+    assert "abc" not in redact_url(url)
+    if redacted is not None:
+        assert redact_url(url) == redacted
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_secrets_of_url_hold_every_spelling(form: str) -> None:
+    key = "k/e y+=é"
+    encoded = "k%2Fe%20y%2B%3D%C3%A9"
+    url = with_key("https://h/kml", form).replace(KEY, encoded)
+    secrets = set(secrets_of_url(url))
+    assert {encoded, key, "k%2fe%20y%2b%3d%c3%a9"} <= secrets
+    redactor = Redactor(list(secrets))
+    for spelling in (key, encoded, "k%2fe%20y%2b%3d%c3%a9", "k%2Fe+y%2B%3D%C3%A9"):
+        assert redactor(f"GET {spelling} failed") == "GET REDACTED failed"
+
+
+def test_a_user_with_a_password_is_not_a_secret() -> None:
+    assert secrets_of_url("https://chargy:abc@h/") == ["abc"]
+
+
+def test_redactor_replaces_a_longer_secret_whole() -> None:
+    assert Redactor(["abc", "abcdef"])("x abcdef abc") == "x REDACTED REDACTED"
+
+
+@pytest.fixture
+def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def span_texts(exporter: InMemorySpanExporter) -> str:
+    texts = []
+    for span in exporter.get_finished_spans():
+        texts += [span.name, str(span.attributes), str(span.status.description)]
+        texts += [f"{event.name} {event.attributes}" for event in span.events]
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_spans_of_failed_and_good_fetches_hold_no_key(
+    form: str, feed: FeedServer, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    tracer = provider.get_tracer("test")
+    good = HttpSource(with_key(feed.url(), form), timeout_s=5, max_bytes=10_000_000, tracer=tracer)
+    unreachable = HttpSource(
+        with_key(f"http://127.0.0.1:{free_port()}/kml", form), timeout_s=5, max_bytes=10_000_000, tracer=tracer
+    )
+    try:
+        assert KEY not in good.description and "REDACTED" in good.description
+        feed.serve(FeedResponse(render_kml(generate_network(3))))
+        assert good.fetch(Validators()).body
+        feed.serve(FeedResponse(b"down", status=502))
+        with pytest.raises(FeedError):
+            good.fetch(Validators())
+        with pytest.raises(FeedError):
+            unreachable.fetch(Validators())
+    finally:
+        good.close()
+        unreachable.close()
+    assert len(exporter.get_finished_spans()) == 3
+    texts = span_texts(exporter)
+    assert "HTTP 502" in texts and "REDACTED" in texts
+    assert not any(secret in texts for secret in secrets_of_url(with_key("http://h/", form)))
+
+
+@pytest.mark.parametrize("form", ["user", "password"])
+def test_service_shows_no_key_of_the_user_part(form: str, feed: FeedServer) -> None:
+    feed.serve(FeedResponse(render_kml(generate_network(5))))
+    with ServiceProcess(["--kml-url", with_key(feed.url(), form), "--refresh-interval", "0.5"]) as service:
+        service.wait_for_refreshes("success", 1)
+        feed.serve(FeedResponse(b"down", status=502))
+        service.wait_for_refreshes("http_error", 1)
+        pages = [service.get(path).text for path in ("/", "/readyz", "/metrics")]
+    output = service.logs() + "".join(pages)
+    assert "REDACTED@127.0.0.1" in output
+    assert KEY not in output
