@@ -100,19 +100,25 @@ class ServiceProcess:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def metrics(self, path: str = "/metrics") -> dict[str, Metric]:
+    def metrics(self, path: str = "/metrics", only: str | None = None) -> dict[str, Metric]:
+        """The families served at `path`; with `only`, just that family's lines are parsed: a network's
+        connector series are megabytes of text that a question about one family need not read."""
         response = self.get(path)
         assert response.status_code == 200, response.text
-        return {family.name: family for family in text_string_to_metric_families(response.text)}
+        text = response.text
+        if only is not None:
+            prefixes = (f"# HELP {only} ", f"# TYPE {only} ", f"{only}{{", f"{only} ")
+            text = "".join(line for line in text.splitlines(keepends=True) if line.startswith(prefixes))
+        return {family.name: family for family in text_string_to_metric_families(text)}
 
     def samples(self, family: str) -> list[Sample]:
         """The samples of a family; none when the family has no series at all."""
-        metrics = self.metrics()
+        metrics = self.metrics(only=family)
         return metrics[family].samples if family in metrics else []
 
     def sample(self, family: str, **labels: str) -> float | None:
         """The value of one series, or None when it is absent."""
-        metrics = self.metrics()
+        metrics = self.metrics(only=family)
         name = family.removesuffix("_total")
         if name not in metrics:
             return None

@@ -188,10 +188,17 @@ def test_service_name_can_be_overridden(feed: FeedServer, feed_url: str) -> None
 def test_demo_serves_a_realistic_network_whose_states_move() -> None:
     with ServiceProcess(["--demo", *FAST]) as service:
         service.wait_for_refreshes("success", 1)
-        first = series_of(service.metrics()["chargy_connector_detailed_state_info"])
+        first = series_of(
+            service.metrics(only="chargy_connector_detailed_state_info")["chargy_connector_detailed_state_info"]
+        )
         assert 900 <= service.sample("chargy_feed_stations") <= 1100  # type: ignore[operator]
         assert service.sample("chargy_feed_connectors") > 2000  # type: ignore[operator]
         wait_until(
-            lambda: series_of(service.metrics()["chargy_connector_detailed_state_info"]) != first,
+            lambda: (
+                series_of(
+                    service.metrics(only="chargy_connector_detailed_state_info")["chargy_connector_detailed_state_info"]
+                )
+                != first
+            ),
             "the demo states to move",
         )
