@@ -9,7 +9,8 @@ from http.server import ThreadingHTTPServer
 from otel_chargy import __version__
 from otel_chargy.config import Config
 from otel_chargy.exposition import Exposition, SnapshotExposition
-from otel_chargy.fetch import DemoSource, FeedSource, open_source
+from otel_chargy.feeds import feed_parser, open_feed
+from otel_chargy.fetch import DemoSource, FeedSource
 from otel_chargy.history import RefreshHistory
 from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import (
@@ -44,14 +45,8 @@ class Service:
         self._source: FeedSource = (
             DemoSource()
             if config.demo
-            else open_source(
-                config.kml_url,
-                timeout_s=config.fetch_timeout_s,
-                max_bytes=config.max_bytes,
-                tracer=tracer,
-                # The feed is a third party: it learns a trace context only when the traces go somewhere.
-                propagate_trace_context=bool(config.traces_exporters),
-            )
+            # The feed is a third party: it learns a trace context only when the traces go somewhere.
+            else open_feed(config, config.feed_url, tracer, propagate_trace_context=bool(config.traces_exporters))
         )
         overflow = OverflowTally([spec.name for spec in SNAPSHOT_METRICS])
         prometheus_reader, push_readers = build_metric_readers(config, overflow)
@@ -79,6 +74,7 @@ class Service:
             SizeBounds(config.max_connectors),
             config.max_shrink,
             history,
+            parse=feed_parser(config),
         )
         exposition = None
         if prometheus_reader is not None:
