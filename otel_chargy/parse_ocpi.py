@@ -115,26 +115,21 @@ class _BoundedReader:
     def read(self, size: int = -1) -> bytes:
         if size == 0:
             return b""
-        if self.progress == self._progress_at_last_read:
-            self._bytes_in_value += _CHUNK_BYTES
-            if self._bytes_in_value > MAX_SPAN_BYTES:
-                raise FeedError(
-                    Outcome.FORBIDDEN_JSON, f"a single Location or JSON value spans over {MAX_SPAN_BYTES} bytes"
-                )
-        else:
+        if self.progress != self._progress_at_last_read:
             self._progress_at_last_read, self._bytes_in_value = self.progress, 0
         try:
             data = self._raw.read(_CHUNK_BYTES)
         except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as error:
-            raise FeedError(
-                Outcome.INVALID_JSON, f"the feed's compressed body is corrupt or truncated: {error}"
-            ) from None
+            raise FeedError(Outcome.INVALID_JSON, f"the feed's compressed body is corrupt or truncated: {error}") from None
         if self._first:
             self._first = False
             data = data.removeprefix(_BOM)
         self.read_bytes += len(data)
         if self.read_bytes > self._max_bytes:
             raise _too_large(self._max_bytes)
+        self._bytes_in_value += len(data)
+        if self._bytes_in_value > MAX_SPAN_BYTES:
+            raise FeedError(Outcome.FORBIDDEN_JSON, f"a single Location or JSON value spans over {MAX_SPAN_BYTES} bytes")
         return data
 
 

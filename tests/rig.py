@@ -13,9 +13,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_chargy.exposition import CountingPrometheusReader, Exposition, SnapshotExposition
-from otel_chargy.fetch import FeedSource, HttpSource
+from otel_chargy.fetch import ACCEPT, MAX_PAGES, FeedSource, HttpSource
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import SNAPSHOT_METRICS, OverflowTally, RefreshRecorder, ServedFeed, build_meter_provider
+from otel_chargy.model import Snapshot
 from otel_chargy.parse import SizeBounds
 from otel_chargy.publication import Publication, publisher
 from otel_chargy.refresh import DEFAULT_MAX_SHRINK, Refresher
@@ -35,7 +36,12 @@ class Rig:
         monotonic: Callable[[], float] | None = None,
         source: FeedSource | None = None,
         propagate_trace_context: bool = False,
+        paged: bool = False,
+        max_pages: int = MAX_PAGES,
+        accept: str = ACCEPT,
+        parse: Callable[[bytes], Snapshot] | None = None,
     ) -> None:
+        """`paged`, `max_pages`, `accept`: the HttpSource's, as for an OCPI feed; `parse`: the format's parser."""
         self.span_exporter = InMemorySpanExporter()
         self._tracer_provider = TracerProvider()
         self._tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
@@ -46,6 +52,9 @@ class Rig:
             max_bytes=max_bytes,
             tracer=tracer,
             propagate_trace_context=propagate_trace_context,
+            paged=paged,
+            max_pages=max_pages,
+            accept=accept,
         )
         holder_arguments: dict[str, Any] = {"monotonic": monotonic} if monotonic else {}
         self.holder: SnapshotHolder[Publication] = SnapshotHolder(
@@ -63,6 +72,7 @@ class Rig:
             refresh_interval_s,
             SizeBounds(),
             max_shrink=max_shrink,
+            parse=parse,
         )
         self.exposition = Exposition(reader, self._served_exposition, lambda: self.holder.version)
 
