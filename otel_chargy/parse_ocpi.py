@@ -120,7 +120,9 @@ class _BoundedReader:
         try:
             data = self._raw.read(_CHUNK_BYTES)
         except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as error:
-            raise FeedError(Outcome.INVALID_JSON, f"the feed's compressed body is corrupt or truncated: {error}") from None
+            raise FeedError(
+                Outcome.INVALID_JSON, f"the feed's compressed body is corrupt or truncated: {error}"
+            ) from None
         if self._first:
             self._first = False
             data = data.removeprefix(_BOM)
@@ -129,7 +131,9 @@ class _BoundedReader:
             raise _too_large(self._max_bytes)
         self._bytes_in_value += len(data)
         if self._bytes_in_value > MAX_SPAN_BYTES:
-            raise FeedError(Outcome.FORBIDDEN_JSON, f"a single Location or JSON value spans over {MAX_SPAN_BYTES} bytes")
+            raise FeedError(
+                Outcome.FORBIDDEN_JSON, f"a single Location or JSON value spans over {MAX_SPAN_BYTES} bytes"
+            )
         return data
 
 
