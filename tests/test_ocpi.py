@@ -8,8 +8,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -28,6 +30,7 @@ from otel_chargy.generator import (
     render_ocpi,
     zipped,
 )
+from otel_chargy.main import main
 from otel_chargy.model import SimpleState, Snapshot, Station
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import SizeBounds
@@ -41,6 +44,7 @@ from otel_chargy.parse_ocpi import (
 )
 from tests.feedserver import FeedResponse, FeedServer
 from tests.rig import Rig
+from tests.service import ServiceProcess
 from tests.truth import assert_serves
 
 EXAMPLES = Path(__file__).parent / "data" / "ocpi-2.2.1"
@@ -455,3 +459,36 @@ def test_bad_feed_settings_are_one_line(argv: list[str], environ: dict[str, str]
 def test_generated_networks_hold_what_the_truth_says() -> None:
     network: OcpiNetwork = generate_ocpi_network(200, seed=2)
     assert parse_ocpi(render_ocpi(network.locations)).stations == network.truth.stations
+
+
+# --- the service and the check command
+
+
+def test_the_service_serves_an_ocpi_network_with_the_seed_labels(feed: FeedServer) -> None:
+    url = serve_pages(feed, ocpi_pages(SMALL.locations, 3), gzip_pages=True)
+    with ServiceProcess(["--feed.format", "ocpi", "--feed.url", url]) as service:
+        service.wait_for_refreshes("success", 1)
+        assert_serves(service.metrics(), SMALL.truth)
+        assert service.sample("chargy_feed_up") == 1
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """main() configures the root logger for the process: put pytest's back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_check_reads_an_ocpi_feed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "GR.IDRO.dynamic.data.latest.json.zip"
+    path.write_bytes(zipped(render_ocpi(SMALL.locations, form="wrapped", bom=True)))
+    assert main(["--feed.format", "ocpi", "check", str(path)]) == 0
+    report = capsys.readouterr().out
+    assert f"stations: {len(SMALL.truth.stations)}" in report
+    assert f"connectors: {SMALL.truth.connector_count}" in report
+    assert main(["check", str(path)]) == 1  # the KML parser: not KML
+    assert "not_kml" in capsys.readouterr().out
