@@ -9,6 +9,8 @@ import gzip
 import io
 import json
 import logging
+import subprocess
+import sys
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -402,6 +404,16 @@ def test_larger_than_max_bytes_once_decompressed_fails_and_keeps_the_last_good_s
         assert rig.holder.latest is published
 
 
+@pytest.mark.parametrize("form", ["envelope", "wrapped", "gzip"])
+def test_a_document_cut_anywhere_is_invalid_json(form: str) -> None:
+    whole = render_ocpi([EXAMPLE], form="array" if form == "gzip" else form)
+    body = gzipped(whole) if form == "gzip" else whole
+    for cut in range(1, len(body)):
+        with pytest.raises(FeedError) as raised:
+            parse_ocpi(body[:cut])
+        assert raised.value.outcome is Outcome.INVALID_JSON, (cut, raised.value.reason)
+
+
 def test_too_many_connectors_is_too_large() -> None:
     body = render_ocpi(NETWORK.locations)
     bounds = SizeBounds(NETWORK.truth.connector_count)
@@ -492,3 +504,18 @@ def test_check_reads_an_ocpi_feed(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert f"connectors: {SMALL.truth.connector_count}" in report
     assert main(["check", str(path)]) == 1  # the KML parser: not KML
     assert "not_kml" in capsys.readouterr().out
+
+
+def test_ocpi_benchmark_smoke_run(tmp_path: Path) -> None:
+    output = tmp_path / "ocpi.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/ocpi.py", "--locations", "300", "--bbox", "4,51,6,53", "--output", str(output)],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(output.read_text())
+    assert report["feed"]["locations"] == 300
+    whole, city = report["cases"].values()
+    assert whole["outcome"] == city["outcome"] == "success"
+    assert whole["connectors"] == report["feed"]["connectors_published"] > city["connectors"]
+    assert whole["peak_rss_mib"] > 0 and "| whole network | `success` |" in result.stdout
