@@ -703,7 +703,17 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
             f"{written_as['demo']} and {written_as[feed_url[0]]} exclude each other: the demo serves a generated "
             "network, not a feed"
         )
-    if values["feed_format"] != "ocpi":
+    if values["feed_format"] == "ocpi":
+        if values["demo"]:
+            raise ConfigError(
+                f"{written_as['demo']} serves a generated Chargy KML network: not with {written_as['feed_format']} ocpi"
+            )
+        if feed_url is None and args.get("source") is None:
+            raise ConfigError(
+                f"{written_as['feed_format']} ocpi needs the feed's URL: --feed.url (env FEED_URL); the default is"
+                " the Chargy KML feed"
+            )
+    else:
         for dest in ("feed_bbox", "feed_operators"):
             if values[dest] is not None:
                 raise ConfigError(f"{written_as[dest]} filters an OCPI feed: it needs --feed.format ocpi")

@@ -177,7 +177,7 @@ def test_the_bbox_keeps_exactly_the_stations_inside_it(feed: FeedServer) -> None
     )
     assert 0 < len(inside) < len(NETWORK.truth.stations) / 2
     feed.serve(FeedResponse(gzipped(render_ocpi(NETWORK.locations)), content_type="application/gzip"))
-    config = load_config(["--feed.format", "ocpi", "--feed.bbox", "4.5,51.5,5.5,52.5"], {})
+    config = load_config(["--feed.format", "ocpi", "--feed.bbox", "4.5,51.5,5.5,52.5", "check", "/nl.json.gz"], {})
     options = OcpiOptions(max_bytes=MAX_BYTES, bbox=config.feed_bbox)
     with Rig(feed.url("/nl.json.gz"), max_bytes=MAX_BYTES, parse=partial(parse_ocpi, options=options)) as rig:
         assert rig.refresher.refresh_once().outcome is Outcome.SUCCESS
@@ -443,7 +443,8 @@ def test_feed_settings() -> None:
     assert load_config([], {"KML_URL": "/b.kml"}).feed_url == "/b.kml"
     assert load_config([], {}).feed_format == "chargy-kml"
     config = load_config(
-        ["--feed.format", "ocpi", "--feed.operator", "nl*abc, BE*BEC"], {"CHARGY_FEED_BBOX": "1,2,3,4"}
+        ["--feed.format", "ocpi", "--feed.operator", "nl*abc, BE*BEC"],
+        {"CHARGY_FEED_BBOX": "1,2,3,4", "FEED_URL": "/x.json"},
     )
     assert config.feed_operators == frozenset({"NL*ABC", "BE*BEC"})
     assert config.feed_bbox == BoundingBox(1, 2, 3, 4)
@@ -460,6 +461,8 @@ def test_feed_settings() -> None:
         (["--feed.format", "ocpi", "--feed.bbox", "1,60,3,50"], {}, "south first"),
         (["--feed.format", "ocpi", "--feed.operator", "NLABC"], {}, "as in NL*ABC,BE*BEC"),
         (["--demo", "--feed.url", "/a.json"], {}, "--demo and --feed.url exclude each other"),
+        (["--feed.format", "ocpi"], {}, "--feed.format ocpi needs the feed's URL"),
+        (["--demo"], {"CHARGY_FEED_FORMAT": "ocpi"}, "--demo serves a generated Chargy KML network: not with"),
     ],
 )
 def test_bad_feed_settings_are_one_line(argv: list[str], environ: dict[str, str], message: str) -> None:
