@@ -32,6 +32,7 @@ from otel_chargy.generator import (
     render_ocpi,
     zipped,
 )
+from otel_chargy.health import advise
 from otel_chargy.main import main
 from otel_chargy.model import SimpleState, Snapshot, Station
 from otel_chargy.outcome import FeedError, Outcome
@@ -522,3 +523,18 @@ def test_ocpi_benchmark_smoke_run(tmp_path: Path) -> None:
     assert whole["outcome"] == city["outcome"] == "success"
     assert whole["connectors"] == report["feed"]["connectors_published"] > city["connectors"]
     assert whole["peak_rss_mib"] > 0 and "| whole network | `success` |" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("outcome", "step"),
+    [
+        (Outcome.BROKEN_PAGING, "Report it to the provider"),
+        (Outcome.OCPI_ERROR, "--feed.url"),
+        (Outcome.INVALID_JSON, "--feed.format is ocpi"),
+        (Outcome.FORBIDDEN_JSON, "--feed.format is ocpi"),
+        (Outcome.NOT_OCPI, "--feed.format is ocpi"),
+    ],
+)
+def test_each_ocpi_failure_names_what_to_do(outcome: Outcome, step: str) -> None:
+    advice = advise(outcome, "a reason")
+    assert advice is not None and step in advice.next_step and "bug" not in advice.cause
