@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import zipfile
 import zlib
 from collections import Counter
@@ -392,8 +393,10 @@ def _identifier(value: object) -> str:
     """An OCPI id: a string, though some feeds send numbers."""
     if isinstance(value, bool):
         return ""
-    if isinstance(value, (int, float)):
-        return str(int(value)) if value == int(value) else str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else str(int(value)) if value.is_integer() else str(value)
     return _text(value)
 
 
@@ -436,16 +439,18 @@ def _address(item: dict[str, Any]) -> str:
 
 
 def _read_coordinates(value: object, issues: Counter[str]) -> tuple[float | None, float | None]:
-    try:
-        assert isinstance(value, dict)
-        latitude, longitude = float(value["latitude"]), float(value["longitude"])
-    except (AssertionError, KeyError, TypeError, ValueError):
-        issues["invalid_coordinates"] += 1
-        return None, None
-    if not (-90.0 <= latitude <= 90.0 and -180.0 <= longitude <= 180.0):
-        issues["invalid_coordinates"] += 1
-        return None, None
-    return latitude, longitude
+    """OCPI's coordinates, decimal degrees as strings ("51.047599"); numbers are read too."""
+    if isinstance(value, dict):
+        latitude, longitude = _degrees(value.get("latitude"), 90), _degrees(value.get("longitude"), 180)
+        if latitude is not None and longitude is not None:
+            return latitude, longitude
+    issues["invalid_coordinates"] += 1
+    return None, None
+
+
+def _degrees(value: object, limit: float) -> float | None:
+    number = _float(value)
+    return number if number is not None and -limit <= number <= limit else None
 
 
 def _read_evses(value: object, issues: Counter[str]) -> list[Device]:
@@ -453,16 +458,15 @@ def _read_evses(value: object, issues: Counter[str]) -> list[Device]:
     names: set[str] = set()
     seen_uids: set[str] = set()
     for evse in value if isinstance(value, list) else []:
-        uid = _identifier(evse.get("uid")) if isinstance(evse, dict) else ""
-        if not uid:
+        if not isinstance(evse, dict) or not (uid := _identifier(evse.get("uid"))):
             issues["invalid_evse"] += 1
             continue
-        assert isinstance(evse, dict)
         raw_status = _text(evse.get("status")).upper()
         if raw_status in _ABSENT_STATUSES:
             continue
+        entries = evse.get("connectors")
         if uid in seen_uids:
-            issues["duplicate_connector"] += len(evse.get("connectors") or []) or 1
+            issues["duplicate_connector"] += len(entries) if isinstance(entries, list) else 1
             continue
         seen_uids.add(uid)
         state = _SIMPLE_STATE_OF_STATUS.get(raw_status)
@@ -473,7 +477,7 @@ def _read_evses(value: object, issues: Counter[str]) -> list[Device]:
         if name in names:
             name = f"{name} ({uid})"  # two EVSEs that give one evse_id stay two devices
         names.add(name)
-        connectors = _read_connectors(evse.get("connectors"), raw_status, state, issues)
+        connectors = _read_connectors(entries, raw_status, state, issues)
         devices.append(Device(name=name, connectors=tuple(connectors)))
     return devices
 
@@ -482,20 +486,18 @@ def _read_connectors(value: object, raw_status: str, state: SimpleState, issues:
     connectors: list[Connector] = []
     seen: set[str] = set()
     for index, entry in enumerate(value if isinstance(value, list) else []):
-        connector_id = _identifier(entry.get("id")) if isinstance(entry, dict) else ""
-        if not connector_id:
+        if not isinstance(entry, dict) or not (connector_id := _identifier(entry.get("id"))):
             issues["invalid_connector"] += 1
             continue
-        assert isinstance(entry, dict)
         if connector_id in seen:
             issues["duplicate_connector"] += 1
             continue
         seen.add(connector_id)
-        position = int(connector_id) if connector_id.isdigit() and 0 < int(connector_id) < 1_000_000 else index + 1
+        numbered = connector_id.isascii() and connector_id.isdigit() and 0 < int(connector_id) < 1_000_000
         connectors.append(
             Connector(
                 name=connector_id,
-                position=position,
+                position=int(connector_id) if numbered else index + 1,
                 max_power_kw=_power_kw(entry, issues),
                 raw_state=raw_status,
                 state=state,
@@ -504,23 +506,29 @@ def _read_connectors(value: object, raw_status: str, state: SimpleState, issues:
     return connectors
 
 
-def _number(value: object) -> float | None:
+def _float(value: object) -> float | None:
+    """A finite number, given as a number or as text."""
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
             return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1e9:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def _power_figure(value: object) -> float | None:
+    number = _float(value)
+    return number if number is not None and 0 <= number < 1e9 else None
 
 
 def _power_kw(connector: dict[str, Any], issues: Counter[str]) -> float:
     """max_electric_power (W), else voltage x amperage, x 3 for AC_3_PHASE (OCPI's voltage is line to
     neutral there)."""
-    watts = _number(connector.get("max_electric_power"))
+    watts = _power_figure(connector.get("max_electric_power"))
     if watts is None:
-        voltage, amperage = _number(connector.get("max_voltage")), _number(connector.get("max_amperage"))
+        voltage, amperage = _power_figure(connector.get("max_voltage")), _power_figure(connector.get("max_amperage"))
         if voltage is None or amperage is None:
             issues["invalid_power"] += 1
             return 0.0

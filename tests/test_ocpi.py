@@ -5,6 +5,7 @@ whose truth is known are the fixtures."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -538,3 +539,54 @@ def test_ocpi_benchmark_smoke_run(tmp_path: Path) -> None:
 def test_each_ocpi_failure_names_what_to_do(outcome: Outcome, step: str) -> None:
     advice = advise(outcome, "a reason")
     assert advice is not None and step in advice.next_step and "bug" not in advice.cause
+
+
+def _paths(value: object, prefix: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    yield prefix
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    for key, child in children:
+        yield from _paths(child, (*prefix, key))
+
+
+def _replaced(document: object, path: tuple[str | int, ...], value: object) -> object:
+    if not path:
+        return value
+    copied = json.loads(json.dumps(document))
+    parent = copied
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    return copied
+
+
+def test_any_field_of_any_type_parses_or_fails_as_a_feed_error() -> None:
+    """Every member of the example, at every depth, replaced by values of every JSON type: the parser
+    either reads the document or refuses it with an outcome, never with another exception."""
+    values = [None, True, 0, -5, 1e308, 1.5, "x", "", "²", [], {}, [1], {"a": 1}]
+    filtered = OcpiOptions(bbox=BoundingBox(0, 40, 10, 60), operators=frozenset({"BE*BEC"}))
+    for path in _paths(EXAMPLE):
+        for value in values:
+            document = _replaced(EXAMPLE, path, value)
+            for body in (json.dumps([document]), json.dumps({"data": [document], "status_code": value})):
+                for options in (OcpiOptions(), filtered):
+                    with contextlib.suppress(FeedError):
+                        parse_ocpi(body.encode(), options)
+
+
+def test_the_pages_together_stay_within_max_bytes(feed: FeedServer) -> None:
+    pages = ocpi_pages(SMALL.locations, 4)
+    max_bytes = sum(len(page) for page in pages[:2]) + 10
+    url = serve_pages(feed, pages)
+    parse = partial(parse_ocpi, options=OcpiOptions(max_bytes=max_bytes))
+    with Rig(url, paged=True, max_bytes=max_bytes, parse=parse) as rig:
+        result = rig.refresher.refresh_once()
+    assert result.outcome is Outcome.TOO_LARGE and f"limit of {max_bytes} bytes" in result.reason
+    assert len(feed.requests) == 3  # the third page broke the limit: the fourth was never asked for
+
+
+def test_a_slow_later_page_ends_the_fetch_at_the_fetch_timeout(feed: FeedServer) -> None:
+    url = serve_pages(feed, ocpi_pages(SMALL.locations, 3))
+    feed.serve_path("/ocpi?offset=2", FeedResponse(b"[]", content_type=JSON, hold=True))
+    with ocpi_rig(url, timeout_s=1.0) as rig:
+        result = rig.refresher.refresh_once()
+    assert result.outcome is Outcome.TIMEOUT and "not read in full within 1 s" in result.reason
