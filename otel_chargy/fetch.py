@@ -263,10 +263,10 @@ class HttpSource:
     ) -> Fetched:
         url = httpx.URL(self._url)
         try:
-            first = self._get_page(url, headers, validators, connections, status_codes, self._max_bytes)
-            if first.body is None or first.next_url is None:
-                return Fetched(first.body, first.validators)
-            return self._get_next_pages(first, connections, status_codes)
+            page = self._get_page(url, headers, validators, connections, status_codes, self._max_bytes, first=True)
+            if page.body is None or page.next_url is None:
+                return Fetched(page.body, page.validators)
+            return self._get_next_pages(page, connections, status_codes)
         except httpx.HTTPError as error:
             raise describe_failure(error, url, self._timeout_s) from None
 
@@ -295,7 +295,7 @@ class HttpSource:
             remaining = self._max_bytes - size - 1  # the line that joins the pages counts
             if remaining < 0:
                 raise _too_large(self._max_bytes)
-            page = self._get_page(next_url, {}, Validators(), connections, status_codes, remaining)
+            page = self._get_page(next_url, {}, Validators(), connections, status_codes, remaining, first=False)
             if page.body is None:
                 raise FeedError(Outcome.BROKEN_PAGING, f"page {len(bodies) + 1} of the feed answered 304 Not Modified")
             bodies.append(page.body)
@@ -311,6 +311,8 @@ class HttpSource:
         connections: _Connections,
         status_codes: list[int],
         max_bytes: int,
+        *,
+        first: bool,
     ) -> _Page:
         with self._client.stream("GET", url, headers=headers, extensions={"trace": connections.trace}) as response:
             status_codes.append(response.status_code)
@@ -330,23 +332,27 @@ class HttpSource:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise _too_large(self._max_bytes)
-            body = self._read_body(response, max_bytes)
             next_url = None
             if self._paged and (link := response.links.get("next", {}).get("url")):
                 try:
                     next_url = response.url.join(link)
                 except httpx.InvalidURL:
                     raise FeedError(Outcome.BROKEN_PAGING, "the feed's next-page link is not a URL") from None
+            # A paged feed's parser inflates gzip as it parses (within --max-bytes): a national file sent
+            # whole with Content-Encoding gzip then never stands inflated in memory. Pages are joined, so
+            # each of several is inflated here.
+            body = self._read_body(response, max_bytes, inflate=not (self._paged and first and next_url is None))
             validators = Validators(response.headers.get("etag"), response.headers.get("last-modified"))
             return _Page(response.url, body, validators, next_url)
 
-    def _read_body(self, response: httpx.Response, max_bytes: int) -> bytes:
-        """The body, within `max_bytes`; a larger one fails with the feed's limit, --max-bytes."""
+    def _read_body(self, response: httpx.Response, max_bytes: int, *, inflate: bool = True) -> bytes:
+        """The body, within `max_bytes`; a larger one fails with the feed's limit, --max-bytes.
+        `inflate=False`: a gzip body is kept as it came, for a parser that inflates it."""
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("identity", "gzip"):
             raise FeedError(Outcome.NETWORK_ERROR, f"the feed used an unsupported content encoding: {encoding[:40]}")
         # httpx would inflate a gzip body without bound; inflating here stops at the limit.
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" and inflate else None
         body = bytearray()
         for chunk in response.iter_raw():
             if inflater is None:

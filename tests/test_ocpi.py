@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from otel_chargy.config import ConfigError, load_config
-from otel_chargy.fetch import OCPI_ACCEPT
+from otel_chargy.fetch import OCPI_ACCEPT, Validators
 from otel_chargy.generator import (
     OcpiNetwork,
     generate_network,
@@ -590,3 +590,19 @@ def test_a_slow_later_page_ends_the_fetch_at_the_fetch_timeout(feed: FeedServer)
     with ocpi_rig(url, timeout_s=1.0) as rig:
         result = rig.refresher.refresh_once()
     assert result.outcome is Outcome.TIMEOUT and "not read in full within 1 s" in result.reason
+
+
+def test_a_single_gzip_encoded_answer_is_inflated_by_the_parser_within_max_bytes(feed: FeedServer) -> None:
+    body = render_ocpi(NETWORK.locations)
+    feed.serve(FeedResponse(body, content_type=JSON, gzip=True))
+    max_bytes = len(body) - 1  # the compressed body is far smaller: only the parser can tell
+    parse = partial(parse_ocpi, options=OcpiOptions(max_bytes=max_bytes))
+    with Rig(feed.url("/nl.json"), paged=True, max_bytes=max_bytes, parse=parse) as rig:
+        fetched = rig.source.fetch(Validators())
+        assert fetched.body is not None and fetched.body.startswith(b"\x1f\x8b")
+        result = rig.refresher.refresh_once()
+        assert result.outcome is Outcome.TOO_LARGE and f"limit of {max_bytes} bytes" in result.reason
+    feed.serve(FeedResponse(render_ocpi(SMALL.locations), content_type=JSON, gzip=True))
+    with ocpi_rig(feed.url("/small.json")) as rig:
+        assert rig.refresher.refresh_once().outcome is Outcome.SUCCESS
+        assert_serves(rig.metrics(), SMALL.truth)
