@@ -469,7 +469,8 @@ SETTINGS = (
         "CHARGY_DEMO",
         "false",
         _boolean,
-        "serve a generated sample network whose states move, no network needed; excludes --kml-url",
+        "serve a generated sample network whose states move, no network needed; excludes --feed.url (--kml-url) "
+        "and --feed.format ocpi",
         help_default="off; CHARGY_DEMO=1 turns it on",
         flag_value="true",
     ),
