@@ -327,13 +327,15 @@ def _read_top_object(events: Iterator[tuple[str, Any]], reader: _BoundedReader, 
 
 
 def _check_status(members: dict[str, object]) -> None:
+    """OCPI's status_code: 1000 for success; 2xxx client errors, 3xxx server errors, 4xxx hub errors. Its
+    status_message is not repeated: it is the provider's text, which may echo a token."""
     status_code = members.get("status_code")
     if status_code is None or status_code == _SUCCESS_STATUS_CODE:
         return
-    message = members.get("status_message")
-    said = f": {message[:200]}" if isinstance(message, str) and message else ""
     shown = status_code if isinstance(status_code, (int, float)) else repr(str(status_code)[:40])
-    raise FeedError(Outcome.OCPI_ERROR, f"the OCPI response's status_code is {shown}, not 1000{said}")
+    kinds = {"2": "a client error", "3": "a server error", "4": "a hub error"}
+    kind = kinds.get(str(status_code)[:1], "not a success") if isinstance(status_code, int) else "not a success"
+    raise FeedError(Outcome.OCPI_ERROR, f"the OCPI response's status_code is {shown}, {kind}, not 1000")
 
 
 def _build(event: str, value: Any, events: Iterator[tuple[str, Any]], depth: int, budget: list[int]) -> object:

@@ -46,6 +46,7 @@ from otel_chargy.parse_ocpi import (
     OcpiOptions,
     parse_ocpi,
 )
+from tests.conftest import TEST_API_KEY
 from tests.feedserver import FeedResponse, FeedServer
 from tests.rig import Rig
 from tests.service import ServiceProcess
@@ -334,7 +335,7 @@ HOSTILE = {
     "status code 2001": (
         json.dumps({"data": [], "status_code": 2001, "status_message": "Invalid parameters"}).encode(),
         Outcome.OCPI_ERROR,
-        "2001",
+        "status_code is 2001, a client error, not 1000",
     ),
     "status code after the data": (
         json.dumps({"data": [EXAMPLE], "status_code": 3000}).encode(),
@@ -606,3 +607,10 @@ def test_a_single_gzip_encoded_answer_is_inflated_by_the_parser_within_max_bytes
     with ocpi_rig(feed.url("/small.json")) as rig:
         assert rig.refresher.refresh_once().outcome is Outcome.SUCCESS
         assert_serves(rig.metrics(), SMALL.truth)
+
+
+def test_an_ocpi_error_does_not_repeat_the_providers_message() -> None:
+    body = json.dumps({"data": [], "status_code": 2002, "status_message": f"token {TEST_API_KEY} unknown"})
+    with pytest.raises(FeedError) as raised:
+        parse_ocpi(body.encode())
+    assert raised.value.outcome is Outcome.OCPI_ERROR and TEST_API_KEY not in raised.value.reason
