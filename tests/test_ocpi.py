@@ -42,6 +42,7 @@ from otel_chargy.parse_ocpi import (
     MAX_DEPTH,
     MAX_LOCATION_VALUES,
     MAX_SPAN_BYTES,
+    OCPI_ISSUE_KINDS,
     BoundingBox,
     OcpiOptions,
     parse_ocpi,
@@ -565,13 +566,22 @@ def test_any_field_of_any_type_parses_or_fails_as_a_feed_error() -> None:
     either reads the document or refuses it with an outcome, never with another exception."""
     values = [None, True, 0, -5, 1e308, 1.5, "x", "", "²", [], {}, [1], {"a": 1}]
     filtered = OcpiOptions(bbox=BoundingBox(0, 40, 10, 60), operators=frozenset({"BE*BEC"}))
+    issues: set[str] = set()
     for path in _paths(EXAMPLE):
         for value in values:
             document = _replaced(EXAMPLE, path, value)
             for body in (json.dumps([document]), json.dumps({"data": [document], "status_code": value})):
                 for options in (OcpiOptions(), filtered):
                     with contextlib.suppress(FeedError):
-                        parse_ocpi(body.encode(), options)
+                        issues |= set(parse_ocpi(body.encode(), options).issues)
+    assert issues <= set(OCPI_ISSUE_KINDS) and len(issues) >= 5
+
+
+def test_the_readme_lists_every_ocpi_parse_issue_and_outcome() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Watching another network\n", 1)[1].split("\n## ", 1)[0]
+    for kind, meaning in OCPI_ISSUE_KINDS.items():
+        assert f"| `{kind}` | {meaning} |" in section
 
 
 def test_the_pages_together_stay_within_max_bytes(feed: FeedServer) -> None:
