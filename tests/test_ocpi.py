@@ -296,30 +296,28 @@ def test_an_unknown_status_counts_as_unavailable_and_is_kept() -> None:
 # --- acceptance 4: broken chains, OCPI errors and hostile JSON fail; the last good snapshot stays
 
 
-def _broken_chain(feed: FeedServer, kind: str) -> str:
+def _break_the_chain(feed: FeedServer, kind: str) -> None:
+    """The feed at /ocpi, its chain of pages broken."""
     page = render_ocpi(SMALL.locations[:5], form="envelope")
     if kind == "another host":
         link = f'<http://localhost:{feed.url().split(":")[2].split("/")[0]}/ocpi?offset=1>; rel="next"'
-        feed.serve_path("/bad", FeedResponse(page, content_type=JSON, headers={"Link": link}))
+        feed.serve_path("/ocpi", FeedResponse(page, content_type=JSON, headers={"Link": link}))
     elif kind == "a loop":
-        feed.serve_path("/bad", FeedResponse(page, content_type=JSON, headers={"Link": '</bad?p=1>; rel="next"'}))
-        feed.serve_path("/bad?p=1", FeedResponse(page, content_type=JSON, headers={"Link": '</bad>; rel="next"'}))
+        feed.serve_path("/ocpi", FeedResponse(page, content_type=JSON, headers={"Link": '</ocpi?p=1>; rel="next"'}))
+        feed.serve_path("/ocpi?p=1", FeedResponse(page, content_type=JSON, headers={"Link": '</ocpi>; rel="next"'}))
     else:  # more pages than the limit of 3
         for number in range(5):
-            here = "/bad" if number == 0 else f"/bad?p={number}"
-            headers = {"Link": f'</bad?p={number + 1}>; rel="next"'}
+            here = "/ocpi" if number == 0 else f"/ocpi?p={number}"
+            headers = {"Link": f'</ocpi?p={number + 1}>; rel="next"'}
             feed.serve_path(here, FeedResponse(page, content_type=JSON, headers=headers))
-    return feed.url("/bad")
 
 
 @pytest.mark.parametrize("kind", ["another host", "a loop", "too many pages"])
 def test_a_broken_page_chain_fails_and_keeps_the_last_good_snapshot(feed: FeedServer, kind: str) -> None:
-    good = serve_pages(feed, ocpi_pages(SMALL.locations, 2), path="/good")
-    bad = _broken_chain(feed, kind)
-    with ocpi_rig(good, max_pages=3) as rig:
+    with ocpi_rig(serve_pages(feed, ocpi_pages(SMALL.locations, 2)), max_pages=3) as rig:
         assert rig.refresher.refresh_once().outcome is Outcome.SUCCESS
         published = rig.holder.latest
-        rig.source._url = bad  # type: ignore[attr-defined]  # the same source, now reading a broken chain
+        _break_the_chain(feed, kind)
         result = rig.refresher.refresh_once()
         assert result.outcome is Outcome.BROKEN_PAGING, result.reason
         assert rig.holder.latest is published
@@ -379,12 +377,11 @@ def test_bad_and_hostile_json_fails_and_keeps_the_last_good_snapshot(feed: FeedS
     body, outcome, reason = HOSTILE[case]
     if case == "a zip of two files":
         body = _two_file_zip()
-    feed.serve_path("/good", FeedResponse(render_ocpi(SMALL.locations), content_type=JSON))
-    feed.serve(FeedResponse(body, content_type=JSON))
-    with ocpi_rig(feed.url("/good")) as rig:
+    feed.serve(FeedResponse(render_ocpi(SMALL.locations), content_type=JSON))
+    with ocpi_rig(feed.url("/locations")) as rig:
         assert rig.refresher.refresh_once().outcome is Outcome.SUCCESS
         published = rig.holder.latest
-        rig.source._url = feed.url("/bad")  # type: ignore[attr-defined]
+        feed.serve(FeedResponse(body, content_type=JSON))
         result = rig.refresher.refresh_once()
         assert result.outcome is outcome, result.reason
         assert reason in result.reason
@@ -396,13 +393,12 @@ def test_bad_and_hostile_json_fails_and_keeps_the_last_good_snapshot(feed: FeedS
 def test_larger_than_max_bytes_once_decompressed_fails_and_keeps_the_last_good_snapshot(feed: FeedServer) -> None:
     good = render_ocpi(SMALL.locations)
     max_bytes = 2 * len(good)
-    feed.serve_path("/good", FeedResponse(good, content_type=JSON))
-    feed.serve(FeedResponse(gzipped(b"\n".join([good] * 3)), content_type="application/gzip"))
+    feed.serve(FeedResponse(gzipped(good), content_type="application/gzip"))
     parse = partial(parse_ocpi, options=OcpiOptions(max_bytes=max_bytes))
-    with Rig(feed.url("/good"), paged=True, max_bytes=max_bytes, parse=parse) as rig:
+    with Rig(feed.url("/locations.json.gz"), paged=True, max_bytes=max_bytes, parse=parse) as rig:
         assert rig.refresher.refresh_once().outcome is Outcome.SUCCESS
         published = rig.holder.latest
-        rig.source._url = feed.url("/bad.json.gz")  # type: ignore[attr-defined]
+        feed.serve(FeedResponse(gzipped(b"\n".join([good] * 3)), content_type="application/gzip"))
         result = rig.refresher.refresh_once()
         assert result.outcome is Outcome.TOO_LARGE and f"limit of {max_bytes} bytes" in result.reason
         assert rig.holder.latest is published
