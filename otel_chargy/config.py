@@ -23,6 +23,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from otel_chargy import __version__
 from otel_chargy.parse import DEFAULT_MAX_CONNECTORS
+from otel_chargy.parse_ocpi import BoundingBox
 from otel_chargy.redact import redact_url, secrets_of_url
 from otel_chargy.webconfig import WebConfig, load_web_config
 
@@ -38,6 +39,7 @@ TRACES_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 OTLP_DETAILS = ("connector", "station", "network")
 FEED_SCHEMES = ("http", "https", "file")
+FEED_FORMATS = ("chargy-kml", "ocpi")
 # Paths the server answers itself (/healthz without authentication) and prefixes kept for it: metrics
 # there would be served open, or shadow a page.
 RESERVED_PATHS = ("/healthz", "/readyz", "/api", "/static")
@@ -60,7 +62,11 @@ class ListenAddress:
 
 @dataclass(frozen=True)
 class Config:
-    kml_url: str = field(repr=False)  # holds the API key
+    feed_url: str = field(repr=False)  # holds the API key
+    feed_format: str
+    feed_bbox: BoundingBox | None
+    feed_operators: frozenset[str]
+    """`CC*PARTY` of the OCPI parties kept; empty keeps all."""
     refresh_interval_s: float
     listen_address: ListenAddress
     telemetry_path: str
@@ -94,6 +100,11 @@ class Config:
     """Set for `otel-chargy check SOURCE`: parse once, report, exit."""
     written_as: Mapping[str, str] = field(repr=False, compare=False)
     """Setting -> the name the user gave it (flag or variable), for errors found after loading."""
+
+    @property
+    def kml_url(self) -> str:
+        """The feed's URL under its first name, --kml-url, which stays an alias of --feed.url."""
+        return self.feed_url
 
 
 # Conversions: text -> value, or ValueError with the reason (never the text: the caller shows it, redacted).
@@ -230,6 +241,28 @@ def _feed_url(text: str) -> str:
     return text
 
 
+def _bbox(text: str) -> BoundingBox:
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise ValueError("four numbers: west,south,east,north (degrees, WGS 84)")
+    try:
+        west, south, east, north = (float(part) for part in parts)
+    except ValueError:
+        raise ValueError("four numbers: west,south,east,north (degrees, WGS 84)") from None
+    if not all(-180 <= longitude <= 180 for longitude in (west, east)):
+        raise ValueError("a longitude (west, east) is outside -180 to 180")
+    if not -90 <= south <= north <= 90:
+        raise ValueError("south and north are latitudes from -90 to 90, south first")
+    return BoundingBox(west, south, east, north)
+
+
+def _operators(text: str) -> frozenset[str]:
+    operators = frozenset(part.strip().upper() for part in text.split(",") if part.strip())
+    if not operators or not all(re.fullmatch(r"[A-Z]{2}\*[A-Z0-9]{3}", operator) for operator in operators):
+        raise ValueError("a comma list of OCPI parties, country code * party id, as in NL*ABC,BE*BEC")
+    return operators
+
+
 def _otlp_endpoint(text: str) -> str:
     """Checked here so that a typo is one line, not a traceback from the exporter; the SDK reads the
     variable itself. Without ://, it is host:port, which the gRPC exporter accepts."""
@@ -283,15 +316,55 @@ def _traces_exporter_default(environ: Mapping[str, str]) -> str:
 
 SETTINGS = (
     Setting(
-        "kml_url",
-        "--kml-url",
-        "KML_URL",
-        DEFAULT_KML_URL,
+        "feed_url",
+        "--feed.url",
+        "FEED_URL",
+        None,
         _feed_url,
         "the feed: http:// or https:// URL with a host, file:// URL or a plain path",
         metavar="URL",
         help_default=f"the public Chargy feed, {redact_url(DEFAULT_KML_URL)}",
         secret=True,
+    ),
+    Setting(
+        "kml_url",
+        "--kml-url",
+        "KML_URL",
+        None,
+        _feed_url,
+        "the feed's URL: an alias of --feed.url",
+        metavar="URL",
+        help_default="none",
+        secret=True,
+    ),
+    Setting(
+        "feed_format",
+        "--feed.format",
+        "CHARGY_FEED_FORMAT",
+        "chargy-kml",
+        _choice(FEED_FORMATS),
+        f"the feed's format: {', '.join(FEED_FORMATS)} (OCPI 2.2.1 Locations, any network)",
+        metavar="FORMAT",
+    ),
+    Setting(
+        "feed_bbox",
+        "--feed.bbox",
+        "CHARGY_FEED_BBOX",
+        None,
+        _bbox,
+        "ocpi: keep only the Locations inside this box, west,south,east,north in degrees",
+        metavar="W,S,E,N",
+        help_default="none: the whole network",
+    ),
+    Setting(
+        "feed_operators",
+        "--feed.operator",
+        "CHARGY_FEED_OPERATOR",
+        None,
+        _operators,
+        "ocpi: keep only the Locations of these parties, a comma list of CC*PARTY (NL*ABC)",
+        metavar="PARTIES",
+        help_default="none: every party",
     ),
     Setting(
         "refresh_interval_s",
@@ -403,7 +476,8 @@ SETTINGS = (
         "CHARGY_DEMO",
         "false",
         _boolean,
-        "serve a generated sample network whose states move, no network needed; excludes --kml-url",
+        "serve a generated sample network whose states move, no network needed; excludes --feed.url (--kml-url) "
+        "and --feed.format ocpi",
         help_default="off; CHARGY_DEMO=1 turns it on",
         flag_value="true",
     ),
@@ -639,6 +713,18 @@ def _read(
     return values, written_as
 
 
+def _one_feed_url(values: Mapping[str, Any], written_as: Mapping[str, str]) -> tuple[str, str] | None:
+    """The feed's URL and the setting that gave it, from --feed.url or its alias --kml-url; None when
+    neither is given."""
+    given = [(dest, values[dest]) for dest in ("feed_url", "kml_url") if values[dest] is not None]
+    if len(given) == 2 and given[0][1] != given[1][1]:
+        raise ConfigError(
+            f"{written_as['feed_url']} and {written_as['kml_url']} name two different feeds: --kml-url is an alias"
+            " of --feed.url, give one"
+        )
+    return given[0] if given else None
+
+
 def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Reads the settings; an invalid one raises ConfigError, whose message is one line naming it."""
     environ = os.environ if environ is None else environ
@@ -647,11 +733,26 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
     _refuse_unknown_variables(environ)
     args = vars(build_parser().parse_args(argv))
     values, written_as = _read(SETTINGS, args, environ)
-    if values["demo"] and ("kml_url" in args or _environment_value(environ, "KML_URL") is not None):
+    feed_url = _one_feed_url(values, written_as)
+    if values["demo"] and feed_url is not None:
         raise ConfigError(
-            f"{written_as['demo']} and {written_as['kml_url']} exclude each other: the demo serves a generated "
+            f"{written_as['demo']} and {written_as[feed_url[0]]} exclude each other: the demo serves a generated "
             "network, not a feed"
         )
+    if values["feed_format"] == "ocpi":
+        if values["demo"]:
+            raise ConfigError(
+                f"{written_as['demo']} serves a generated Chargy KML network: not with {written_as['feed_format']} ocpi"
+            )
+        if feed_url is None and args.get("source") is None:
+            raise ConfigError(
+                f"{written_as['feed_format']} ocpi needs the feed's URL: --feed.url (env FEED_URL); the default is"
+                " the Chargy KML feed"
+            )
+    else:
+        for dest in ("feed_bbox", "feed_operators"):
+            if values[dest] is not None:
+                raise ConfigError(f"{written_as[dest]} filters an OCPI feed: it needs --feed.format ocpi")
     check_source: str | None = args.get("source")
     if check_source is not None:
         try:
@@ -661,7 +762,10 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
     refresh_interval_s: float = values["refresh_interval_s"]
     max_staleness_s: float | None = values["max_staleness_s"]
     return Config(
-        kml_url=values["kml_url"],
+        feed_url=feed_url[1] if feed_url is not None else DEFAULT_KML_URL,
+        feed_format=values["feed_format"],
+        feed_bbox=values["feed_bbox"],
+        feed_operators=values["feed_operators"] or frozenset(),
         refresh_interval_s=refresh_interval_s,
         listen_address=values["listen_address"],
         telemetry_path=values["telemetry_path"],

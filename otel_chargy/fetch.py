@@ -23,6 +23,9 @@ from otel_chargy.redact import redact_url
 
 # The provider answers 406 to a request that prefers JSON.
 ACCEPT = "application/vnd.google-earth.kml+xml, application/xml;q=0.9, */*;q=0.1"
+OCPI_ACCEPT = "application/json, */*;q=0.1"
+# A paged feed of 80,000 Locations at OCPI's usual 100 a page takes 800 pages.
+MAX_PAGES = 10_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,14 @@ class Fetched:
     body: bytes | None
     """None when the feed answered 304: unchanged since the validators that were sent."""
     validators: Validators = Validators()
+
+
+@dataclass(frozen=True)
+class _Page:
+    url: httpx.URL
+    body: bytes | None
+    validators: Validators
+    next_url: httpx.URL | None
 
 
 class FeedSource(Protocol):
@@ -155,8 +166,15 @@ class HttpSource:
         max_bytes: int,
         tracer: trace.Tracer,
         propagate_trace_context: bool = False,
+        paged: bool = False,
+        accept: str = ACCEPT,
+        max_pages: int = MAX_PAGES,
     ) -> None:
+        """`paged`: follow the `Link: <...>; rel="next"` of each answer (OCPI's pagination), within
+        `max_pages`, on the host that gave the link; the pages' bodies are joined, one a line."""
         self._url = url
+        self._paged = paged
+        self._max_pages = max_pages
         self.description = redact_url(url)
         self._timeout_s = timeout_s
         self._max_bytes = max_bytes
@@ -172,7 +190,7 @@ class HttpSource:
             # polls minutes apart gain nothing from keeping one open.
             limits=httpx.Limits(max_keepalive_connections=0),
             follow_redirects=True,
-            headers={"Accept": ACCEPT, "Accept-Encoding": "gzip", "User-Agent": f"otel-chargy/{__version__}"},
+            headers={"Accept": accept, "Accept-Encoding": "gzip", "User-Agent": f"otel-chargy/{__version__}"},
         )
 
     def close(self) -> None:
@@ -243,50 +261,110 @@ class HttpSource:
     def _get(
         self, headers: dict[str, str], validators: Validators, connections: _Connections, status_codes: list[int]
     ) -> Fetched:
+        url = httpx.URL(self._url)
         try:
-            with self._client.stream(
-                "GET", self._url, headers=headers, extensions={"trace": connections.trace}
-            ) as response:
-                status_codes.append(response.status_code)
-                if response.status_code == 304:
-                    if not (validators.etag or validators.last_modified):
-                        raise FeedError(
-                            Outcome.HTTP_ERROR,
-                            f"the feed at {_host_port(response.url)} answered 304 Not Modified to a request"
-                            " that named no version to compare with",
-                        )
-                    return Fetched(None, validators)
-                if not 200 <= response.status_code < 300:
+            page = self._get_page(url, headers, validators, connections, status_codes, self._max_bytes, first=True)
+            if page.body is None or page.next_url is None:
+                return Fetched(page.body, page.validators)
+            return self._get_next_pages(page, connections, status_codes)
+        except httpx.HTTPError as error:
+            raise describe_failure(error, url, self._timeout_s) from None
+
+    def _get_next_pages(self, first: _Page, connections: _Connections, status_codes: list[int]) -> Fetched:
+        """The pages after the first, each on the host that linked to it, none twice, at most max_pages."""
+        assert first.body is not None
+        bodies = [first.body]
+        size = len(first.body)
+        requested = {first.url}
+        page = first
+        while page.next_url is not None:
+            next_url = page.next_url
+            if (next_url.scheme, next_url.host, next_url.port) != (page.url.scheme, page.url.host, page.url.port):
+                raise FeedError(
+                    Outcome.BROKEN_PAGING,
+                    f"page {len(bodies)} of the feed at {_host_port(page.url)} links its next page to another host,"
+                    f" {_host_port(next_url)}",
+                )
+            if next_url in requested:
+                raise FeedError(
+                    Outcome.BROKEN_PAGING, f"page {len(bodies)} of the feed links back to an earlier page: a loop"
+                )
+            if len(bodies) >= self._max_pages:
+                raise FeedError(Outcome.BROKEN_PAGING, f"the feed has over {self._max_pages} pages")
+            requested.add(next_url)
+            remaining = self._max_bytes - size - 1  # the line that joins the pages counts
+            if remaining < 0:
+                raise _too_large(self._max_bytes)
+            page = self._get_page(next_url, {}, Validators(), connections, status_codes, remaining, first=False)
+            if page.body is None:
+                raise FeedError(Outcome.BROKEN_PAGING, f"page {len(bodies) + 1} of the feed answered 304 Not Modified")
+            bodies.append(page.body)
+            size += len(page.body) + 1
+        # A paged feed is asked whole every time: an unchanged first page says nothing of the others.
+        return Fetched(b"\n".join(bodies))
+
+    def _get_page(
+        self,
+        url: httpx.URL,
+        headers: dict[str, str],
+        validators: Validators,
+        connections: _Connections,
+        status_codes: list[int],
+        max_bytes: int,
+        *,
+        first: bool,
+    ) -> _Page:
+        with self._client.stream("GET", url, headers=headers, extensions={"trace": connections.trace}) as response:
+            status_codes.append(response.status_code)
+            if response.status_code == 304:
+                if not (validators.etag or validators.last_modified):
                     raise FeedError(
                         Outcome.HTTP_ERROR,
-                        f"the feed at {_host_port(response.url)} answered HTTP {response.status_code}",
+                        f"the feed at {_host_port(response.url)} answered 304 Not Modified to a request"
+                        " that named no version to compare with",
                     )
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > self._max_bytes:
-                    raise _too_large(self._max_bytes)
-                body = self._read_body(response)
-                return Fetched(body, Validators(response.headers.get("etag"), response.headers.get("last-modified")))
-        except httpx.HTTPError as error:
-            raise describe_failure(error, httpx.URL(self._url), self._timeout_s) from None
+                return _Page(response.url, None, validators, None)
+            if not 200 <= response.status_code < 300:
+                raise FeedError(
+                    Outcome.HTTP_ERROR,
+                    f"the feed at {_host_port(response.url)} answered HTTP {response.status_code}",
+                )
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise _too_large(self._max_bytes)
+            next_url = None
+            if self._paged and (link := response.links.get("next", {}).get("url")):
+                try:
+                    next_url = response.url.join(link)
+                except httpx.InvalidURL:
+                    raise FeedError(Outcome.BROKEN_PAGING, "the feed's next-page link is not a URL") from None
+            # A paged feed's parser inflates gzip as it parses (within --max-bytes): a national file sent
+            # whole with Content-Encoding gzip then never stands inflated in memory. Pages are joined, so
+            # each of several is inflated here.
+            body = self._read_body(response, max_bytes, inflate=not (self._paged and first and next_url is None))
+            validators = Validators(response.headers.get("etag"), response.headers.get("last-modified"))
+            return _Page(response.url, body, validators, next_url)
 
-    def _read_body(self, response: httpx.Response) -> bytes:
+    def _read_body(self, response: httpx.Response, max_bytes: int, *, inflate: bool = True) -> bytes:
+        """The body, within `max_bytes`; a larger one fails with the feed's limit, --max-bytes.
+        `inflate=False`: a gzip body is kept as it came, for a parser that inflates it."""
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("identity", "gzip"):
             raise FeedError(Outcome.NETWORK_ERROR, f"the feed used an unsupported content encoding: {encoding[:40]}")
         # httpx would inflate a gzip body without bound; inflating here stops at the limit.
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" and inflate else None
         body = bytearray()
         for chunk in response.iter_raw():
             if inflater is None:
                 body += chunk
             else:
                 try:
-                    body += inflater.decompress(chunk, self._max_bytes + 1 - len(body))
+                    body += inflater.decompress(chunk, max_bytes + 1 - len(body))
                 except zlib.error:
                     raise FeedError(Outcome.NETWORK_ERROR, "the feed's gzip body is corrupt") from None
                 if inflater.unconsumed_tail:
                     raise _too_large(self._max_bytes)
-            if len(body) > self._max_bytes:
+            if len(body) > max_bytes:
                 raise _too_large(self._max_bytes)
         if inflater is not None and not inflater.eof:
             raise FeedError(Outcome.NETWORK_ERROR, "the feed's gzip body is truncated")
@@ -331,7 +409,14 @@ class DemoSource:
 
 
 def open_source(
-    url: str, *, timeout_s: float, max_bytes: int, tracer: trace.Tracer, propagate_trace_context: bool = False
+    url: str,
+    *,
+    timeout_s: float,
+    max_bytes: int,
+    tracer: trace.Tracer,
+    propagate_trace_context: bool = False,
+    paged: bool = False,
+    accept: str = ACCEPT,
 ) -> FeedSource:
     """A source for an http(s) URL, a file:// URL or a plain path."""
     scheme = urlsplit(url).scheme.lower()
@@ -342,6 +427,8 @@ def open_source(
             max_bytes=max_bytes,
             tracer=tracer,
             propagate_trace_context=propagate_trace_context,
+            paged=paged,
+            accept=accept,
         )
     if scheme == "file":
         return FileSource(Path(urlsplit(url).path), max_bytes=max_bytes)

@@ -1,20 +1,25 @@
 """Synthetic Chargy networks: the demo's feed, the tests' truth and the benchmarks' load.
 
-`python -m otel_chargy.generator --placemarks 1000 > feed.kml` writes one.
+`python -m otel_chargy.generator --placemarks 1000 > feed.kml` writes one;
+`python -m otel_chargy.generator --format ocpi --placemarks 1000 > locations.json` an OCPI network.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import json
 import random
 import sys
+import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from xml.sax.saxutils import escape
 
-from otel_chargy.model import KNOWN_RAW_STATES, Connector, Device, Snapshot, Station, simple_state_of
+from otel_chargy.model import KNOWN_RAW_STATES, Connector, Device, SimpleState, Snapshot, Station, simple_state_of
 
 _TOWNS = (
     "Luxembourg",
@@ -191,13 +196,190 @@ def render_kml(network: Snapshot, *, legacy: bool = False, namespace: bool = Tru
     return "".join(parts).encode("utf-8")
 
 
+# OCPI networks: the same towns and sizes, published as OCPI 2.2.1 Locations. The truth is written
+# here from OCPI's table, not taken from the parser.
+_OCPI_STATUSES: dict[str, tuple[int, SimpleState]] = {
+    "AVAILABLE": (55, SimpleState.AVAILABLE),
+    "CHARGING": (25, SimpleState.CHARGING),
+    "BLOCKED": (2, SimpleState.UNAVAILABLE),
+    "RESERVED": (2, SimpleState.UNAVAILABLE),
+    "OUTOFORDER": (5, SimpleState.UNAVAILABLE),
+    "INOPERATIVE": (3, SimpleState.UNAVAILABLE),
+    "UNKNOWN": (8, SimpleState.UNAVAILABLE),
+}
+_OCPI_PARTIES = (("NL", "ABC"), ("NL", "XYZ"), ("BE", "BEC"), ("LU", "CGY"))
+# (power_type, max_voltage, max_amperage, max_electric_power or None): power from V x A when None.
+_OCPI_CONNECTOR_KINDS = (
+    ("AC_3_PHASE", 230, 16, None),
+    ("AC_3_PHASE", 230, 32, None),
+    ("AC_3_PHASE", 230, 32, 22000),
+    ("AC_1_PHASE", 230, 32, None),
+    ("DC", 920, 500, 300000),
+    ("DC", 500, 300, 150000),
+)
+
+
+@dataclass(frozen=True)
+class OcpiNetwork:
+    truth: Snapshot
+    """What a parser must read: published Locations, without PLANNED or REMOVED EVSEs."""
+    locations: tuple[dict[str, object], ...]
+    """The Locations as published, unpublished ones and PLANNED and REMOVED EVSEs included."""
+
+
+def generate_ocpi_network(
+    locations: int,
+    seed: int = 0,
+    *,
+    area: tuple[float, float, float, float] = (3.36, 50.75, 7.22, 53.47),
+    evses_per_location: float = 2.5,
+) -> OcpiNetwork:
+    """`locations` OCPI Locations spread over `area` (west, south, east, north; the Netherlands by default),
+    about `evses_per_location` EVSEs each, one EVSE in 40 PLANNED or REMOVED and one Location in 50 not
+    published. Names repeat, as in national feeds: every shared name is labelled with the Location's id."""
+    rng = random.Random(seed)
+    west, south, east, north = area
+    published: list[tuple[dict[str, object], Station]] = []
+    documents: list[dict[str, object]] = []
+    for index in range(locations):
+        country, party = _OCPI_PARTIES[index % len(_OCPI_PARTIES)]
+        town = rng.choice(_TOWNS)
+        location_id = f"LOC{index:06d}"
+        latitude, longitude = round(rng.uniform(south, north), 6), round(rng.uniform(west, east), 6)
+        evses: list[dict[str, object]] = []
+        devices: list[Device] = []
+        evse_count = max(1, round(rng.expovariate(1 / evses_per_location)))
+        for number in range(evse_count):
+            uid = f"{location_id}-{number}"
+            evse_id = f"{country}*{party}*E{index:06d}{number:02d}"
+            absent = rng.random() < 0.025
+            status = rng.choice(("PLANNED", "REMOVED")) if absent else _random_ocpi_status(rng)
+            connectors: list[dict[str, object]] = []
+            truth_connectors: list[Connector] = []
+            for position in range(1, rng.choice((1, 1, 2, 2, 3)) + 1):
+                power_type, voltage, amperage, watts = rng.choice(_OCPI_CONNECTOR_KINDS)
+                connector: dict[str, object] = {
+                    "id": str(position),
+                    "standard": "IEC_62196_T2" if power_type != "DC" else "IEC_62196_T2_COMBO",
+                    "format": "SOCKET",
+                    "power_type": power_type,
+                    "max_voltage": voltage,
+                    "max_amperage": amperage,
+                    "last_updated": "2026-11-20T10:00:00Z",
+                }
+                if watts is not None:
+                    connector["max_electric_power"] = watts
+                connectors.append(connector)
+                power_w = watts if watts is not None else voltage * amperage * (3 if power_type == "AC_3_PHASE" else 1)
+                truth_connectors.append(
+                    Connector(
+                        str(position),
+                        position,
+                        power_w / 1000,
+                        status,
+                        _OCPI_STATUSES.get(status, (0, SimpleState.UNAVAILABLE))[1],
+                    )
+                )
+            evses.append(
+                {
+                    "uid": uid,
+                    "evse_id": evse_id,
+                    "status": status,
+                    "capabilities": ["RFID_READER"],
+                    "connectors": connectors,
+                    "last_updated": "2026-11-20T10:00:00Z",
+                }
+            )
+            if not absent:
+                devices.append(Device(evse_id, tuple(truth_connectors)))
+        publish = rng.random() >= 0.02
+        document: dict[str, object] = {
+            "country_code": country,
+            "party_id": party,
+            "id": location_id,
+            "publish": publish,
+            "name": f"{town} - {rng.choice(_SITES)}",
+            "address": f"{rng.choice(_SITES)} {rng.randint(1, 200)}",
+            "city": town,
+            "postal_code": f"{rng.randint(1000, 9999)} AB",
+            "country": "NLD",
+            "coordinates": {"latitude": f"{latitude:.6f}", "longitude": f"{longitude:.6f}"},
+            "parking_type": "ON_STREET",
+            "evses": evses,
+            "operator": {"name": f"Operator {party}"},
+            "time_zone": "Europe/Amsterdam",
+            "last_updated": "2026-11-20T10:00:00Z",
+        }
+        documents.append(document)
+        if publish:
+            address = f"{document['address']}, {document['postal_code']} {town}"
+            published.append((document, Station(str(document["name"]), address, latitude, longitude, tuple(devices))))
+    names = Counter(station.name for _, station in published)
+    stations = tuple(
+        station if names[station.name] == 1 else replace(station, name=f"{station.name} ({document['id']})")
+        for document, station in published
+    )
+    return OcpiNetwork(Snapshot(stations=stations), tuple(documents))
+
+
+def _random_ocpi_status(rng: random.Random) -> str:
+    return rng.choices(list(_OCPI_STATUSES), weights=[weight for weight, _ in _OCPI_STATUSES.values()])[0]
+
+
+def render_ocpi(locations: Sequence[dict[str, object]], *, form: str = "array", bom: bool = False) -> bytes:
+    """Locations as a feed serves them: `array` (a JSON array), `envelope` (an OCPI response) or
+    `wrapped` (`{"Locations": [...]}`, as Greece's MYFAH publishes)."""
+    items = list(locations)
+    document: object
+    if form == "array":
+        document = items
+    elif form == "envelope":
+        document = {
+            "data": items,
+            "status_code": 1000,
+            "status_message": "Success",
+            "timestamp": "2026-11-27T07:00:00Z",
+        }
+    elif form == "wrapped":
+        document = {"Locations": items}
+    else:
+        raise ValueError(f"unknown form {form!r}")
+    return (b"\xef\xbb\xbf" if bom else b"") + json.dumps(document, ensure_ascii=False).encode()
+
+
+def ocpi_pages(locations: Sequence[dict[str, object]], pages: int) -> list[bytes]:
+    """The Locations in `pages` OCPI responses, as a paged feed serves them (links are the server's)."""
+    size = -(-len(locations) // pages)
+    return [render_ocpi(locations[start : start + size], form="envelope") for start in range(0, len(locations), size)]
+
+
+def gzipped(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=6, mtime=0)
+
+
+def zipped(body: bytes, name: str = "locations.json") -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as writer:
+        writer.writestr(name, body)
+    return archive.getvalue()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m otel_chargy.generator", description=__doc__)
     parser.add_argument("--placemarks", type=int, default=1000, help="stations in the network (default 1000)")
+    parser.add_argument("--format", choices=("chargy-kml", "ocpi"), default="chargy-kml", help="the feed's format")
+    parser.add_argument(
+        "--form", choices=("array", "envelope", "wrapped"), default="array", help="OCPI: the document's shape"
+    )
+    parser.add_argument("--compress", choices=("none", "gzip", "zip"), default="none", help="OCPI: the transport")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--legacy", action="store_true", help="use the older chargingPointList shape")
     args = parser.parse_args(argv)
-    sys.stdout.buffer.write(render_kml(generate_network(args.placemarks, args.seed), legacy=args.legacy))
+    if args.format == "chargy-kml":
+        sys.stdout.buffer.write(render_kml(generate_network(args.placemarks, args.seed), legacy=args.legacy))
+        return
+    body = render_ocpi(generate_ocpi_network(args.placemarks, args.seed).locations, form=args.form)
+    sys.stdout.buffer.write({"none": body, "gzip": gzipped(body), "zip": zipped(body)}[args.compress])
 
 
 if __name__ == "__main__":

@@ -181,6 +181,22 @@ def advise(outcome: Outcome | None, reason: str) -> Advice | None:
             f"The feed holds XML that otel-chargy refuses for safety ({reason}).",
             f"Check that --kml-url serves the Chargy feed; {_CHECK}",
         )
+    if outcome is Outcome.BROKEN_PAGING:
+        return Advice(
+            f"The feed's pages do not chain up ({reason}).",
+            "The provider's paging is broken: a next link to another host, a loop, or too many pages. "
+            "Report it to the provider; " + _CHECK,
+        )
+    if outcome is Outcome.OCPI_ERROR:
+        return Advice(
+            f"The OCPI feed answered with an error ({reason}).",
+            "The provider reports the error itself: check --feed.url (a token may be needed or expired); " + _CHECK,
+        )
+    if outcome in (Outcome.INVALID_JSON, Outcome.FORBIDDEN_JSON, Outcome.NOT_OCPI):
+        return Advice(
+            f"The feed's answer is not usable OCPI Locations ({reason}).",
+            "Check that --feed.url serves OCPI 2.2.1 Locations and that --feed.format is ocpi; " + _CHECK,
+        )
     if outcome in (Outcome.INVALID_XML, Outcome.NOT_KML, Outcome.EMPTY):
         return Advice(
             f"The feed's answer is not a usable Chargy KML document ({reason}).",

@@ -12,22 +12,20 @@ from types import FrameType
 from opentelemetry import trace
 
 from otel_chargy.config import Config, ConfigError, load_config
-from otel_chargy.fetch import Validators, open_source
+from otel_chargy.feeds import feed_parser, open_feed
+from otel_chargy.fetch import Validators
 from otel_chargy.logs import configure_logging
 from otel_chargy.model import SimpleState
 from otel_chargy.outcome import FeedError
-from otel_chargy.parse import SizeBounds, parse_kml
 from otel_chargy.redact import Redactor, secrets_of_url
 from otel_chargy.service import Service
 
 
 def _check(config: Config, source_url: str, redactor: Redactor) -> int:
-    source = open_source(
-        source_url, timeout_s=config.fetch_timeout_s, max_bytes=config.max_bytes, tracer=trace.NoOpTracer()
-    )
+    source = open_feed(config, source_url, trace.NoOpTracer())
     try:
         body = source.fetch(Validators()).body
-        snapshot = parse_kml(body or b"", SizeBounds(config.max_connectors))
+        snapshot = feed_parser(config)(body or b"")
     except FeedError as error:
         print(redactor(f"{source.description}: not usable: {error.outcome.value}: {error.reason}"))
         return 1
@@ -46,9 +44,10 @@ def _check(config: Config, source_url: str, redactor: Redactor) -> int:
 
 
 def _configuration_error(error: ConfigError, argv: Sequence[str]) -> int:
-    # The message shows URLs redacted already; redacting every secret the command line and KML_URL
-    # carry makes sure of it, whatever argparse echoes back.
-    redactor = Redactor([secret for text in (*argv, os.environ.get("KML_URL", "")) for secret in secrets_of_url(text)])
+    # The message shows URLs redacted already; redacting every secret the command line, FEED_URL and
+    # KML_URL carry makes sure of it, whatever argparse echoes back.
+    given = (*argv, os.environ.get("FEED_URL", ""), os.environ.get("KML_URL", ""))
+    redactor = Redactor([secret for text in given for secret in secrets_of_url(text)])
     print(redactor(f"otel-chargy: error: {error}").replace("\n", " "), file=sys.stderr)
     return 2
 

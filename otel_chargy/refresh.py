@@ -7,6 +7,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -47,13 +48,15 @@ class Refresher:
         bounds: SizeBounds,
         max_shrink: float = DEFAULT_MAX_SHRINK,
         history: RefreshHistory | None = None,
+        parse: Callable[[bytes], Snapshot] | None = None,
     ) -> None:
-        """`max_shrink`: the fraction of the last good snapshot's connectors a new one may lose (1: no guard)."""
+        """`max_shrink`: the fraction of the last good snapshot's connectors a new one may lose (1: no guard).
+        `parse`: the feed format's parser (feeds.py); the Chargy KML parser within `bounds` by default."""
         if not 0 < max_shrink <= 1:
             raise ValueError(f"max_shrink must be in (0, 1], not {max_shrink}")
         self._source = source
         self._history = history
-        self._bounds = bounds
+        self._parse_body = parse or (lambda body: parse_kml(body, bounds))
         self._holder = holder
         self._recorder = recorder
         self._tracer = tracer
@@ -116,7 +119,7 @@ class Refresher:
         ) as span:
             span.set_attribute("chargy.feed.bytes", len(body))
             try:
-                snapshot = parse_kml(body, self._bounds)
+                snapshot = self._parse_body(body)
             except FeedError as error:
                 mark_failed(span, error.outcome, error.reason)
                 raise

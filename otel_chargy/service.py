@@ -9,7 +9,8 @@ from http.server import ThreadingHTTPServer
 
 from otel_chargy import __version__
 from otel_chargy.config import Config
-from otel_chargy.fetch import DemoSource, FeedSource, open_source
+from otel_chargy.feeds import feed_parser, open_feed
+from otel_chargy.fetch import DemoSource, FeedSource
 from otel_chargy.health import push_health_of
 from otel_chargy.history import RefreshHistory
 from otel_chargy.metrics import Detail, PushHealth
@@ -45,14 +46,8 @@ class Service:
         self._source: FeedSource = (
             DemoSource()
             if config.demo
-            else open_source(
-                config.kml_url,
-                timeout_s=config.fetch_timeout_s,
-                max_bytes=config.max_bytes,
-                tracer=tracer,
-                # The feed is a third party: it learns a trace context only when the traces go somewhere.
-                propagate_trace_context=bool(config.traces_exporters),
-            )
+            # The feed is a third party: it learns a trace context only when the traces go somewhere.
+            else open_feed(config, config.feed_url, tracer, propagate_trace_context=bool(config.traces_exporters))
         )
         prometheus_reader, push_readers = build_metric_readers(config, self.push_health)
         wiring = wire_metrics(
@@ -75,6 +70,7 @@ class Service:
             SizeBounds(config.max_connectors),
             config.max_shrink,
             history,
+            parse=feed_parser(config),
         )
         pages = Pages(
             self.holder,

@@ -40,6 +40,7 @@ class FeedResponse:
 class FeedServer:
     def __init__(self) -> None:
         self._response = FeedResponse()
+        self._responses_by_path: dict[str, FeedResponse] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._released = threading.Event()
@@ -54,7 +55,7 @@ class FeedServer:
 
             def do_GET(self) -> None:
                 with feed._lock:
-                    response = feed._response
+                    response = feed._responses_by_path.get(self.path, feed._response)
                     feed.requests.append((self.path, dict(self.headers.items())))
                 if response.delay_s:
                     feed._stopping.wait(response.delay_s)
@@ -149,6 +150,11 @@ class FeedServer:
     def serve(self, response: FeedResponse) -> None:
         with self._lock:
             self._response = response
+
+    def serve_path(self, path: str, response: FeedResponse) -> None:
+        """Answers requests for `path` (with its query) so; the others get what `serve` set."""
+        with self._lock:
+            self._responses_by_path[path] = response
 
     def release(self) -> None:
         """Lets every held request (`hold=True`) be answered."""

@@ -13,7 +13,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_chargy.exposition import CountingPrometheusReader, Exposition
-from otel_chargy.fetch import FeedSource, HttpSource
+from otel_chargy.fetch import ACCEPT, MAX_PAGES, FeedSource, HttpSource
+from otel_chargy.model import Snapshot
 from otel_chargy.parse import SizeBounds
 from otel_chargy.refresh import DEFAULT_MAX_SHRINK, Refresher
 from otel_chargy.telemetry import build_resource, wire_metrics
@@ -32,7 +33,12 @@ class Rig:
         monotonic: Callable[[], float] | None = None,
         source: FeedSource | None = None,
         propagate_trace_context: bool = False,
+        paged: bool = False,
+        max_pages: int = MAX_PAGES,
+        accept: str = ACCEPT,
+        parse: Callable[[bytes], Snapshot] | None = None,
     ) -> None:
+        """`paged`, `max_pages`, `accept`: the HttpSource's, as for an OCPI feed; `parse`: the format's parser."""
         self.span_exporter = InMemorySpanExporter()
         self._tracer_provider = TracerProvider()
         self._tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
@@ -43,6 +49,9 @@ class Rig:
             max_bytes=max_bytes,
             tracer=tracer,
             propagate_trace_context=propagate_trace_context,
+            paged=paged,
+            max_pages=max_pages,
+            accept=accept,
         )
         holder_arguments: dict[str, Any] = {"monotonic": monotonic} if monotonic else {}
         wiring = wire_metrics(
@@ -62,6 +71,7 @@ class Rig:
             refresh_interval_s,
             SizeBounds(),
             max_shrink=max_shrink,
+            parse=parse,
         )
         assert wiring.exposition is not None
         self.exposition: Exposition = wiring.exposition

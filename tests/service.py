@@ -70,6 +70,7 @@ class ServiceProcess:
         self.log_path = Path(self._log_file.name)
         full_env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "CHARGY_"))}
         full_env.pop("KML_URL", None)
+        full_env.pop("FEED_URL", None)
         full_env.update(env or {})
         self.process = subprocess.Popen(
             [*command(), "--web.listen-address", f"127.0.0.1:{self.port}", *args],

@@ -1,0 +1,39 @@
+"""The feed's format, chosen in one place: how it is fetched and which parser reads it. Nothing after
+the parse step knows the format: every parser yields the same Snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from opentelemetry import trace
+
+from otel_chargy.config import Config
+from otel_chargy.fetch import ACCEPT, OCPI_ACCEPT, FeedSource, open_source
+from otel_chargy.model import Snapshot
+from otel_chargy.parse import SizeBounds, parse_kml
+from otel_chargy.parse_ocpi import OcpiOptions, parse_ocpi
+
+Parser = Callable[[bytes], Snapshot]
+
+
+def feed_parser(config: Config) -> Parser:
+    bounds = SizeBounds(config.max_connectors)
+    if config.feed_format == "ocpi":
+        options = OcpiOptions(bounds, config.max_bytes, config.feed_bbox, config.feed_operators)
+        return partial(parse_ocpi, options=options)
+    return partial(parse_kml, bounds=bounds)
+
+
+def open_feed(config: Config, url: str, tracer: trace.Tracer, *, propagate_trace_context: bool = False) -> FeedSource:
+    """A source for the feed at `url`: an OCPI feed is asked for JSON and followed through its pages."""
+    ocpi = config.feed_format == "ocpi"
+    return open_source(
+        url,
+        timeout_s=config.fetch_timeout_s,
+        max_bytes=config.max_bytes,
+        tracer=tracer,
+        propagate_trace_context=propagate_trace_context,
+        paged=ocpi,
+        accept=OCPI_ACCEPT if ocpi else ACCEPT,
+    )

@@ -1,0 +1,540 @@
+"""OCPI 2.2.1 Locations -> Snapshot. Knows nothing of metrics or HTTP.
+
+The body is what the fetch gathered: one JSON value, or several one after the other (the pages of a
+paged feed), each a JSON array of Locations, an OCPI response envelope (`{"data": [...], "status_code":
+1000}`), a `{"Locations": [...]}` wrapper or a single Location; as it is, gzip-compressed, or the one
+file of a zip archive; with or without a UTF-8 byte-order mark. It is read as a stream of JSON events
+(ijson): one Location at a time stands in memory, so a national file costs the snapshot it yields,
+and a Location that a filter drops costs nothing once read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, BinaryIO, cast
+
+import ijson
+
+from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
+from otel_chargy.outcome import FeedError, Outcome
+from otel_chargy.parse import SizeBounds
+
+# Kinds of parse issue met in OCPI feeds (the `kind` label of `chargy_feed_parse_issues_total`).
+OCPI_ISSUE_KINDS: dict[str, str] = {
+    "invalid_location": "a Location that is not a JSON object, or has no id, was skipped",
+    "duplicate_location": "a Location whose country code, party and id were already seen: the one last updated "
+    "was kept",
+    "invalid_coordinates": "a station's coordinates could not be read; it is kept without them",
+    "invalid_evse": "an EVSE that is not a JSON object, or has no uid, was skipped",
+    "invalid_connector": "a connector that is not a JSON object, or has no id, was skipped",
+    "duplicate_connector": "a connector whose Location, EVSE uid and id were already seen was skipped",
+    "invalid_power": "a connector's power is missing or not a number; 0 is used",
+    "unknown_state": "an EVSE status not in OCPI's table; its connectors count as unavailable",
+}
+
+# OCPI's EVSE statuses. PLANNED and REMOVED EVSEs do not exist (yet, or any more): they are left out.
+_SIMPLE_STATE_OF_STATUS: dict[str, SimpleState] = {
+    "AVAILABLE": SimpleState.AVAILABLE,
+    "CHARGING": SimpleState.CHARGING,
+    "BLOCKED": SimpleState.UNAVAILABLE,
+    "RESERVED": SimpleState.UNAVAILABLE,
+    "OUTOFORDER": SimpleState.UNAVAILABLE,
+    "INOPERATIVE": SimpleState.UNAVAILABLE,
+    "UNKNOWN": SimpleState.UNAVAILABLE,
+}
+_ABSENT_STATUSES = frozenset({"PLANNED", "REMOVED"})
+_SUCCESS_STATUS_CODE = 1000
+
+# A real Location nests 5 deep (Location, evses, EVSE, connectors, connector, tariff_ids) and holds some
+# hundred values; a site of 100 EVSEs a few thousand. These bounds stop hostile documents early: the
+# parser's cost is per value and byte, so they bound the CPU time and memory of a refresh too.
+MAX_DEPTH = 32
+MAX_LOCATION_VALUES = 50_000
+# No Location, nor any other value read whole, may span more: the parser holds a whole token (a string)
+# before it reports it, and a Location is built before it is mapped.
+MAX_SPAN_BYTES = 4 * 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class BoundingBox:
+    """WGS 84 degrees: west, south, east, north (a box across the antimeridian has west > east)."""
+
+    west: float
+    south: float
+    east: float
+    north: float
+
+    def holds(self, latitude: float, longitude: float) -> bool:
+        if not self.south <= latitude <= self.north:
+            return False
+        if self.west <= self.east:
+            return self.west <= longitude <= self.east
+        return longitude >= self.west or longitude <= self.east
+
+
+@dataclass(frozen=True)
+class OcpiOptions:
+    bounds: SizeBounds = field(default_factory=SizeBounds)
+    max_bytes: int = 50_000_000
+    """The largest body accepted after decompression (--max-bytes)."""
+    bbox: BoundingBox | None = None
+    """Only Locations inside it are kept; a Location without coordinates is dropped."""
+    operators: frozenset[str] = field(default_factory=frozenset)
+    """Only Locations of these parties are kept, as `CC*PARTY` in capitals; empty keeps every party."""
+
+
+def _too_large(max_bytes: int) -> FeedError:
+    return FeedError(Outcome.TOO_LARGE, f"the feed is larger than the limit of {max_bytes} bytes once decompressed")
+
+
+class _BoundedReader:
+    """The decoded document for ijson: decompressed as it is read, byte-order mark dropped, refused past
+    --max-bytes, and past MAX_SPAN_BYTES read while one Location (or other value) is being read."""
+
+    def __init__(self, raw: BinaryIO, max_bytes: int) -> None:
+        self._raw = raw
+        self._max_bytes = max_bytes
+        self.read_bytes = 0
+        self.progress = 0
+        """Counted up by the consumer at each Location read: the reader refuses to read on while it stays."""
+        self._progress_at_last_read = -1
+        self._bytes_in_value = 0
+        self._first = True
+
+    def read(self, size: int = -1) -> bytes:
+        if size == 0:
+            return b""
+        if self.progress != self._progress_at_last_read:
+            self._progress_at_last_read, self._bytes_in_value = self.progress, 0
+        try:
+            data = self._raw.read(_CHUNK_BYTES)
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as error:
+            raise FeedError(
+                Outcome.INVALID_JSON, f"the feed's compressed body is corrupt or truncated: {error}"
+            ) from None
+        if self._first:
+            self._first = False
+            data = data.removeprefix(_BOM)
+        self.read_bytes += len(data)
+        if self.read_bytes > self._max_bytes:
+            raise _too_large(self._max_bytes)
+        self._bytes_in_value += len(data)
+        if self._bytes_in_value > MAX_SPAN_BYTES:
+            raise FeedError(
+                Outcome.FORBIDDEN_JSON, f"a single Location or JSON value spans over {MAX_SPAN_BYTES} bytes"
+            )
+        return data
+
+
+def _open_document(body: bytes) -> BinaryIO:
+    """The JSON bytes, decompressed as they are read: gzip (one member or several: pages), the one file
+    of a zip archive, or the body as it is."""
+    if body.startswith(_GZIP_MAGIC):
+        return cast(BinaryIO, gzip.GzipFile(fileobj=io.BytesIO(body), mode="rb"))
+    if body.startswith(_ZIP_MAGIC):
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(body))
+            files = [member for member in archive.infolist() if not member.is_dir()]
+            if len(files) != 1:
+                raise FeedError(Outcome.NOT_OCPI, f"the zip archive holds {len(files)} files, not one JSON file")
+            return cast(BinaryIO, archive.open(files[0]))
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError) as error:
+            raise FeedError(Outcome.INVALID_JSON, f"the feed's zip archive cannot be read: {error}") from None
+    return io.BytesIO(body)
+
+
+def parse_ocpi(body: bytes, options: OcpiOptions = OcpiOptions()) -> Snapshot:
+    """Parse OCPI Locations. Raises FeedError when the document cannot be used."""
+    reader = _BoundedReader(_open_document(body), options.max_bytes)
+    network = _Network(options)
+    try:
+        events = ijson.basic_parse(reader, multiple_values=True, use_float=True, buf_size=_CHUNK_BYTES)
+        _read_document(events, reader, network)
+    except ijson.IncompleteJSONError as error:
+        if reader.read_bytes == 0 and not body:
+            raise FeedError(Outcome.EMPTY, "the document is empty") from None
+        if network.values_seen == 0 and _looks_like_markup(body):
+            raise FeedError(Outcome.NOT_OCPI, "the document is an HTML or XML page, not JSON") from None
+        raise FeedError(Outcome.INVALID_JSON, f"the document is not well-formed JSON: {_first_line(error)}") from None
+    except ijson.JSONError as error:
+        raise FeedError(Outcome.INVALID_JSON, f"the document is not well-formed JSON: {_first_line(error)}") from None
+    if network.values_seen == 0:
+        raise FeedError(Outcome.EMPTY, "the document is empty")
+    return network.snapshot()
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+
+
+def _looks_like_markup(body: bytes) -> bool:
+    return body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
+
+
+class _Network:
+    """The Locations kept so far, keyed on (country code, party, id): never on names or list order."""
+
+    def __init__(self, options: OcpiOptions) -> None:
+        self._options = options
+        self.issues: Counter[str] = Counter()
+        self._locations: dict[tuple[str, str, str], tuple[str, Station, int]] = {}
+        self._connectors = 0
+        self.locations_read = 0
+        self.values_seen = 0
+
+    def add(self, item: object) -> None:
+        self.locations_read += 1
+        location = _read_location(item, self._options, self.issues)
+        if location is None:
+            return
+        key, last_updated, station = location
+        connectors = sum(len(device.connectors) for device in station.devices)
+        kept = self._locations.get(key)
+        if kept is not None:
+            self.issues["duplicate_location"] += 1
+            if _instant(last_updated) < _instant(kept[0]):
+                return
+            self._connectors -= kept[2]
+        self._locations[key] = (last_updated, station, connectors)
+        self._connectors += connectors
+        bounds = self._options.bounds
+        if len(self._locations) > bounds.placemarks or self._connectors > bounds.connectors:
+            raise FeedError(
+                Outcome.TOO_LARGE,
+                f"the document holds over {bounds.placemarks} Locations or {bounds.connectors} connectors"
+                " (--max-connectors)",
+            )
+
+    def snapshot(self) -> Snapshot:
+        if not self._locations:
+            if self.locations_read:
+                raise FeedError(
+                    Outcome.EMPTY,
+                    f"none of the document's {self.locations_read} Locations is published, usable and within the"
+                    " filters",
+                )
+            raise FeedError(Outcome.EMPTY, "the document holds no Location")
+        stations = _labelled(self._locations)
+        snapshot = Snapshot(stations=tuple(stations), issues=dict(self.issues))
+        if snapshot.connector_count == 0:
+            raise FeedError(Outcome.EMPTY, f"the document's {len(stations)} Locations hold no usable connector")
+        return snapshot
+
+
+def _labelled(locations: dict[tuple[str, str, str], tuple[str, Station, int]]) -> list[Station]:
+    """The `station` label is the Location's name; every station of a name two Locations share gets its
+    id appended, and its country code and party too where even that is shared."""
+    names = Counter(station.name for _, station, _ in locations.values())
+    named = Counter((station.name, key[2]) for key, (_, station, _) in locations.items())
+    stations = []
+    for (country, party, location_id), (_, station, _) in locations.items():
+        if names[station.name] == 1:
+            stations.append(station)
+        elif named[(station.name, location_id)] == 1:
+            stations.append(_renamed(station, f"{station.name} ({location_id})"))
+        else:
+            stations.append(_renamed(station, f"{station.name} ({country}*{party}*{location_id})"))
+    return stations
+
+
+def _renamed(station: Station, name: str) -> Station:
+    return Station(name, station.address, station.latitude, station.longitude, station.devices)
+
+
+def _instant(text: str) -> datetime:
+    """OCPI's last_updated (UTC when it names no offset); an unreadable one counts as the oldest."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return _OLDEST
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+_OLDEST = datetime.min.replace(tzinfo=UTC)
+
+
+# --- the document: envelopes, wrappers and arrays around the Locations
+
+
+def _read_document(events: Iterator[tuple[str, Any]], reader: _BoundedReader, network: _Network) -> None:
+    """Each top-level value in turn: the pages of a paged feed follow each other."""
+    for event, _ in events:
+        network.values_seen += 1
+        if event == "start_array":
+            _read_locations(events, reader, network, depth=1)
+        elif event == "start_map":
+            _read_top_object(events, reader, network)
+        else:
+            raise FeedError(Outcome.NOT_OCPI, f"the document is a JSON {event}, not OCPI Locations")
+        reader.progress += 1
+
+
+def _read_locations(events: Iterator[tuple[str, Any]], reader: _BoundedReader, network: _Network, depth: int) -> None:
+    """The items of an array of Locations, up to its end."""
+    for event, value in events:
+        if event == "end_array":
+            return
+        network.add(_build(event, value, events, depth + 1, [MAX_LOCATION_VALUES]))
+        reader.progress += 1
+    raise ijson.IncompleteJSONError("the array of Locations is not closed")
+
+
+def _read_top_object(events: Iterator[tuple[str, Any]], reader: _BoundedReader, network: _Network) -> None:
+    """An envelope, a wrapper or a single Location. The Locations of `data` or `Locations` are read as a
+    stream; any other member is read whole, all of them within the bounds of one Location."""
+    members: dict[str, object] = {}
+    streamed = False
+    budget = [MAX_LOCATION_VALUES]
+    for event, key in events:
+        if event == "end_map":
+            break
+        event, value = next(events)
+        if key in ("data", "Locations", "locations") and event == "start_array":
+            streamed = True
+            _read_locations(events, reader, network, depth=2)
+        else:
+            members[key] = _build(event, value, events, 2, budget)
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise _too_many_values()
+    else:
+        raise ijson.IncompleteJSONError("the top-level object is not closed")
+    if "status_code" in members or "data" in members or streamed:
+        _check_status(members)
+        data = members.get("data")
+        if isinstance(data, dict):
+            network.add(data)  # an envelope around a single Location
+        elif not streamed:
+            raise FeedError(Outcome.NOT_OCPI, "the response holds no array of Locations in `data`")
+        return
+    if "id" in members and ("evses" in members or "coordinates" in members):
+        network.add(members)  # a single Location
+        return
+    shown = ", ".join(sorted(str(key)[:40] for key in members)[:8])
+    raise FeedError(Outcome.NOT_OCPI, f"a JSON object that is neither OCPI Locations nor a response (keys: {shown})")
+
+
+def _check_status(members: dict[str, object]) -> None:
+    """OCPI's status_code: 1000 for success; 2xxx client errors, 3xxx server errors, 4xxx hub errors. Its
+    status_message is not repeated: it is the provider's text, which may echo a token."""
+    status_code = members.get("status_code")
+    if status_code is None or status_code == _SUCCESS_STATUS_CODE:
+        return
+    shown = status_code if isinstance(status_code, (int, float)) else repr(str(status_code)[:40])
+    kinds = {"2": "a client error", "3": "a server error", "4": "a hub error"}
+    kind = kinds.get(str(status_code)[:1], "not a success") if isinstance(status_code, int) else "not a success"
+    raise FeedError(Outcome.OCPI_ERROR, f"the OCPI response's status_code is {shown}, {kind}, not 1000")
+
+
+def _build(event: str, value: Any, events: Iterator[tuple[str, Any]], depth: int, budget: list[int]) -> object:
+    """One JSON value from its first event, nested at most MAX_DEPTH deep, its members counted in `budget`
+    (a one-item list: what may still be spent)."""
+    if event == "start_map":
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        members: dict[str, object] = {}
+        for event, key in events:
+            if event == "end_map":
+                budget[0] -= len(members) + 1
+                if budget[0] < 0:
+                    raise _too_many_values()
+                return members
+            event, value = next(events)
+            members[key] = _build(event, value, events, depth + 1, budget) if event in _STARTS else value
+            if len(members) > MAX_LOCATION_VALUES:
+                raise _too_many_values()
+    elif event == "start_array":
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        items: list[object] = []
+        for event, value in events:
+            if event == "end_array":
+                budget[0] -= len(items) + 1
+                if budget[0] < 0:
+                    raise _too_many_values()
+                return items
+            items.append(_build(event, value, events, depth + 1, budget) if event in _STARTS else value)
+            if len(items) > MAX_LOCATION_VALUES:
+                raise _too_many_values()
+    else:
+        return value
+    raise ijson.IncompleteJSONError("a JSON value is not closed")
+
+
+_STARTS = frozenset({"start_map", "start_array"})
+
+
+def _too_deep() -> FeedError:
+    return FeedError(Outcome.FORBIDDEN_JSON, f"JSON values are nested deeper than {MAX_DEPTH}")
+
+
+def _too_many_values() -> FeedError:
+    return FeedError(Outcome.FORBIDDEN_JSON, f"over {MAX_LOCATION_VALUES} JSON values in a Location")
+
+
+# --- the mapping: Location -> station, EVSE -> device, Connector -> connector
+
+
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _identifier(value: object) -> str:
+    """An OCPI id: a string, though some feeds send numbers."""
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else str(int(value)) if value.is_integer() else str(value)
+    return _text(value)
+
+
+def _read_location(
+    item: object, options: OcpiOptions, issues: Counter[str]
+) -> tuple[tuple[str, str, str], str, Station] | None:
+    if not isinstance(item, dict):
+        issues["invalid_location"] += 1
+        return None
+    location_id = _identifier(item.get("id"))
+    if not location_id:
+        issues["invalid_location"] += 1
+        return None
+    if item.get("publish") is False:
+        return None
+    country, party = _text(item.get("country_code")).upper(), _text(item.get("party_id")).upper()
+    if options.operators and f"{country}*{party}" not in options.operators:
+        return None
+    latitude, longitude = _read_coordinates(item.get("coordinates"), issues)
+    if options.bbox is not None and (
+        latitude is None or longitude is None or not options.bbox.holds(latitude, longitude)
+    ):
+        return None
+    key = (country, party, location_id)
+    devices = _read_evses(item.get("evses"), issues)
+    name = _text(item.get("name")) or _text(item.get("address")) or location_id
+    station = Station(
+        name=name,
+        address=_address(item),
+        latitude=latitude,
+        longitude=longitude,
+        devices=tuple(devices),
+    )
+    return key, _text(item.get("last_updated")), station
+
+
+def _address(item: dict[str, Any]) -> str:
+    place = " ".join(part for part in (_text(item.get("postal_code")), _text(item.get("city"))) if part)
+    return ", ".join(part for part in (_text(item.get("address")), place) if part)
+
+
+def _read_coordinates(value: object, issues: Counter[str]) -> tuple[float | None, float | None]:
+    """OCPI's coordinates, decimal degrees as strings ("51.047599"); numbers are read too."""
+    if isinstance(value, dict):
+        latitude, longitude = _degrees(value.get("latitude"), 90), _degrees(value.get("longitude"), 180)
+        if latitude is not None and longitude is not None:
+            return latitude, longitude
+    issues["invalid_coordinates"] += 1
+    return None, None
+
+
+def _degrees(value: object, limit: float) -> float | None:
+    number = _float(value)
+    return number if number is not None and -limit <= number <= limit else None
+
+
+def _read_evses(value: object, issues: Counter[str]) -> list[Device]:
+    devices: list[Device] = []
+    names: set[str] = set()
+    seen_uids: set[str] = set()
+    for evse in value if isinstance(value, list) else []:
+        if not isinstance(evse, dict) or not (uid := _identifier(evse.get("uid"))):
+            issues["invalid_evse"] += 1
+            continue
+        raw_status = _text(evse.get("status")).upper()
+        if raw_status in _ABSENT_STATUSES:
+            continue
+        entries = evse.get("connectors")
+        if uid in seen_uids:
+            issues["duplicate_connector"] += len(entries) if isinstance(entries, list) else 1
+            continue
+        seen_uids.add(uid)
+        state = _SIMPLE_STATE_OF_STATUS.get(raw_status)
+        if state is None:
+            issues["unknown_state"] += 1
+            state = SimpleState.UNAVAILABLE
+        name = _text(evse.get("evse_id")) or uid
+        if name in names:
+            name = f"{name} ({uid})"  # two EVSEs that give one evse_id stay two devices
+        names.add(name)
+        connectors = _read_connectors(entries, raw_status, state, issues)
+        devices.append(Device(name=name, connectors=tuple(connectors)))
+    return devices
+
+
+def _read_connectors(value: object, raw_status: str, state: SimpleState, issues: Counter[str]) -> list[Connector]:
+    connectors: list[Connector] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(value if isinstance(value, list) else []):
+        if not isinstance(entry, dict) or not (connector_id := _identifier(entry.get("id"))):
+            issues["invalid_connector"] += 1
+            continue
+        if connector_id in seen:
+            issues["duplicate_connector"] += 1
+            continue
+        seen.add(connector_id)
+        numbered = connector_id.isascii() and connector_id.isdigit() and 0 < int(connector_id) < 1_000_000
+        connectors.append(
+            Connector(
+                name=connector_id,
+                position=int(connector_id) if numbered else index + 1,
+                max_power_kw=_power_kw(entry, issues),
+                raw_state=raw_status,
+                state=state,
+            )
+        )
+    return connectors
+
+
+def _float(value: object) -> float | None:
+    """A finite number, given as a number or as text."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _power_figure(value: object) -> float | None:
+    number = _float(value)
+    return number if number is not None and 0 <= number < 1e9 else None
+
+
+def _power_kw(connector: dict[str, Any], issues: Counter[str]) -> float:
+    """max_electric_power (W), else voltage x amperage, x 3 for AC_3_PHASE (OCPI's voltage is line to
+    neutral there)."""
+    watts = _power_figure(connector.get("max_electric_power"))
+    if watts is None:
+        voltage, amperage = _power_figure(connector.get("max_voltage")), _power_figure(connector.get("max_amperage"))
+        if voltage is None or amperage is None:
+            issues["invalid_power"] += 1
+            return 0.0
+        phases = 3 if _text(connector.get("power_type")).upper() == "AC_3_PHASE" else 1
+        watts = voltage * amperage * phases
+    kilowatts = watts / 1000
+    return kilowatts if kilowatts < 1e6 else 0.0
