@@ -24,7 +24,8 @@ COLLECTOR_MAX_HTTP_BYTES = 20 * 1024 * 1024
 
 
 def value_of(any_value: AnyValue) -> Any:
-    return getattr(any_value, any_value.WhichOneof("value")) if any_value.WhichOneof("value") else None
+    kind = any_value.WhichOneof("value")
+    return getattr(any_value, kind) if kind else None
 
 
 def attributes_of(key_values: Any) -> Attributes:

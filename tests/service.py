@@ -30,7 +30,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], T], what: str, limit_s: float = WAIT_LIMIT_S) -> T:
+def wait_until(condition: Callable[[], T | None], what: str, limit_s: float = WAIT_LIMIT_S) -> T:
     """Polls `condition` until it returns something truthy, and returns that."""
     deadline = time.monotonic() + limit_s
     last_error: Exception | None = None

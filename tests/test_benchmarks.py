@@ -17,7 +17,7 @@ FIGURES = {
 def test_benchmark_smoke_run(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "benchmarks/run.py", "--sizes", "100", "--repeats", "5", "--output", str(output)],
+        [sys.executable, "benchmarks/run.py", "--sizes", "100", "--repeats", "2", "--output", str(output)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]

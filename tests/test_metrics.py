@@ -91,7 +91,7 @@ def test_snapshot_observations_cover_every_connector() -> None:
     assert len(observed[metrics.STATION_CONNECTORS]) == 3 * len(network.stations)
     for station in network.stations:
         counted = {
-            o.attributes["chargy_connector_state"]: o.value  # type: ignore[index]
+            o.attributes["chargy_connector_state"]: o.value
             for o in observed[metrics.STATION_CONNECTORS]
             if o.attributes and o.attributes["station"] == station.name
         }
@@ -103,7 +103,7 @@ def test_snapshot_observations_cover_every_connector() -> None:
     totals = dict.fromkeys(SimpleState, 0)
     for observation in observed[metrics.NETWORK_CONNECTORS]:
         assert observation.attributes is not None
-        totals[SimpleState(observation.attributes["chargy_connector_state"])] += int(observation.value)
+        totals[SimpleState(str(observation.attributes["chargy_connector_state"]))] += int(observation.value)
     assert totals == network.count_by_state()
 
 

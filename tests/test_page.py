@@ -70,6 +70,17 @@ def page_dom(service: ServiceProcess, chromium: browser.Browser) -> Callable[[bo
     return render
 
 
+def _text(node: object) -> str:
+    """The text of an element that must be there."""
+    assert isinstance(node, Tag), node
+    return node.get_text()
+
+
+def _attribute(node: object, name: str) -> str:
+    assert isinstance(node, Tag), node
+    return str(node[name])
+
+
 def _visible_rows(soup: BeautifulSoup) -> list[Tag]:
     table = soup.find(id="station-table")
     assert isinstance(table, Tag)
@@ -97,7 +108,7 @@ def test_the_map_has_one_dot_per_station_with_coordinates(
     soup = page_dom(javascript)
     svg = soup.select_one("#map svg")
     assert svg is not None
-    titles = [circle.title.get_text() for circle in svg.find_all("circle")]
+    titles = [_text(circle.title) for circle in svg.find_all("circle")]
     expected = [
         f"{s.name}: {counts_of(s)['available']} available, {counts_of(s)['charging']} charging, "
         f"{counts_of(s)['unavailable']} unavailable"
@@ -114,7 +125,7 @@ def test_fully_unavailable_stations_stand_out(page_dom: Callable[[bool], Beautif
     soup = page_dom(True)
     down = {name for name, counts in map(_row_of, soup.select("#station-table tr.down")) if counts}
     assert down == {s.name for s in network.stations if counts_of(s)["available"] == counts_of(s)["charging"] == 0}
-    assert all(row.find("td").get_text() == "all unavailable" for row in soup.select("#station-table tr.down"))
+    assert all(_text(row.find("td")) == "all unavailable" for row in soup.select("#station-table tr.down"))
 
 
 def test_a_station_named_with_markup_is_text_on_the_page_and_in_the_map(
@@ -124,7 +135,7 @@ def test_a_station_named_with_markup_is_text_on_the_page_and_in_the_map(
     # The only script is the page's own, and the name is a cell's text and a dot's title, unchanged.
     assert [script.get("src") for script in soup.find_all("script")] == ["/static/status.js?v=0.1.0"]
     assert HOSTILE_NAME in [cell.get_text() for cell in soup.select("#station-table td")]
-    assert any(circle.title.get_text().startswith(HOSTILE_NAME + ": ") for circle in soup.select("#map circle"))
+    assert any(_text(circle.title).startswith(HOSTILE_NAME + ": ") for circle in soup.select("#map circle"))
 
 
 def test_typing_a_filter_and_clicking_a_sort_apply_without_a_round_trip(
@@ -173,7 +184,7 @@ def test_with_the_feed_unreachable_the_page_names_the_cause_and_the_next_step(ch
         wait_until(lambda: service.get("/api/v1/status").json()["outcome"], "the first refresh")
         soup = chromium.open(f"{service.base_url}/").dom()
     health = soup.find(id="health")
-    assert isinstance(health, Tag) and "failing" in health.get("class", [])
+    assert isinstance(health, Tag) and "failing" in health.get_attribute_list("class")
     assert health.h2 is not None and health.h2.get_text().startswith("Feed failing since")
     cause = health.select_one(".cause")
     next_step = health.select_one(".next-step")
@@ -204,7 +215,7 @@ def test_the_page_runs_under_a_strict_content_security_policy(network: Snapshot)
     assert reply is not None and reply.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     assert "default-src 'none'" in CONTENT_SECURITY_POLICY and "unsafe-inline" not in CONTENT_SECURITY_POLICY
     soup = BeautifulSoup(b"".join(reply.chunks), "lxml")
-    assert all(script.get("src", "").startswith("/static/") for script in soup.find_all("script"))
+    assert all(str(script.get("src", "")).startswith("/static/") for script in soup.find_all("script"))
     assert not soup.find_all("style")
     assert not [tag for tag in soup.find_all(True) if any(a == "style" or a.startswith("on") for a in tag.attrs)]
     for link in ("/static/status.css?v=0.1.0", "/static/status.js?v=0.1.0"):
@@ -314,7 +325,7 @@ def test_the_otlp_push_health_is_shown_when_given(network: Snapshot) -> None:
     pages = _pages(network, push_health=lambda: pushes)
     health = _html(pages, "/").find(id="health")
     assert health is not None
-    shown = {dt.get_text(): dt.find_next_sibling("dd").get_text() for dt in health.find_all("dt")}
+    shown = {dt.get_text(): _text(dt.find_next_sibling("dd")) for dt in health.find_all("dt")}
     assert shown["OTLP metrics push"] == "ok: exported 12 s ago"
     assert shown["OTLP traces push"] == "failing: <b>collector down</b>"
     reply = pages.page("/api/v1/status")
@@ -345,7 +356,7 @@ def test_the_last_20_refreshes_are_shown_newest_first_and_failing_since_outlives
     soup = _html(pages, "/")
     rows = soup.select("#refreshes tbody tr")
     assert len(rows) == 20
-    finished = [row.find("time")["datetime"] for row in rows]
+    finished = [_attribute(row.find("time"), "datetime") for row in rows]
     assert finished == sorted(finished, reverse=True)
     assert all(row.find_all("td")[1].get_text() == "timeout" for row in rows)
     status = pages.page("/api/v1/status")
