@@ -1,7 +1,7 @@
 """The HTTP endpoints: metrics, landing page, health and readiness.
 
 http.server does the HTTP; what is added here keeps any one client from hurting the service
-(README, "Securing the endpoints"): each request head is bounded in bytes and in time, connections
+(docs/security.md): each request head is bounded in bytes and in time, connections
 are capped, and the accept loop survives running out of file descriptors.
 """
 

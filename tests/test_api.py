@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from urllib.parse import quote
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
 
 import bcrypt
 import httpx
@@ -32,6 +36,14 @@ from tests.network import HOSTILE_NAME, KEY_ADDRESS, UNPLACED_NAME, counts_of, p
 from tests.service import free_port
 
 PASSWORD = "home-assistant-secret"
+ROOT = Path(__file__).parent.parent
+
+
+def readme_example_path() -> str:
+    """The path the README's curl example asks for."""
+    match = re.search(r"curl -s http://localhost:9000(/api/v1/stations/\S+)", (ROOT / "README.md").read_text())
+    assert match, "README.md lacks the API's curl example"
+    return match.group(1)
 
 
 @dataclass
@@ -61,7 +73,11 @@ def _serve(feed_url: str, web_config: WebConfig) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def network() -> Snapshot:
-    return page_network()
+    """Today's size; the first station is named as the README's example."""
+    network = page_network()
+    stations = list(network.stations)
+    stations[0] = replace(stations[0], name=unquote(readme_example_path().removeprefix("/api/v1/stations/")))
+    return replace(network, stations=tuple(stations))
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +143,23 @@ def test_each_station_answers_at_its_url_encoded_name(served: Served) -> None:
 
 def test_the_readme_example_station_and_its_available_count(served: Served) -> None:
     station = served.network.stations[0]
-    response = served.client.get("/api/v1/stations/" + station.name.replace(" ", "%20"))
+    response = served.client.get(readme_example_path())
+    assert response.status_code == 200
+    assert response.json()["name"] == station.name
     assert response.json()["available"] == counts_of(station)["available"]
+
+
+def _keys(document: dict[str, Any]) -> tuple[set[str], set[str], set[str]]:
+    device = document["devices"][0]
+    return set(document), set(device), set(device["connectors"][0])
+
+
+def test_the_status_page_docs_show_a_station_as_the_api_answers_it(served: Served) -> None:
+    page = (ROOT / "docs" / "status-page.md").read_text()
+    example = re.search(r"```json\n(.*?)```", page, re.S)
+    assert example, "docs/status-page.md lacks the API's example answer"
+    answer = served.client.get(readme_example_path()).json()
+    assert _keys(json.loads(example.group(1))) == _keys(answer)
 
 
 @pytest.mark.parametrize("name", ["No Such Station", "", HOSTILE_NAME + "x", "%ZZ"])

@@ -4,7 +4,7 @@ against otel-chargy as a subprocess.
 
 Each fault must: fail the refresh with its outcome and a reason that says what happened, keep the
 last good snapshot in service, set chargy_feed_up to 0, log one warning, mark the refresh span
-failed, and leave the refresh loop working. The README's fault table is checked against FAULTS.
+failed, and leave the refresh loop working. The fault table of docs/faults.md is checked against FAULTS.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class Fault:
     """A part of the refresh's reason; {address} stands for the feed server's host:port."""
 
 
-# fault, as the README's table names it -> what the feed server does, and what must come of it
+# fault, as the table of docs/faults.md names it -> what the feed server does, and what must come of it
 FAULTS: dict[str, Fault] = {
     "HTTP 404": Fault(FeedResponse(b"not found", status=404), Outcome.HTTP_ERROR, "{address} answered HTTP 404"),
     "HTTP 503": Fault(FeedResponse(b"busy", status=503), Outcome.HTTP_ERROR, "{address} answered HTTP 503"),
@@ -158,9 +158,9 @@ TOLERATED = [fault for fault, played in FAULTS.items() if played.outcome.succeed
 _FETCH_OUTCOMES = {Outcome.HTTP_ERROR, Outcome.NETWORK_ERROR, Outcome.TIMEOUT, Outcome.TOO_LARGE}
 
 
-def test_readme_fault_table_matches_the_tested_faults() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split("<!-- faults:start -->")[1].split("<!-- faults:end -->")[0]
+def test_docs_fault_table_matches_the_tested_faults() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "faults.md").read_text()
+    section = page.split("<!-- faults:start -->")[1].split("<!-- faults:end -->")[0]
     rows = re.findall(r"^\| (.+?) \| `(\w+)` \|", section, re.M)
     tested = [(fault, played.outcome.value) for fault, played in FAULTS.items()]
     assert [row for row in rows if row[0] not in OTHER_FAULTS] == tested

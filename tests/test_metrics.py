@@ -27,6 +27,7 @@ from otel_chargy.model import SimpleState
 from otel_chargy.telemetry import build_resource, wire_metrics
 
 README = Path(__file__).parent.parent / "README.md"
+FAULTS_PAGE = Path(__file__).parent.parent / "docs" / "faults.md"
 
 
 def test_readme_metric_table_is_the_generated_one() -> None:
@@ -150,12 +151,12 @@ def test_a_push_collection_shows_one_publication(refresh_after_every_read: None)
         assert by_metric["chargy.feed.stations"] == [({}, len(by_metric["chargy.station.info"]))]
 
 
-def test_readme_lists_every_outcome_and_parse_issue_kind() -> None:
+def test_the_faults_page_lists_every_outcome_and_parse_issue_kind() -> None:
     from otel_chargy.outcome import Outcome
     from otel_chargy.parse import ISSUE_KINDS
 
-    readme = README.read_text()
+    page = FAULTS_PAGE.read_text()
     for outcome in Outcome:
-        assert f"| `{outcome.value}` |" in readme
+        assert f"| `{outcome.value}` |" in page
     for kind, meaning in ISSUE_KINDS.items():
-        assert f"| `{kind}` | {meaning} |" in readme
+        assert f"| `{kind}` | {meaning} |" in page

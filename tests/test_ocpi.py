@@ -573,11 +573,23 @@ def test_any_field_of_any_type_parses_or_fails_as_a_feed_error() -> None:
     assert issues <= set(OCPI_ISSUE_KINDS) and len(issues) >= 5
 
 
-def test_the_readme_lists_every_ocpi_parse_issue_and_outcome() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split("## Watching another network\n", 1)[1].split("\n## ", 1)[0]
+# The outcomes only an OCPI feed can have.
+OCPI_OUTCOMES = (
+    Outcome.INVALID_JSON,
+    Outcome.FORBIDDEN_JSON,
+    Outcome.NOT_OCPI,
+    Outcome.OCPI_ERROR,
+    Outcome.BROKEN_PAGING,
+)
+
+
+def test_the_ocpi_page_lists_every_ocpi_parse_issue_and_outcome() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "ocpi.md").read_text()
     for kind, meaning in OCPI_ISSUE_KINDS.items():
-        assert f"| `{kind}` | {meaning} |" in section
+        assert f"| `{kind}` | {meaning} |" in page
+    outcomes = page.split("## Outcomes of OCPI feeds\n", 1)[1].split("\n## ", 1)[0]
+    for outcome in OCPI_OUTCOMES:
+        assert f"| `{outcome.value}` | `ocpi`: " in outcomes
 
 
 def test_the_pages_together_stay_within_max_bytes(feed: FeedServer) -> None:

@@ -117,17 +117,15 @@ def test_dashboard_reads_only_recorded_series_and_usage_counters() -> None:
             assert name in recorded or name in exported, f"{name} in {query}"
 
 
-def test_readme_promql_is_valid_and_reads_what_exists(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## The network over time") :]
-    section = section[: section.index("\n## ")]
-    queries = re.findall(r"```promql\n(.*?)```", section, re.S)
+def test_the_usage_page_promql_is_valid_and_reads_what_exists(tmp_path: Path) -> None:
+    page = (ROOT / "docs" / "usage-counters.md").read_text()
+    queries = re.findall(r"```promql\n(.*?)```", page, re.S)
     assert len(queries) == 3
     rules = {
-        "groups": [{"name": "readme", "rules": [{"record": f"readme:q{i}", "expr": q} for i, q in enumerate(queries)]}]
+        "groups": [{"name": "docs", "rules": [{"record": f"docs:q{i}", "expr": q} for i, q in enumerate(queries)]}]
     }
-    (tmp_path / "readme.yml").write_text(yaml.safe_dump(rules))
-    result = promtool("check", "rules", "readme.yml", cwd=tmp_path)
+    (tmp_path / "docs.yml").write_text(yaml.safe_dump(rules))
+    result = promtool("check", "rules", "docs.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     names = metric_names(" ".join(queries))
     assert names <= set(recording_rules()) | {"chargy_station_connector_seconds_total"}
