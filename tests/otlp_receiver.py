@@ -28,6 +28,14 @@ def value_of(any_value: AnyValue) -> Any:
     return getattr(any_value, kind) if kind else None
 
 
+def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    """gRPC metadata as text: a binary (`-bin`) value is decoded as far as it goes."""
+    return {
+        key: value if isinstance(value, str) else value.decode(errors="replace")
+        for key, value in context.invocation_metadata()
+    }
+
+
 def attributes_of(key_values: Any) -> Attributes:
     return {kv.key: value_of(kv.value) for kv in key_values}
 
@@ -49,20 +57,21 @@ class OtlpReceiver:
 
         class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
             def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-                receiver._record(request, dict(context.invocation_metadata()), request.SerializeToString())
+                receiver._record(request, _metadata(context), request.SerializeToString())
                 return metrics_service_pb2.ExportMetricsServiceResponse()
 
         class Traces(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-                receiver._record(request, dict(context.invocation_metadata()), request.SerializeToString())
+                receiver._record(request, _metadata(context), request.SerializeToString())
                 return trace_service_pb2.ExportTraceServiceResponse()
 
         # gRPC refuses a larger message itself, as the Collector does: "Received message larger than max".
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.max_receive_message_length", max_grpc_bytes)]
         )
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._grpc)
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._grpc)
+        # opentelemetry-proto's generated gRPC modules carry no type hints.
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._grpc)  # type: ignore[no-untyped-call]
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._grpc)  # type: ignore[no-untyped-call]
         self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
 
         class Http(BaseHTTPRequestHandler):
