@@ -17,7 +17,7 @@ from otel_chargy.history import RefreshRecord
 from otel_chargy.model import SimpleState, Snapshot, Station
 from otel_chargy.redact import Redactor
 from otel_chargy.reply import JSON_TYPE, Reply, json_bytes, json_reply
-from otel_chargy.status_page import station_counts, station_max_power_kw
+from otel_chargy.status_page import station_max_power_kw
 
 STATIONS_PATH = "/api/v1/stations"
 STATUS_PATH = "/api/v1/status"
@@ -28,7 +28,7 @@ def iso_time(timestamp: float | None) -> str | None:
 
 
 def station_document(station: Station) -> dict[str, Any]:
-    counts = station_counts(station)
+    counts = station.count_by_state()
     return {
         "name": station.name,
         "address": station.address,

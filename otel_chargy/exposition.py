@@ -38,7 +38,6 @@ from otel_chargy.metrics import (
     ServedFeed,
     coordinate_label,
     network_state_counts,
-    station_state_counts,
 )
 from otel_chargy.model import SimpleState, Snapshot
 from otel_chargy.usage import STATES, UsageTotals, UsageView
@@ -130,7 +129,7 @@ def render_snapshot(snapshot: Snapshot) -> SnapshotExposition:
     def station_connectors() -> Iterator[str]:
         name = STATION_CONNECTORS.prometheus_name
         for station_name, station in stations:
-            for state, count in station_state_counts(station).items():
+            for state, count in station.count_by_state().items():
                 yield f'{name}{{chargy_connector_state="{state.value}",station="{station_name}"}} {count}.0\n'
 
     def network_connectors() -> Iterator[str]:

@@ -10,7 +10,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import httpx
@@ -408,28 +408,22 @@ class DemoSource:
         return Fetched(render_kml(self._network))
 
 
+class HttpOptions(TypedDict, total=False):
+    """What an HTTP source takes beyond what every source does (HttpSource's keyword arguments)."""
+
+    propagate_trace_context: bool
+    paged: bool
+    accept: str
+    max_pages: int
+
+
 def open_source(
-    url: str,
-    *,
-    timeout_s: float,
-    max_bytes: int,
-    tracer: trace.Tracer,
-    propagate_trace_context: bool = False,
-    paged: bool = False,
-    accept: str = ACCEPT,
+    url: str, *, timeout_s: float, max_bytes: int, tracer: trace.Tracer, **http_options: Unpack[HttpOptions]
 ) -> FeedSource:
     """A source for an http(s) URL, a file:// URL or a plain path."""
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
-        return HttpSource(
-            url,
-            timeout_s=timeout_s,
-            max_bytes=max_bytes,
-            tracer=tracer,
-            propagate_trace_context=propagate_trace_context,
-            paged=paged,
-            accept=accept,
-        )
+        return HttpSource(url, timeout_s=timeout_s, max_bytes=max_bytes, tracer=tracer, **http_options)
     if scheme == "file":
         return FileSource(Path(urlsplit(url).path), max_bytes=max_bytes)
     return FileSource(Path(url), max_bytes=max_bytes)

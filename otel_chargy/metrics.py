@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 
 from otel_chargy import __version__
-from otel_chargy.model import SimpleState, Snapshot, Station
+from otel_chargy.model import SimpleState, Snapshot
 from otel_chargy.outcome import Outcome
 from otel_chargy.parse import ISSUE_KINDS
 from otel_chargy.usage import STATES, UsageTotals, UsageView
@@ -291,14 +291,6 @@ def coordinate_label(degrees: float | None) -> str:
     return "" if degrees is None else f"{degrees}"
 
 
-def station_state_counts(station: Station) -> dict[SimpleState, int]:
-    counts = dict.fromkeys(SimpleState, 0)
-    for device in station.devices:
-        for connector in device.connectors:
-            counts[connector.state] += 1
-    return counts
-
-
 def network_state_counts(snapshot: Snapshot) -> dict[str, dict[SimpleState, int]]:
     """Connectors by speed (slowest first) and simple state; every state of a speed present, 0 or not."""
     by_speed = Counter((connector.speed, connector.state) for _, _, connector in snapshot.connectors())
@@ -338,7 +330,7 @@ def _station_info(snapshot: Snapshot) -> Iterator[Observation]:
 
 def _station_connectors(snapshot: Snapshot) -> Iterator[Observation]:
     for station in snapshot.stations:
-        for state, count in station_state_counts(station).items():
+        for state, count in station.count_by_state().items():
             yield Observation(count, {"station": station.name, "chargy_connector_state": state.value})
 
 

@@ -74,6 +74,13 @@ class Station:
     longitude: float | None
     devices: tuple[Device, ...]
 
+    def count_by_state(self) -> dict[SimpleState, int]:
+        counts = dict.fromkeys(SimpleState, 0)
+        for device in self.devices:
+            for connector in device.connectors:
+                counts[connector.state] += 1
+        return counts
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:

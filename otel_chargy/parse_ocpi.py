@@ -341,35 +341,28 @@ def _check_status(members: dict[str, object]) -> None:
 def _build(event: str, value: Any, events: Iterator[tuple[str, Any]], depth: int, budget: list[int]) -> object:
     """One JSON value from its first event, nested at most MAX_DEPTH deep, its members counted in `budget`
     (a one-item list: what may still be spent)."""
-    if event == "start_map":
-        if depth > MAX_DEPTH:
-            raise _too_deep()
-        members: dict[str, object] = {}
-        for event, key in events:
-            if event == "end_map":
-                budget[0] -= len(members) + 1
-                if budget[0] < 0:
-                    raise _too_many_values()
-                return members
-            event, value = next(events)
-            members[key] = _build(event, value, events, depth + 1, budget) if event in _STARTS else value
-            if len(members) > MAX_LOCATION_VALUES:
-                raise _too_many_values()
-    elif event == "start_array":
-        if depth > MAX_DEPTH:
-            raise _too_deep()
-        items: list[object] = []
-        for event, value in events:
-            if event == "end_array":
-                budget[0] -= len(items) + 1
-                if budget[0] < 0:
-                    raise _too_many_values()
-                return items
-            items.append(_build(event, value, events, depth + 1, budget) if event in _STARTS else value)
-            if len(items) > MAX_LOCATION_VALUES:
-                raise _too_many_values()
-    else:
+    if event not in _STARTS:
         return value
+    if depth > MAX_DEPTH:
+        raise _too_deep()
+    is_map = event == "start_map"
+    end = "end_map" if is_map else "end_array"
+    members: dict[str, object] = {}
+    items: list[object] = []
+    for event, value in events:
+        if event == end:
+            budget[0] -= len(members) + len(items) + 1
+            if budget[0] < 0:
+                raise _too_many_values()
+            return members if is_map else items
+        if is_map:
+            key: str = value
+            event, value = next(events)
+            members[key] = _build(event, value, events, depth + 1, budget)
+        else:
+            items.append(_build(event, value, events, depth + 1, budget))
+        if len(members) + len(items) > MAX_LOCATION_VALUES:
+            raise _too_many_values()
     raise ijson.IncompleteJSONError("a JSON value is not closed")
 
 

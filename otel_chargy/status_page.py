@@ -63,14 +63,6 @@ def _power(kw: float) -> str:
     return f"{kw:g} kW"
 
 
-def station_counts(station: Station) -> dict[SimpleState, int]:
-    counts = dict.fromkeys(SimpleState, 0)
-    for device in station.devices:
-        for connector in device.connectors:
-            counts[connector.state] += 1
-    return counts
-
-
 def station_max_power_kw(station: Station) -> float:
     return max((c.max_power_kw for d in station.devices for c in d.connectors), default=0.0)
 
@@ -90,7 +82,7 @@ class StationView:
     def __init__(self, snapshot: Snapshot, redactor: Redactor) -> None:
         self.snapshot = snapshot
         stations = snapshot.stations
-        counts = [station_counts(station) for station in stations]
+        counts = [station.count_by_state() for station in stations]
         powers = [station_max_power_kw(station) for station in stations]
         self.match_keys = [station.name.casefold() for station in stations]
         self.rows = [
