@@ -68,7 +68,7 @@ def main() -> None:
     logging.disable(logging.WARNING)  # each fault logs a warning: thousands of lines say nothing here
     parser = argparse.ArgumentParser()
     parser.add_argument("--refreshes", type=int, default=2000)
-    parser.add_argument("--placemarks", type=int, default=1100)
+    parser.add_argument("--placemarks", type=int, default=150)
     parser.add_argument("--collect-every", type=int, default=7)
     args = parser.parse_args()
     rng = random.Random(1)

@@ -1,6 +1,6 @@
 """A short soak in the suite: 300 refreshes of a moving feed with faults interleaved, in a fresh
 interpreter; live objects, memory, threads and open files stay flat after the first 100 refreshes.
-A leak of one object a refresh fails it. CI runs the long one (2,000 refreshes of a 3,000-connector
+A leak of one object a refresh fails it. CI runs the long one (2,000 refreshes of a 430-connector
 feed) as a step of its own: `python -m tests.soak`."""
 
 from __future__ import annotations
