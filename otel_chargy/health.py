@@ -104,14 +104,14 @@ def _http_advice(reason: str) -> Advice:
     if code in (401, 403):
         return Advice(
             f"The feed refused the request (HTTP {code}): the API key is missing, wrong or revoked.",
-            "Check the API-KEY in --kml-url (env KML_URL). The public key is published in the open-data "
+            "Check the API-KEY in --feed.url (env FEED_URL). The public key is published in the open-data "
             "catalogue (data.public.lu, Chargy's charging stations); the provider may change it.",
         )
     if code in (404, 410):
         return Advice(
             f"The feed's URL no longer exists (HTTP {code}).",
             "The provider may have moved the feed: look up its current URL in the open-data catalogue "
-            "and set --kml-url.",
+            "and set --feed.url.",
         )
     if code == 429:
         return Advice(
@@ -124,7 +124,7 @@ def _http_advice(reason: str) -> Advice:
         )
     return Advice(
         f"The feed answered with an error (HTTP {code or 'status unknown'}).",
-        f"Check --kml-url; {_CHECK}",
+        f"Check --feed.url; {_CHECK}",
     )
 
 
@@ -143,11 +143,11 @@ def _network_advice(reason: str) -> Advice:
             )
         return Advice(
             cause,
-            "Check that the host in --kml-url (env KML_URL) is right and reachable from this machine: "
+            "Check that the host in --feed.url (env FEED_URL) is right and reachable from this machine: "
             f"DNS, proxy (HTTPS_PROXY), firewall. {_DEMO_HINT}",
         )
     if lowered.startswith("could not read ") and not lowered.startswith("could not read the feed"):  # a file
-        return Advice(f"The feed file cannot be read ({reason}).", f"Check the path given to --kml-url. {_DEMO_HINT}")
+        return Advice(f"The feed file cannot be read ({reason}).", f"Check the path given to --feed.url. {_DEMO_HINT}")
     return Advice(
         f"The connection to the feed broke off or its answer was malformed ({reason}).",
         f"Usually passing: {_RETRIED} If it lasts, fetch the URL by hand (curl) to see what the server sends.",
@@ -174,12 +174,12 @@ def advise(outcome: Outcome | None, reason: str) -> Advice | None:
             flag = "--max-bytes (env CHARGY_MAX_BYTES)"
         return Advice(
             f"The feed is larger than otel-chargy accepts ({reason}).",
-            f"If the network has really grown, raise {flag}; otherwise check that --kml-url serves the feed.",
+            f"If the network has really grown, raise {flag}; otherwise check that --feed.url serves the feed.",
         )
     if outcome is Outcome.FORBIDDEN_XML:
         return Advice(
             f"The feed holds XML that otel-chargy refuses for safety ({reason}).",
-            f"Check that --kml-url serves the Chargy feed; {_CHECK}",
+            f"Check that --feed.url serves the Chargy feed; {_CHECK}",
         )
     if outcome is Outcome.BROKEN_PAGING:
         return Advice(
@@ -200,7 +200,7 @@ def advise(outcome: Outcome | None, reason: str) -> Advice | None:
     if outcome in (Outcome.INVALID_XML, Outcome.NOT_KML, Outcome.EMPTY):
         return Advice(
             f"The feed's answer is not a usable Chargy KML document ({reason}).",
-            "Check that --kml-url points at the KML feed (an HTML page is often a login or error page); " + _CHECK,
+            "Check that --feed.url points at the KML feed (an HTML page is often a login or error page); " + _CHECK,
         )
     return Advice(
         f"A bug in otel-chargy, not a fault of the feed ({reason}).",

@@ -203,7 +203,7 @@ def test_status_names_the_cause_and_next_step_when_the_feed_refuses_connections(
         status = client.get("/api/v1/status").json()
         assert status["up"] is False and status["outcome"] == "network_error"
         assert "connect" in status["cause"] and "refused" in status["cause"]
-        assert "--kml-url" in status["next_step"] and "--demo" in status["next_step"]
+        assert "--feed.url" in status["next_step"] and "--demo" in status["next_step"]
         assert status["since"] == status["last_refresh_at"]
         # No snapshot yet: the station endpoints say so instead of serving an empty network.
         refused = client.get("/api/v1/stations")

@@ -190,7 +190,7 @@ def test_with_the_feed_unreachable_the_page_names_the_cause_and_the_next_step(ch
     next_step = health.select_one(".next-step")
     assert cause is not None and next_step is not None
     assert cause.get_text().startswith("network_error: ") and "refused the connection" in cause.get_text()
-    assert "--kml-url" in next_step.get_text() and "--demo" in next_step.get_text()
+    assert "--feed.url" in next_step.get_text() and "--demo" in next_step.get_text()
     assert TEST_API_KEY not in str(soup) and "API-KEY=REDACTED" in health.get_text()
 
 
@@ -263,7 +263,7 @@ def test_the_key_is_redacted_from_the_page(network: Snapshot) -> None:
             "--max-connectors",
         ),
         (Outcome.NOT_KML, "the document is an HTML page, not KML", "otel-chargy check"),
-        (Outcome.NETWORK_ERROR, "could not read feed.kml: No such file or directory", "the path given to --kml-url"),
+        (Outcome.NETWORK_ERROR, "could not read feed.kml: No such file or directory", "the path given to --feed.url"),
         (Outcome.NETWORK_ERROR, "could not read the feed: RemoteProtocolError", "retries with backoff"),
         (Outcome.HTTP_ERROR, "the feed answered HTTP 503", "retries with backoff"),
         (Outcome.INTERNAL_ERROR, "unexpected KeyError", "report it"),
