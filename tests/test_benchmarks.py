@@ -44,3 +44,16 @@ def test_hostile_benchmark_smoke_run(tmp_path: Path) -> None:
     assert list(report["documents"]) == ["legitimate feed", "billion-laughs", "huge-text"]
     assert report["documents"]["huge-text"]["outcome"] == "forbidden_xml"
     assert "| huge-text | 50.0 | `forbidden_xml` |" in result.stdout
+
+
+def test_burst_benchmark_smoke_run(tmp_path: Path) -> None:
+    output = tmp_path / "burst.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/burst.py", "--clients", "10", "--bursts", "1", "--placemarks", "30",
+         "--output", str(output)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (only,) = json.loads(output.read_text())["bursts"]
+    assert only["answered_whole"] == 10 and only["failures"] == []
+    assert "| 1 | 10 |" in result.stdout
