@@ -24,7 +24,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from otel_chargy import __version__
 from otel_chargy.parse import DEFAULT_MAX_CONNECTORS
 from otel_chargy.parse_ocpi import BoundingBox
-from otel_chargy.redact import redact_url, secrets_of_url
+from otel_chargy.redact import REDACTED, redact_url, secrets_of_url
 from otel_chargy.webconfig import WebConfig, load_web_config
 
 # The public URL from the open-data catalogue; the provider may change it, so it is configuration.
@@ -211,6 +211,9 @@ def _url_parts(text: str) -> SplitResult:
 def _check_http_url(parts: SplitResult) -> None:
     if " " in parts.geturl():
         raise ValueError("a URL holds no spaces (write %20)")
+    if "@" in parts.path + parts.query + parts.fragment:
+        # A key there would otherwise be taken for a host or a path, and shown as one.
+        raise ValueError("an @ after the host: in a user or password, write / ? # as %2F %3F %23")
     if not parts.hostname:
         raise ValueError(f"no host after {parts.scheme}://")
     if parts.netloc.rpartition("@")[2].startswith("["):
@@ -306,7 +309,15 @@ class Setting:
     """The value may hold a secret: shown redacted in help and errors."""
 
     def shown(self, text: str) -> str:
-        return redact_url(text) if self.secret else text
+        return redact_url(_without_userinfo(text)) if self.secret else text
+
+
+def _without_userinfo(text: str) -> str:
+    """Everything from :// to the last @ replaced: a user or password holding a raw /, ? or # is not
+    parsed as userinfo, and a refused URL must not show it all the same."""
+    scheme, separator, rest = text.partition("://")
+    userinfo, at, after = rest.rpartition("@")
+    return f"{scheme}{separator}{REDACTED}@{after}" if separator and at and userinfo else text
 
 
 def _traces_exporter_default(environ: Mapping[str, str]) -> str:
@@ -674,6 +685,8 @@ def _environment_value(environ: Mapping[str, str], variable: str) -> str | None:
 
 
 def _header_values(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The OTLP headers' values, secrets to redact. An entry that is not key=value is refused: the SDK
+    would log it whole, and it is most likely a bare API key."""
     values: set[str] = set()
     for variable in (
         "OTEL_EXPORTER_OTLP_HEADERS",
@@ -681,6 +694,8 @@ def _header_values(environ: Mapping[str, str]) -> tuple[str, ...]:
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     ):
         for pair in environ.get(variable, "").split(","):
+            if pair.strip() and "=" not in pair:
+                raise ConfigError(f"{variable}: an entry is not key=value (not shown: header values are secrets)")
             _, _, value = pair.partition("=")
             if value := value.strip():
                 values |= {value, unquote(value)}

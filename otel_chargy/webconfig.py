@@ -128,6 +128,13 @@ def _basic_auth_users(section: Mapping[Any, Any]) -> dict[str, bytes]:
     return users
 
 
+# Headers that say how an answer is delimited or encoded: a second copy from the file would break it.
+_FRAMING_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "trailer", "te",
+     "content-encoding", "content-type"}
+)  # fmt: skip
+
+
 def _headers(section: Mapping[Any, Any]) -> dict[str, str]:
     headers = section.get("headers") or {}
     if not isinstance(headers, Mapping):
@@ -135,6 +142,8 @@ def _headers(section: Mapping[Any, Any]) -> dict[str, str]:
     for name, value in headers.items():
         if not isinstance(name, str) or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
             raise WebConfigError(f"http_server_config.headers: {str(name)!r} is not a header name")
+        if str(name).lower() in _FRAMING_HEADERS:
+            raise WebConfigError(f"http_server_config.headers: {name} is the server's own (it frames the answer)")
         # A line break in a value would end the header and let the file write the response.
         if not isinstance(value, str) or any(ord(character) < 0x20 or ord(character) == 0x7F for character in value):
             raise WebConfigError(f"http_server_config.headers.{name}: not a one-line string")

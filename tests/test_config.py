@@ -157,6 +157,14 @@ BAD_SETTINGS = [
     ([], {"KML_URL": "file://feed.kml"}, "KML_URL", "absolute path"),
     (["--kml-url", f"http://{KEY}@h/kml\n"], {}, "--kml-url", "control"),
     (["check", f"htps://{KEY}@h/kml"], {}, "check source", "scheme"),
+    # A key with a raw / ? or # in the user part or the password is not parsed as one: still never shown.
+    ([], {"KML_URL": f"http://u:{KEY}/x@127.0.0.1:18080/kml"}, "KML_URL", "an @ after the host"),
+    ([], {"KML_URL": f"http://u:{KEY}#x@127.0.0.1:18080/kml"}, "KML_URL", "an @ after the host"),
+    ([], {"KML_URL": f"http://u:{KEY}?x@127.0.0.1:18080/kml"}, "KML_URL", "an @ after the host"),
+    ([], {"KML_URL": f"http://{KEY}/x@127.0.0.1:18080/kml"}, "KML_URL", "an @ after the host"),
+    # An OTLP header that is not key=value: the SDK would log it whole.
+    ([], {"OTEL_EXPORTER_OTLP_HEADERS": KEY}, "OTEL_EXPORTER_OTLP_HEADERS", "key=value"),
+    ([], {"OTEL_EXPORTER_OTLP_TRACES_HEADERS": f"a=b,{KEY}"}, "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "key=value"),
     # Numbers: bounds, inf and nan.
     (["--refresh-interval", "abc"], {}, "--refresh-interval", "not a number"),
     (["--refresh-interval", "0.1"], {}, "--refresh-interval", "minimum"),
@@ -296,6 +304,8 @@ def test_web_config_accepted(tmp_path: Path) -> None:
         ("tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  client_auth_type: [x]\n", "client_auth_type"),
         ("tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  client_auth_type: RequireAndVerifyClientCert\n",
          "needs client_ca_file"),
+        ("http_server_config:\n  headers:\n    Content-Length: '5'\n", "frames the answer"),
+        ("http_server_config:\n  headers:\n    Transfer-Encoding: chunked\n", "frames the answer"),
         (f"basic_auth_users:\n  prometheus: '{HASH[:-5]}'\n", "bcrypt"),
         (f"basic_auth_users:\n  prometheus: '{HASH}x'\n", "bcrypt"),
         ("basic_auth_users:\n  prometheus: 12\n", "bcrypt"),
