@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Iterator
 
 import pytest
 
+from otel_chargy.generator import generate_network
+from otel_chargy.holder import Served, SnapshotHolder
 from tests.feedserver import FeedServer
 from tests.prometheus import PrometheusServer
 
@@ -27,3 +31,27 @@ def prometheus() -> Iterator[PrometheusServer]:
     """One real Prometheus for the whole session: each test points it at its own service."""
     with PrometheusServer() as server:
         yield server
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """main() configures the root logger for the process: put pytest's back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def refresh_after_every_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh lands right after every read of the holder: networks of 20, 27 and 33 placemarks in turn."""
+    networks = itertools.cycle([generate_network(size, seed=size) for size in (20, 27, 33)])
+    read = SnapshotHolder.served
+
+    def read_then_refresh(holder: SnapshotHolder) -> Served:
+        served = read(holder)
+        holder.publish(next(networks), fetched_at=0)
+        return served
+
+    monkeypatch.setattr(SnapshotHolder, "served", read_then_refresh)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,6 +45,21 @@ def wait_until(condition: Callable[[], T | None], what: str, limit_s: float = WA
                 return result
         time.sleep(0.05)
     raise AssertionError(f"gave up waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+
+def run_together(count: int, work: Callable[[int], None]) -> None:
+    """`count` threads that start `work` at the same moment, all joined."""
+    start = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        start.wait()
+        work(index)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10) -> int:

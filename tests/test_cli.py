@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -101,16 +99,6 @@ def test_json_logs_one_line_per_refresh_without_the_key(feed: FeedServer, feed_u
     started = next(r for r in records if r["msg"] == "otel-chargy started")
     assert "API-KEY=REDACTED" in started["feed"]
     assert TEST_API_KEY not in service.logs()
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """main() configures the root logger for the process: put pytest's back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("restore_logging")

@@ -11,9 +11,8 @@ import resource
 import select
 import signal
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from otel_chargy.generator import generate_network, render_kml
 from tests.feedserver import FeedResponse, FeedServer
 from tests.process_status import status_kib
-from tests.service import ServiceProcess, wait_until
+from tests.service import ServiceProcess, run_together, wait_until
 from tests.truth import assert_serves
 
 TODAYS_PLACEMARKS = 1_000
@@ -84,21 +83,6 @@ def slowloris(port: int, count: int) -> list[socket.socket]:
         connection.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         stalled.append(connection)
     return stalled
-
-
-def run_together(count: int, work: Callable[[int], None]) -> None:
-    """`count` threads that start `work` at the same moment, all joined."""
-    start = threading.Barrier(count)
-
-    def run(index: int) -> None:
-        start.wait()
-        work(index)
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
 def test_concurrent_scrapers_all_get_complete_answers(served: Served) -> None:

@@ -4,7 +4,6 @@ response, and never stale."""
 from __future__ import annotations
 
 import gzip
-import itertools
 from collections.abc import Callable
 
 import pytest
@@ -15,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from otel_chargy.exposition import CountingPrometheusReader, Exposition, render_snapshot
 from otel_chargy.generator import generate_network
-from otel_chargy.holder import Served, SnapshotHolder
+from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import SNAPSHOT_METRICS, USAGE_METRICS
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
 from otel_chargy.telemetry import build_resource, wire_metrics
@@ -103,18 +102,10 @@ def test_cache_follows_the_snapshot_and_staleness() -> None:
     assert b"chargy_connector_state{" not in stale and b"chargy_feed_up" in stale
 
 
-def test_a_response_shows_one_publication(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("refresh_after_every_read")
+def test_a_response_shows_one_publication() -> None:
     """A refresh lands right after every read of the holder: the snapshot text and the feed-health
     part of each response still come from the same publication."""
-    networks = itertools.cycle([generate_network(size, seed=size) for size in (20, 27, 33)])
-    read = SnapshotHolder.served
-
-    def read_then_refresh(holder: SnapshotHolder) -> Served:
-        served = read(holder)
-        holder.publish(next(networks), fetched_at=0)
-        return served
-
-    monkeypatch.setattr(SnapshotHolder, "served", read_then_refresh)
     exposition, _, _ = serving(generate_network(10))
     for _ in range(4):
         text = b"".join(exposition.render(None, None).chunks).decode()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from otel_chargy import metrics
 from otel_chargy.exposition import CountingPrometheusReader
 from otel_chargy.generator import generate_network
-from otel_chargy.holder import Served, SnapshotHolder
 from otel_chargy.metrics import (
     METRICS,
     SNAPSHOT_METRICS,
@@ -110,20 +108,6 @@ def test_snapshot_observations_cover_every_connector() -> None:
 
 def test_only_the_metrics_asked_for_are_observed() -> None:
     assert list(observe_snapshot(generate_network(5), (metrics.NETWORK_CONNECTORS,))) == [metrics.NETWORK_CONNECTORS]
-
-
-@pytest.fixture
-def refresh_after_every_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A refresh lands right after every read of the holder: networks of 20, 27 and 33 placemarks in turn."""
-    networks = itertools.cycle([generate_network(size, seed=size) for size in (20, 27, 33)])
-    read = SnapshotHolder.served
-
-    def read_then_refresh(holder: SnapshotHolder) -> Served:
-        served = read(holder)
-        holder.publish(next(networks), fetched_at=0)
-        return served
-
-    monkeypatch.setattr(SnapshotHolder, "served", read_then_refresh)
 
 
 def points(metrics_data: MetricsData) -> Iterator[tuple[str, dict[str, str], float]]:

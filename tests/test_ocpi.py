@@ -9,7 +9,6 @@ import contextlib
 import gzip
 import io
 import json
-import logging
 import subprocess
 import sys
 import zipfile
@@ -485,16 +484,6 @@ def test_the_service_serves_an_ocpi_network_with_the_seed_labels(feed: FeedServe
         service.wait_for_refreshes("success", 1)
         assert_serves(service.metrics(), SMALL.truth)
         assert service.sample("chargy_feed_up") == 1
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """main() configures the root logger for the process: put pytest's back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("restore_logging")

@@ -22,7 +22,7 @@ import pytest
 from otel_chargy.server import ClientLimits
 from otel_chargy.webconfig import WebConfig
 from tests.inprocess import make_certificate, serving
-from tests.service import WAIT_LIMIT_S, wait_until
+from tests.service import WAIT_LIMIT_S, run_together, wait_until
 
 PASSWORD = "s3cret-scrape"
 
@@ -48,20 +48,6 @@ def raw_request(port: int, request: bytes) -> bytes:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             connection.sendall(request)
         return answer_of(connection)
-
-
-def run_together(count: int, work: Callable[[int], None]) -> None:
-    start = threading.Barrier(count)
-
-    def run(index: int) -> None:
-        start.wait()
-        work(index)
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
 def test_request_head_is_bounded_in_all_not_only_per_line(port: int) -> None:
