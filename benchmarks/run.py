@@ -35,7 +35,6 @@ from typing import Any
 
 import httpx
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import RefreshStatus, Served
@@ -44,6 +43,9 @@ from otel_chargy.model import Snapshot
 from otel_chargy.publication import Outputs, build_publication
 from otel_chargy.telemetry import MAX_REQUEST_BYTES, build_resource, split_metrics, wire_metrics
 from otel_chargy.usage import UsageTracker
+
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the reader lives with the tests' OTLP receiver
+from tests.otlp_receiver import KeepingReader
 
 HERE = Path(__file__).parent
 # What Prometheus sends: it prefers OpenMetrics.
@@ -177,18 +179,6 @@ def measure(kind: str, feed_url: str, repeats: int, workdir: Path) -> dict[str, 
         process.terminate()
         process.wait()
     return result
-
-
-class KeepingReader(MetricReader):
-    """A push reader that keeps what it collected, so that its export can be measured apart."""
-
-    metrics_data: MetricsData | None = None
-
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        self.metrics_data = metrics_data
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        pass
 
 
 def collection_cpu_ms(reader: KeepingReader, repeats: int) -> float:

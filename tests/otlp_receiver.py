@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 
 Attributes = dict[str, Any]
 
@@ -189,3 +190,15 @@ def point_values(metric: Metric) -> dict[frozenset[tuple[str, Any]], float]:
         value = point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
         values[frozenset(attributes_of(point.attributes).items())] = float(value)
     return values
+
+
+class KeepingReader(MetricReader):
+    """A push reader that keeps what it collected, so that its export can be sent, or measured, apart."""
+
+    metrics_data: MetricsData | None = None
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        self.metrics_data = metrics_data
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass

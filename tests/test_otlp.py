@@ -17,7 +17,7 @@ from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult, MetricReader, MetricsData
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
 
 from otel_chargy.generator import generate_network, move_states, render_kml
 from otel_chargy.metrics import PushHealth
@@ -25,7 +25,7 @@ from otel_chargy.model import SimpleState, Snapshot, Station
 from otel_chargy.telemetry import MAX_REQUEST_BYTES, BoundedMetricExporter, build_resource, split_metrics, wire_metrics
 from tests.conftest import TEST_API_KEY
 from tests.feedserver import FeedResponse, FeedServer
-from tests.otlp_receiver import OtlpReceiver, attributes_of, point_values, points_of
+from tests.otlp_receiver import KeepingReader, OtlpReceiver, attributes_of, point_values, points_of
 from tests.service import ServiceProcess, free_port, wait_until
 from tests.truth import (
     expected_connector_states,
@@ -238,18 +238,6 @@ def test_requests_stay_under_the_limit_and_carry_every_point() -> None:
         assert encode_metrics(request).ByteSize() <= limit
     sent = [(name, id(point)) for request in requests for name, point in collected(request)]
     assert sent == [(name, id(point)) for name, point in collected(metrics_data)]
-
-
-class KeepingReader(MetricReader):
-    """Keeps what a collection gathered, to export it to several receivers."""
-
-    metrics_data: MetricsData | None = None
-
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        self.metrics_data = metrics_data
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        pass
 
 
 def test_ten_times_the_network_reaches_collectors_with_default_limits(receiver: OtlpReceiver) -> None:
