@@ -36,9 +36,10 @@ from typing import Any
 import httpx
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 
+from otel_chargy.catalog import SNAPSHOT_METRICS, Detail
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import RefreshStatus, Served
-from otel_chargy.metrics import SNAPSHOT_METRICS, Detail, OverflowTally, ServedFeed, build_meter_provider
+from otel_chargy.metrics import OverflowTally, ServedFeed, build_meter_provider
 from otel_chargy.model import Snapshot
 from otel_chargy.publication import Outputs, build_publication
 from otel_chargy.telemetry import MAX_REQUEST_BYTES, build_resource, split_metrics, wire_metrics

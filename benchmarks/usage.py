@@ -21,12 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from otel_chargy.exposition import render_snapshot, render_usage
+from otel_chargy.catalog import SNAPSHOT_METRICS, USAGE_METRICS
 from otel_chargy.generator import generate_network, move_states, render_kml
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import SNAPSHOT_METRICS, USAGE_METRICS, observe_usage
+from otel_chargy.observe import observe_usage
 from otel_chargy.parse import SizeBounds, parse_kml
 from otel_chargy.publication import Outputs
+from otel_chargy.render import render_snapshot, render_usage
 from otel_chargy.usage import UsageTracker
 
 

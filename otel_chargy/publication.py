@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from otel_chargy.exposition import SnapshotExposition, render_snapshot, render_usage
-from otel_chargy.metrics import MetricSpec, SnapshotObservations, observe_snapshot, observe_usage
+from otel_chargy.catalog import MetricSpec
 from otel_chargy.model import Snapshot
+from otel_chargy.observe import SnapshotObservations, observe_snapshot, observe_usage
+from otel_chargy.render import SnapshotExposition, render_snapshot, render_usage
 from otel_chargy.usage import UsageView
 
 

@@ -8,12 +8,13 @@ import time
 from http.server import ThreadingHTTPServer
 
 from otel_chargy import __version__
+from otel_chargy.catalog import Detail
 from otel_chargy.config import Config
 from otel_chargy.feeds import feed_parser, open_feed
 from otel_chargy.fetch import DemoSource, FeedSource
 from otel_chargy.health import push_health_of
 from otel_chargy.history import RefreshHistory
-from otel_chargy.metrics import Detail, PushHealth
+from otel_chargy.metrics import PushHealth
 from otel_chargy.parse import SizeBounds
 from otel_chargy.redact import Redactor
 from otel_chargy.refresh import Refresher

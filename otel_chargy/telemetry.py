@@ -39,13 +39,11 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from otel_chargy import __version__
+from otel_chargy.catalog import DETAIL_METRICS, SNAPSHOT_METRICS, Detail
 from otel_chargy.config import Config
 from otel_chargy.exposition import CountingPrometheusReader, Exposition
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import (
-    DETAIL_METRICS,
-    SNAPSHOT_METRICS,
-    Detail,
     OverflowCounting,
     OverflowTally,
     PushHealth,

@@ -12,11 +12,12 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from otel_chargy.exposition import CountingPrometheusReader, Exposition, render_snapshot
+from otel_chargy.catalog import SNAPSHOT_METRICS, USAGE_METRICS
+from otel_chargy.exposition import CountingPrometheusReader, Exposition
 from otel_chargy.generator import generate_network
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import SNAPSHOT_METRICS, USAGE_METRICS
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
+from otel_chargy.render import render_snapshot
 from otel_chargy.telemetry import build_resource, wire_metrics
 
 

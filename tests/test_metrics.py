@@ -11,17 +11,12 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from otel_chargy import metrics
+from otel_chargy import catalog, metrics
+from otel_chargy.catalog import METRICS, SNAPSHOT_METRICS, collector_prometheus_name, metrics_table_markdown
 from otel_chargy.exposition import CountingPrometheusReader
 from otel_chargy.generator import generate_network
-from otel_chargy.metrics import (
-    METRICS,
-    SNAPSHOT_METRICS,
-    collector_prometheus_name,
-    metrics_table_markdown,
-    observe_snapshot,
-)
 from otel_chargy.model import SimpleState
+from otel_chargy.observe import observe_snapshot
 from otel_chargy.telemetry import build_resource, wire_metrics
 
 README = Path(__file__).parent.parent / "README.md"
@@ -32,7 +27,7 @@ def test_readme_metric_table_is_the_generated_one() -> None:
     readme = README.read_text()
     match = re.search(r"<!-- metrics-table:start -->\n(.*?)<!-- metrics-table:end -->", readme, re.S)
     assert match, "README.md lacks the metrics-table markers"
-    assert match.group(1) == metrics_table_markdown(), "regenerate with: python -m otel_chargy.metrics"
+    assert match.group(1) == metrics_table_markdown(), "regenerate with: python -m otel_chargy.catalog"
 
 
 def test_otel_names_follow_the_conventions() -> None:
@@ -81,17 +76,17 @@ def test_no_overflow_under_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_snapshot_observations_cover_every_connector() -> None:
     network = generate_network(30)
     observed = observe_snapshot(network, SNAPSHOT_METRICS)
-    states = observed[metrics.CONNECTOR_STATE]
+    states = observed[catalog.CONNECTOR_STATE]
     assert len(states) == 3 * network.connector_count
-    assert len(observed[metrics.CONNECTOR_DETAILED_STATE]) == network.connector_count
-    assert len(observed[metrics.CONNECTOR_MAX_POWER]) == network.connector_count
-    assert len(observed[metrics.STATION_INFO]) == len(network.stations)
+    assert len(observed[catalog.CONNECTOR_DETAILED_STATE]) == network.connector_count
+    assert len(observed[catalog.CONNECTOR_MAX_POWER]) == network.connector_count
+    assert len(observed[catalog.STATION_INFO]) == len(network.stations)
     assert sum(observation.value for observation in states) == network.connector_count
-    assert len(observed[metrics.STATION_CONNECTORS]) == 3 * len(network.stations)
+    assert len(observed[catalog.STATION_CONNECTORS]) == 3 * len(network.stations)
     for station in network.stations:
         counted = {
             o.attributes["chargy_connector_state"]: o.value
-            for o in observed[metrics.STATION_CONNECTORS]
+            for o in observed[catalog.STATION_CONNECTORS]
             if o.attributes and o.attributes["station"] == station.name
         }
         expected = {state.value: 0 for state in SimpleState}
@@ -100,14 +95,14 @@ def test_snapshot_observations_cover_every_connector() -> None:
                 expected[connector.state.value] += 1
         assert counted == expected
     totals = dict.fromkeys(SimpleState, 0)
-    for observation in observed[metrics.NETWORK_CONNECTORS]:
+    for observation in observed[catalog.NETWORK_CONNECTORS]:
         assert observation.attributes is not None
         totals[SimpleState(str(observation.attributes["chargy_connector_state"]))] += int(observation.value)
     assert totals == network.count_by_state()
 
 
 def test_only_the_metrics_asked_for_are_observed() -> None:
-    assert list(observe_snapshot(generate_network(5), (metrics.NETWORK_CONNECTORS,))) == [metrics.NETWORK_CONNECTORS]
+    assert list(observe_snapshot(generate_network(5), (catalog.NETWORK_CONNECTORS,))) == [catalog.NETWORK_CONNECTORS]
 
 
 def points(metrics_data: MetricsData) -> Iterator[tuple[str, dict[str, str], float]]:

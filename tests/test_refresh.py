@@ -7,10 +7,11 @@ import threading
 import pytest
 from opentelemetry import trace
 
+from otel_chargy.catalog import SNAPSHOT_METRICS
 from otel_chargy.fetch import Fetched, Validators
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import SNAPSHOT_METRICS, RefreshRecorder
+from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
 from otel_chargy.parse import SizeBounds

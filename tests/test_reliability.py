@@ -104,7 +104,7 @@ def test_dashboard_is_provisioned_like_the_others_and_links_each_station_to_its_
 
 
 def test_dashboard_reads_only_recorded_series_and_usage_counters() -> None:
-    from otel_chargy.metrics import METRICS
+    from otel_chargy.catalog import METRICS
 
     recorded = set(recording_rules())
     exported = {spec.prometheus_name for spec in METRICS}

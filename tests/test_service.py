@@ -8,8 +8,8 @@ import re
 
 import httpx
 
+from otel_chargy.catalog import METRICS
 from otel_chargy.generator import generate_network, move_states, render_kml
-from otel_chargy.metrics import METRICS
 from tests.conftest import TEST_API_KEY
 from tests.feedserver import FeedResponse, FeedServer
 from tests.service import ServiceProcess, wait_until

@@ -23,25 +23,24 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from otel_chargy.config import load_config
-from otel_chargy.exposition import CountingPrometheusReader, render_snapshot, render_usage
-from otel_chargy.generator import generate_network, move_states, render_kml
-from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import (
+from otel_chargy.catalog import (
     CONNECTOR_STATE,
     DETAIL_METRICS,
     NETWORK_CONNECTOR_TIME,
     SNAPSHOT_METRICS,
     USAGE_METRICS,
     Detail,
-    OverflowTally,
-    ServedFeed,
-    build_meter_provider,
 )
+from otel_chargy.config import load_config
+from otel_chargy.exposition import CountingPrometheusReader
+from otel_chargy.generator import generate_network, move_states, render_kml
+from otel_chargy.holder import SnapshotHolder
+from otel_chargy.metrics import OverflowTally, ServedFeed, build_meter_provider
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
 from otel_chargy.outcome import Outcome
 from otel_chargy.publication import Outputs
 from otel_chargy.redact import Redactor
+from otel_chargy.render import render_snapshot, render_usage
 from otel_chargy.service import Service
 from otel_chargy.telemetry import build_resource, wire_metrics
 from otel_chargy.usage import STATES, UsageTracker, UsageView
