@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +12,9 @@ from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.model import SimpleState, Snapshot
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import ISSUE_KINDS, SizeBounds, parse_kml
+from tests.truth import SIMPLE_STATE_OF_RAW
 
+DOCS = Path(__file__).parent.parent / "docs"
 KML_NS = ' xmlns="http://www.opengis.net/kml/2.2"'
 
 
@@ -55,6 +59,10 @@ def test_generated_network_is_read_back_exactly(legacy: bool, namespace: bool) -
     snapshot = parse_kml(render_kml(network, legacy=legacy, namespace=namespace))
     assert snapshot.stations == network.stations
     assert snapshot.issues == {}
+    # The generator's states come from the product's table: check them against the tests' own.
+    states = [(c.raw_state, c.state.value) for _, _, c in snapshot.connectors()]
+    assert {raw for raw, _ in states} == set(SIMPLE_STATE_OF_RAW)
+    assert all(SIMPLE_STATE_OF_RAW[raw] == simple for raw, simple in states)
 
 
 def test_station_fields_are_read() -> None:
@@ -129,7 +137,34 @@ def test_coordinates_longitude_first_with_optional_altitude(coordinates: str, ex
     assert (station.latitude, station.longitude) == expected
 
 
-@pytest.mark.parametrize("coordinates", ["", "abc", "6.1", "200,100"])
+@pytest.mark.parametrize(
+    ("coordinates", "expected"),
+    [("180,90", (90.0, 180.0)), ("-180,-90", (-90.0, -180.0)), ("-0.0,0", (0.0, -0.0))],
+)
+def test_coordinates_on_the_edges_of_the_globe_are_kept(coordinates: str, expected: tuple[float, float]) -> None:
+    snapshot = parse(document(placemark("S", device(), coordinates=coordinates)))
+    assert (snapshot.stations[0].latitude, snapshot.stations[0].longitude) == expected
+    assert snapshot.issues == {}
+
+
+# Each axis out of range on its own (the other one valid), just past each edge, and non-finite.
+@pytest.mark.parametrize(
+    "coordinates",
+    [
+        "",
+        "abc",
+        "6.1",
+        "200,100",
+        "6.1,90.001",
+        "6.1,-90.001",
+        "180.001,49.6",
+        "-180.001,49.6",
+        "6.1,nan",
+        "nan,49.6",
+        "6.1,inf",
+        "-inf,49.6",
+    ],
+)
 def test_bad_coordinates_keep_the_station_and_count(coordinates: str) -> None:
     snapshot = parse(document(placemark("S", device(), coordinates=coordinates)))
     assert (snapshot.stations[0].latitude, snapshot.stations[0].longitude) == (None, None)
@@ -137,28 +172,12 @@ def test_bad_coordinates_keep_the_station_and_count(coordinates: str) -> None:
     assert snapshot.issues == {"invalid_coordinates": 1}
 
 
-@pytest.mark.parametrize(
-    ("raw", "simple"),
-    [
-        ("AVAILABLE", SimpleState.AVAILABLE),
-        ("CHARGING", SimpleState.CHARGING),
-        ("PREPARING", SimpleState.CHARGING),
-        ("FINISHING", SimpleState.CHARGING),
-        ("SUSPENDED_EV", SimpleState.CHARGING),
-        ("SUSPENDED_EVSE", SimpleState.CHARGING),
-        ("OCCUPIED", SimpleState.CHARGING),
-        ("UNAVAILABLE", SimpleState.UNAVAILABLE),
-        ("OFFLINE", SimpleState.UNAVAILABLE),
-        ("FAULT", SimpleState.UNAVAILABLE),
-        ("FAULTED", SimpleState.UNAVAILABLE),
-        ("RESERVED", SimpleState.UNAVAILABLE),
-    ],
-)
-def test_state_table(raw: str, simple: SimpleState) -> None:
+@pytest.mark.parametrize(("raw", "simple"), SIMPLE_STATE_OF_RAW.items())
+def test_state_table(raw: str, simple: str) -> None:
     entry = {"name": "C", "maxchspeed": 22, "connector": 1, "description": raw}
     snapshot = parse(document(placemark("S", device("CP1", entry))))
     connector = only_connector(snapshot)[2]
-    assert (connector.raw_state, connector.state) == (raw, simple)
+    assert (connector.raw_state, connector.state.value) == (raw, simple)
     assert snapshot.issues == {}
 
 
@@ -197,11 +216,32 @@ def test_placemark_without_name_is_skipped_and_counted() -> None:
     assert snapshot.issues == {"placemark_without_name": 1}
 
 
+def documented_kinds(page: str, heading: str) -> set[str]:
+    """The `kind`s of the table under a heading of a page in docs/."""
+    section = (DOCS / page).read_text().split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE))
+
+
 def test_issue_kinds_are_all_documented() -> None:
-    assert set(ISSUE_KINDS) >= {
+    """A document with every fault the parser repairs: each kind it counts is in docs/faults.md's table,
+    and the table lists no kind the parser never counts."""
+    unnamed = json.dumps({"connectors": [{"name": "X", "maxchspeed": 22, "connector": 1, "description": "AVAILABLE"}]})
+    twice = {"name": "T", "maxchspeed": 22, "connector": 1, "description": "AVAILABLE"}
+    snapshot = parse(
+        document(
+            placemark("", device("CP1")),
+            placemark("Bad place", device("CP2"), coordinates="abc"),
+            placemark("Broken", "{not json", unnamed, device("CP3", "text", twice, twice)),  # type: ignore[arg-type]
+            placemark("Odd", device("CP4", {"name": "O", "maxchspeed": "fast", "connector": 1, "description": "BLOCKED"})),
+            placemark("Odd", device("CP5")),
+        )
+    )
+    counted = set(snapshot.issues)
+    assert counted == {
         "placemark_without_name", "invalid_coordinates", "invalid_device_json", "device_without_name",
         "invalid_connector", "invalid_power", "duplicate_connector", "duplicate_station", "unknown_state",
     }  # fmt: skip
+    assert documented_kinds("faults.md", "## Parse issues") == counted == set(ISSUE_KINDS)
 
 
 def test_duplicate_station_is_merged_into_the_first_and_counted() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -85,12 +86,32 @@ def test_another_outcome_between_shrunk_feeds_starts_the_count_again() -> None:
     ]
 
 
-def test_losing_exactly_the_allowed_fraction_is_accepted() -> None:
-    assert HALF.connector_count >= FULL.connector_count / 2
-    refresher, _ = refresher_for(ScriptedSource(render_kml(FULL), render_kml(HALF)))
-    refresher.refresh_once()
-    # HALF may hold a little over half: a guard at 0.5 takes it, and one at 0.4 does not.
-    assert refresher.refresh_once().outcome is Outcome.SUCCESS
+def first_connectors(network: Snapshot, count: int) -> Snapshot:
+    """The network cut to its first `count` connectors, in document order."""
+    stations = []
+    for station in network.stations:
+        devices = []
+        for device in station.devices:
+            kept = device.connectors[: max(count, 0)]
+            count -= len(kept)
+            if kept:
+                devices.append(dataclasses.replace(device, connectors=kept))
+        if devices:
+            stations.append(dataclasses.replace(station, devices=tuple(devices)))
+    return Snapshot(stations=tuple(stations))
+
+
+@pytest.mark.parametrize(("max_shrink", "lost"), [(0.5, 50), (0.25, 25), (0.75, 75)])
+def test_losing_exactly_the_allowed_fraction_is_accepted(max_shrink: float, lost: int) -> None:
+    """Of 100 connectors, losing exactly `max_shrink` of them is taken; one more is refused."""
+    network = generate_network(60, seed=7)
+    hundred = first_connectors(network, 100)
+    exactly, one_more = first_connectors(network, 100 - lost), first_connectors(network, 100 - lost - 1)
+    assert (hundred.connector_count, exactly.connector_count, one_more.connector_count) == (100, 100 - lost, 99 - lost)
+    answers = [render_kml(network) for network in (hundred, exactly, hundred, one_more)]
+    refresher, _ = refresher_for(ScriptedSource(*answers), max_shrink=max_shrink)
+    outcomes = [refresher.refresh_once().outcome for _ in answers]
+    assert outcomes == [Outcome.SUCCESS, Outcome.SUCCESS, Outcome.SUCCESS, Outcome.SHRUNK]
 
 
 def test_max_shrink_sets_the_guard_and_1_turns_it_off() -> None:
