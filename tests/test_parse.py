@@ -210,6 +210,26 @@ def test_broken_connector_entries_are_skipped_or_repaired() -> None:
     assert snapshot.issues == {"invalid_connector": 1, "invalid_power": 1}
 
 
+# JSON literals for maxchspeed: negative, non-finite (Python's json reads NaN and Infinity), overflowing.
+@pytest.mark.parametrize(
+    "power", ["-22", "-0.5", '"-22"', "NaN", '"NaN"', "Infinity", "-Infinity", '"inf"', "1e999", '"1e999"', "1e6"]
+)
+def test_a_negative_or_non_finite_power_is_0_and_counted(power: str) -> None:
+    entry = f'{{"name": "C", "maxchspeed": {power}, "connector": 1, "description": "AVAILABLE"}}'
+    snapshot = parse(document(placemark("S", f'{{"id": 1, "name": "CP1", "connectors": [{entry}]}}')))
+    connector = only_connector(snapshot)[2]
+    assert (connector.max_power_kw, connector.speed) == (0.0, "0")
+    assert snapshot.issues == {"invalid_power": 1}
+
+
+@pytest.mark.parametrize(("power", "kw"), [("0", 0.0), ("22.08", 22.08), ('"150"', 150.0), ("999999.5", 999999.5)])
+def test_a_power_in_range_is_kept(power: str, kw: float) -> None:
+    entry = f'{{"name": "C", "maxchspeed": {power}, "connector": 1, "description": "AVAILABLE"}}'
+    snapshot = parse(document(placemark("S", f'{{"id": 1, "name": "CP1", "connectors": [{entry}]}}')))
+    assert only_connector(snapshot)[2].max_power_kw == kw
+    assert snapshot.issues == {}
+
+
 def test_placemark_without_name_is_skipped_and_counted() -> None:
     snapshot = parse(document(placemark("", device("CP1")), placemark("S2", device("CP2"))))
     assert [s.name for s in snapshot.stations] == ["S2"]
