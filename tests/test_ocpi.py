@@ -313,6 +313,29 @@ def test_a_bad_max_electric_power_falls_back_to_voltage_and_amperage() -> None:
     assert parsed.max_power_kw == 230 * 32 / 1000 and snapshot.issues == {}
 
 
+@pytest.mark.parametrize(
+    ("latitude", "longitude"),
+    [("90.000001", "6.1"), ("-90.000001", "6.1"), ("49.6", "180.000001"), ("49.6", "-180.000001"),
+     ("NaN", "6.1"), ("49.6", "inf"), ("49.6", None), (None, "6.1"), ("north", "6.1")],
+)  # fmt: skip
+def test_a_coordinate_out_of_range_on_either_axis_keeps_the_station_without_them(
+    latitude: str | None, longitude: str | None
+) -> None:
+    coordinates = {axis: value for axis, value in (("latitude", latitude), ("longitude", longitude)) if value}
+    location = dict(EXAMPLE, coordinates=coordinates)
+    snapshot = parse_ocpi(json.dumps([location]).encode())
+    assert [(s.latitude, s.longitude) for s in snapshot.stations] == [(None, None)]
+    assert snapshot.issues == {"invalid_coordinates": 1}
+
+
+@pytest.mark.parametrize(("latitude", "longitude"), [("90", "180"), ("-90", "-180"), (-90, 180)])
+def test_coordinates_on_the_edges_of_the_globe_are_kept(latitude: str | float, longitude: str | float) -> None:
+    location = dict(EXAMPLE, coordinates={"latitude": latitude, "longitude": longitude})
+    snapshot = parse_ocpi(json.dumps([location]).encode())
+    assert [(s.latitude, s.longitude) for s in snapshot.stations] == [(float(latitude), float(longitude))]
+    assert "invalid_coordinates" not in snapshot.issues
+
+
 def test_an_unknown_status_counts_as_unavailable_and_is_kept() -> None:
     location = dict(EXAMPLE, evses=[{"uid": "u", "status": "out_of_order", "connectors": [{"id": "1"}]}])
     snapshot = parse_ocpi(json.dumps([location]).encode())
