@@ -116,6 +116,13 @@ def test_a_parameter_named_without_a_secret_word_is_kept(name: str) -> None:
     assert redact_url(url) == url and secrets_of_url(url) == []
 
 
+def test_secrets_of_url_lists_every_secret_in_every_part() -> None:
+    """A password, two query secrets and one in the fragment only: each is listed, none replaces another."""
+    url = "https://chargy:pw-1@h/kml?API-KEY=key-2&x=1&token=tok-3#access_token=frag-4&state=s"
+    assert {"pw-1", "key-2", "tok-3", "frag-4"} <= set(secrets_of_url(url))
+    assert Redactor(secrets_of_url(url))("pw-1 key-2 tok-3 frag-4 s") == "REDACTED REDACTED REDACTED REDACTED s"
+
+
 def test_a_user_with_a_password_is_not_a_secret() -> None:
     assert secrets_of_url("https://chargy:abc@h/") == ["abc"]
 
