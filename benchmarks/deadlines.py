@@ -82,20 +82,21 @@ def out_of_descriptors_core_share(window_s: float = 3.0) -> float:
 
 
 def main() -> None:
-    report = {
+    refreshes = {
+        "no answer": refresh_s(FeedResponse(GOOD, hold=True)),
+        "headers dripped": refresh_s(FeedResponse(drip_headers_interval_s=0.2)),
+        "body dripped": refresh_s(FeedResponse(GOOD, drip_interval_s=0.1)),
+    }
+    report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
         "fetch_timeout_s": FETCH_TIMEOUT_S,
-        "refresh": {
-            "no answer": refresh_s(FeedResponse(GOOD, hold=True)),
-            "headers dripped": refresh_s(FeedResponse(drip_headers_interval_s=0.2)),
-            "body dripped": refresh_s(FeedResponse(GOOD, drip_interval_s=0.1)),
-        },
+        "refresh": refreshes,
         "sigterm_during_hanging_fetch_s": sigterm_s(),
         "out_of_descriptors_core_share": out_of_descriptors_core_share(),
     }
     (HERE / "deadlines.json").write_text(json.dumps(report, indent=2) + "\n")
-    for fault, figures in report["refresh"].items():
+    for fault, figures in refreshes.items():
         print(f"refresh, feed {fault}: {figures['outcome']} after {figures['seconds']} s (timeout {FETCH_TIMEOUT_S} s)")
     print(f"SIGTERM during a hanging fetch: exited after {report['sigterm_during_hanging_fetch_s']} s")
     print(f"out of file descriptors: {report['out_of_descriptors_core_share']:.1%} of a core")

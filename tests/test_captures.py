@@ -23,7 +23,9 @@ def independent_rows(document: bytes) -> list[Row]:
     """Every connector as a row, read with ElementTree and json, as FEED.md describes the file."""
     rows: list[Row] = []
     for placemark in ElementTree.fromstring(document).iter(f"{KML}Placemark"):
-        longitude, latitude = (float(axis) for axis in placemark.findtext(f"{KML}Point/{KML}coordinates", "").split(",")[:2])
+        longitude, latitude = (
+            float(axis) for axis in placemark.findtext(f"{KML}Point/{KML}coordinates", "").split(",")[:2]
+        )
         for data in placemark.iter(f"{KML}Data"):
             if data.get("name") != "chargingdevice":
                 continue

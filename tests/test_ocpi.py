@@ -297,7 +297,9 @@ def test_a_negative_or_non_finite_power_is_0_and_counted(field: str, figure: str
     if field == "max_electric_power":
         fields = {field: figure}
     connector = ", ".join(f'"{name}": {value}' for name, value in fields.items() if value is not None)
-    evse = f'{{"uid": "u", "status": "AVAILABLE", "connectors": [{{"id": "1", "power_type": "AC_1_PHASE", {connector}}}]}}'
+    evse = (
+        f'{{"uid": "u", "status": "AVAILABLE", "connectors": [{{"id": "1", "power_type": "AC_1_PHASE", {connector}}}]}}'
+    )
     location = json.dumps(dict(EXAMPLE, evses=[])).replace('"evses": []', f'"evses": [{evse}]')
     snapshot = parse_ocpi(f"[{location}]".encode())
     ((_, _, parsed),) = snapshot.connectors()
@@ -306,7 +308,9 @@ def test_a_negative_or_non_finite_power_is_0_and_counted(field: str, figure: str
 
 
 def test_a_bad_max_electric_power_falls_back_to_voltage_and_amperage() -> None:
-    connectors = [{"id": "1", "power_type": "AC_1_PHASE", "max_electric_power": -7400, "max_voltage": 230, "max_amperage": 32}]
+    connectors = [
+        {"id": "1", "power_type": "AC_1_PHASE", "max_electric_power": -7400, "max_voltage": 230, "max_amperage": 32}
+    ]
     location = dict(EXAMPLE, evses=[{"uid": "u", "status": "AVAILABLE", "connectors": connectors}])
     snapshot = parse_ocpi(json.dumps([location]).encode())
     ((_, _, parsed),) = snapshot.connectors()

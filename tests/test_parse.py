@@ -252,7 +252,9 @@ def test_issue_kinds_are_all_documented() -> None:
             placemark("", device("CP1")),
             placemark("Bad place", device("CP2"), coordinates="abc"),
             placemark("Broken", "{not json", unnamed, device("CP3", "text", twice, twice)),  # type: ignore[arg-type]
-            placemark("Odd", device("CP4", {"name": "O", "maxchspeed": "fast", "connector": 1, "description": "BLOCKED"})),
+            placemark(
+                "Odd", device("CP4", {"name": "O", "maxchspeed": "fast", "connector": 1, "description": "BLOCKED"})
+            ),
             placemark("Odd", device("CP5")),
         )
     )
