@@ -157,3 +157,26 @@ def test_todays_network_is_one_figure_the_real_feeds() -> None:
             for figure in re.findall(r"today(?:'s)?(?: network| size)?[^.()]{0,12}\(?~?([\d,]+) connectors", text)
         ]
     assert stated and all(figure == TODAYS_CONNECTORS for _, figure in stated), stated
+
+
+def test_the_readmes_performance_figures_are_the_benchmarks() -> None:
+    """Each figure of the README's Performance paragraph, from the benchmark's JSON that produced it."""
+    text = " ".join(README.read_text().split("## Performance\n", 1)[1].split("\n## ", 1)[0].split())
+    large = BENCHMARKS["sizes"][1]
+    ours, naive = large["otel-chargy"], large["naive"]
+    hostile = json.loads((ROOT / "benchmarks" / "hostile.json").read_text())["documents"]
+    refused = [figures for kind, figures in hostile.items() if figures["outcome"] != "success"]
+    ocpi = json.loads((ROOT / "benchmarks" / "ocpi.json").read_text())["cases"]
+    whole, city = ocpi["whole network"], ocpi["one city (--feed.bbox)"]
+    expected = [
+        f"At {large['placemarks']:,} placemarks ({large['connectors']:,} connectors,",
+        f"a scrape took {ours['scrape_p50_ms']:.0f} ms at the median "
+        f"({naive['scrape_p50_ms'] / ours['scrape_p50_ms']:.0f}× faster than a naive exporter)",
+        f"a refresh {ours['refresh_s']:.1f} s ({naive['refresh_s'] / ours['refresh_s']:.1f}×)",
+        f"within {max(figures['cpu_s_max'] for figures in refused):.2f} s of CPU "
+        f"and {max(figures['extra_mib_max'] for figures in refused):.0f} MiB",
+        f"an OTLP export goes as {large['otlp']['connector']['grpc_requests_per_export']} gRPC requests",
+        f"refreshes whole in {whole['refresh_s']:.0f} s within {whole['peak_rss_mib']:.0f} MiB",
+        f"filtered to a city in {city['refresh_s']:.1f} s within {city['peak_rss_mib']:.0f} MiB",
+    ]
+    assert [figure for figure in expected if figure not in text] == []
