@@ -171,8 +171,8 @@ def test_the_readmes_performance_figures_are_the_benchmarks() -> None:
     expected = [
         f"At {large['placemarks']:,} placemarks ({large['connectors']:,} connectors,",
         f"a scrape took {ours['scrape_p50_ms']:.0f} ms at the median "
-        f"({naive['scrape_p50_ms'] / ours['scrape_p50_ms']:.0f}× faster than a naive exporter)",
-        f"a refresh {ours['refresh_s']:.1f} s ({naive['refresh_s'] / ours['refresh_s']:.1f}×)",
+        f"({naive['scrape_p50_ms'] / ours['scrape_p50_ms']:.0f}\N{MULTIPLICATION SIGN} faster than a naive exporter)",
+        f"a refresh {ours['refresh_s']:.1f} s ({naive['refresh_s'] / ours['refresh_s']:.1f}\N{MULTIPLICATION SIGN})",
         f"within {max(figures['cpu_s_max'] for figures in refused):.2f} s of CPU "
         f"and {max(figures['extra_mib_max'] for figures in refused):.0f} MiB",
         f"an OTLP export goes as {large['otlp']['connector']['grpc_requests_per_export']} gRPC requests",
