@@ -127,8 +127,19 @@ def test_a_user_with_a_password_is_not_a_secret() -> None:
     assert secrets_of_url("https://chargy:abc@h/") == ["abc"]
 
 
-def test_redactor_replaces_a_longer_secret_whole() -> None:
-    assert Redactor(["abc", "abcdef"])("x abcdef abc") == "x REDACTED REDACTED"
+@pytest.mark.parametrize("secrets", [["abc", "abcdef"], ["def", "abcdef"], ["bcd", "abcdef"]])
+def test_redactor_replaces_a_longer_secret_whole(secrets: list[str]) -> None:
+    """A secret that holds another (at its start, its end, its middle) is replaced whole, in any order."""
+    shorter = secrets[0]
+    for given in (secrets, secrets[::-1]):
+        assert Redactor(given)(f"x abcdef {shorter}") == "x REDACTED REDACTED"
+
+
+def test_a_raw_at_sign_in_the_password_stays_in_the_secret() -> None:
+    """The host follows the last @, as clients read it: all of the password before it is hidden."""
+    url = "https://chargy:p@ss@feed.example/kml"
+    assert redact_url(url) == "https://chargy:REDACTED@feed.example/kml"
+    assert "p@ss" in secrets_of_url(url)
 
 
 @pytest.fixture
