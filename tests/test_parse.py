@@ -370,3 +370,24 @@ def test_max_connectors_bounds_the_network() -> None:
         parse_kml(body, SizeBounds(network.connector_count - 1))
     assert caught.value.outcome is Outcome.TOO_LARGE
     assert "--max-connectors" in caught.value.reason
+
+
+def test_counts_by_state_are_per_station_and_for_the_network() -> None:
+    """Two stations: 2 available, 1 charging and 1 fault; then 1 available and 2 charging. Counted by hand."""
+
+    def entry(position: int, raw: str) -> dict[str, object]:
+        return {"name": f"C{position}", "maxchspeed": 22, "connector": position, "description": raw}
+
+    first = device("CP1", *(entry(n, raw) for n, raw in enumerate(["AVAILABLE", "CHARGING", "FAULT", "AVAILABLE"], 1)))
+    second = device("CP2", *(entry(n, raw) for n, raw in enumerate(["PREPARING", "AVAILABLE", "CHARGING"], 1)))
+    snapshot = parse(document(placemark("S1", first), placemark("S2", second)))
+
+    def counts(available: int, charging: int, unavailable: int) -> dict[str, int]:
+        return {**{state.value: 0 for state in SimpleState}, "available": available, "charging": charging,
+                "unavailable": unavailable}  # fmt: skip
+
+    assert [{s.value: n for s, n in station.count_by_state().items()} for station in snapshot.stations] == [
+        counts(2, 1, 1),
+        counts(1, 2, 0),
+    ]
+    assert {s.value: n for s, n in snapshot.count_by_state().items()} == counts(3, 3, 1)
