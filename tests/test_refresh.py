@@ -11,7 +11,7 @@ from opentelemetry import trace
 from otel_chargy.catalog import SNAPSHOT_METRICS
 from otel_chargy.fetch import Fetched, Validators
 from otel_chargy.generator import generate_network, render_kml
-from otel_chargy.holder import SnapshotHolder
+from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
@@ -169,3 +169,28 @@ def test_holder_withdraws_a_stale_snapshot_but_keeps_it() -> None:
     assert holder.current is None and holder.latest is not None
     holder.confirm(fetched_at=1)
     assert holder.current is not None
+
+
+def test_a_confirmed_snapshot_carries_the_time_of_the_fetch_that_confirmed_it() -> None:
+    now = [100.0]
+    holder = SnapshotHolder(Outputs(), max_staleness_s=600, monotonic=lambda: now[0])
+    holder.publish(generate_network(2), fetched_at=1_000)
+    now[0] += 300
+    holder.confirm(fetched_at=1_300)
+    assert holder.latest is not None
+    assert (holder.latest.fetched_at, holder.latest.fetched_monotonic) == (1_300, 400.0)
+
+
+def test_every_change_the_holder_serves_has_a_version_not_seen_before() -> None:
+    """A reader caches what it built from a version (the exposition, the pages): a change that reused an
+    earlier version would serve what that version showed."""
+    holder = SnapshotHolder(Outputs(), max_staleness_s=600)
+    versions = [holder.served().version]
+    for change in range(3):
+        holder.publish(generate_network(2 + change), fetched_at=change)
+        versions.append(holder.served().version)
+        holder.record(RefreshStatus(Outcome.SUCCESS, "ok", finished_at=change, last_success_at=change))
+        versions.append(holder.served().version)
+        holder.confirm(fetched_at=change + 0.5)
+        versions.append(holder.served().version)
+    assert len(set(versions)) == len(versions)
