@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import threading
+import time
 
 import pytest
 from opentelemetry import trace
@@ -11,6 +13,7 @@ from opentelemetry import trace
 from otel_chargy.catalog import SNAPSHOT_METRICS
 from otel_chargy.fetch import Fetched, Validators
 from otel_chargy.generator import generate_network, render_kml
+from otel_chargy.history import RefreshHistory
 from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
@@ -158,6 +161,63 @@ def test_run_refreshes_at_once_and_stops_when_asked() -> None:
         stop.set()
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(("jitter", "factor"), [("most", 1.0), ("least", 0.5)])
+def test_backoff_doubles_from_1_s_within_its_jitter_up_to_the_interval(
+    jitter: str, factor: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1, 2, 4 ... s after each failure in a row (README: "backs off exponentially"), times a jitter in
+    [0.5, 1], never past the interval; the jitter's ends are played by replacing the random draw."""
+    monkeypatch.setattr(random, "uniform", lambda low, high: high if jitter == "most" else low)
+    refresher, _ = refresher_for(ScriptedSource(*[ConnectionError()] * 9), interval_s=100)
+    delays = []
+    for _ in range(9):
+        refresher.refresh_once()
+        delays.append(refresher.next_delay_s())
+    assert delays == [min(100, 2**failures * factor) for failures in range(9)]
+
+
+class StopAfterWaits(threading.Event):
+    """A stop event that records each wait of the loop, and is set after `waits` of them."""
+
+    def __init__(self, waits: int) -> None:
+        super().__init__()
+        self.waited: list[float | None] = []
+        self._waits = waits
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waited.append(timeout)
+        if len(self.waited) == self._waits:
+            self.set()
+        return self.is_set()
+
+
+@pytest.mark.parametrize(("fetch_s", "waited_s"), [(7.0, 53.0), (60.0, 0.0), (75.0, 0.0)])
+def test_run_waits_from_the_start_of_each_refresh_and_tells_the_history_when_the_next_one_comes(
+    fetch_s: float, waited_s: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clock that only the feed moves: a fetch of 7 s is followed by a wait of 60 - 7 s; one that took the
+    whole interval or more, by none."""
+    clock = [1_000.0]
+
+    class SlowSource(ScriptedSource):
+        def fetch(self, validators: Validators) -> Fetched:
+            clock[0] += fetch_s
+            return super().fetch(validators)
+
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "time", lambda: clock[0] + 50_000)
+    good = render_kml(generate_network(3))
+    history = RefreshHistory()
+    holder = SnapshotHolder(Outputs(SNAPSHOT_METRICS, exposition=True), max_staleness_s=600)
+    refresher = Refresher(
+        SlowSource(good, good), holder, RefreshRecorder([]), trace.NoOpTracer(), 60, SizeBounds(), history=history
+    )
+    stop = StopAfterWaits(2)
+    refresher.run(stop)
+    assert stop.waited == [waited_s, waited_s]
+    assert history.next_refresh_at == clock[0] + 50_000 + waited_s
 
 
 def test_holder_withdraws_a_stale_snapshot_but_keeps_it() -> None:
