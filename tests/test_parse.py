@@ -266,6 +266,52 @@ def test_issue_kinds_are_all_documented() -> None:
     assert documented_kinds("faults.md", "## Parse issues") == counted == set(ISSUE_KINDS)
 
 
+def test_each_issue_is_counted_as_often_as_it_is_met() -> None:
+    """Every kind twice in one document: each is counted 2, not once per kind."""
+    unnamed = json.dumps({"connectors": [{"name": "X", "maxchspeed": 22, "connector": 1, "description": "AVAILABLE"}]})
+    twice = {"name": "T", "maxchspeed": 22, "connector": 1, "description": "AVAILABLE"}
+    odd = {"name": "O", "maxchspeed": "fast", "connector": 1, "description": "BLOCKED"}
+    placemarks = [
+        placemark(name, "{not json", unnamed, device(f"{name}-CP", "text", twice, twice, odd), coordinates="abc")  # type: ignore[arg-type]
+        for name in ("A", "B")
+    ]
+    unnamed_placemarks = [placemark("", device("CP9")), placemark("", device("CP8"))]
+    again = [placemark("A", device("CP7")), placemark("B", device("CP6"))]
+    snapshot = parse(document(*placemarks, *unnamed_placemarks, *again))
+    assert snapshot.issues == {
+        "placemark_without_name": 2, "invalid_coordinates": 2, "invalid_device_json": 2, "device_without_name": 2,
+        "invalid_connector": 2, "invalid_power": 2, "duplicate_connector": 2, "duplicate_station": 2,
+        "unknown_state": 2,
+    }  # fmt: skip
+
+
+def test_a_duplicate_connector_is_skipped_and_the_ones_after_it_kept() -> None:
+    entries = [
+        {"name": name, "maxchspeed": 22, "connector": n, "description": "AVAILABLE"}
+        for n, name in enumerate(["A", "A", "B", "A", "C"], 1)
+    ]
+    snapshot = parse(document(placemark("S", device("CP1", *entries))))
+    assert [c.name for _, _, c in snapshot.connectors()] == ["A", "B", "C"]
+    assert snapshot.issues == {"duplicate_connector": 2}
+
+
+@pytest.mark.parametrize(
+    ("positions", "read"),
+    [([2, 1], [2, 1]), ([1, 1], [1, 1]), ([0, -3], [1, 2]), ([True, "2"], [1, 2]), ([3, 0], [3, 2])],
+)
+def test_a_connector_keeps_its_position_unless_it_is_not_a_whole_number_from_1(
+    positions: list[object], read: list[int]
+) -> None:
+    """FEED.md: a device may list its second connector first; a position that cannot be one is the place
+    in the list instead."""
+    entries = [
+        {"name": f"C{n}", "maxchspeed": 22, "connector": position, "description": "AVAILABLE"}
+        for n, position in enumerate(positions)
+    ]
+    snapshot = parse(document(placemark("S", device("CP1", *entries))))
+    assert [c.position for _, _, c in snapshot.connectors()] == read
+
+
 def test_duplicate_station_is_merged_into_the_first_and_counted() -> None:
     snapshot = parse(
         document(
@@ -322,8 +368,31 @@ def test_hostile_documents_are_refused(text: str) -> None:
         (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><hr></body></html>", Outcome.NOT_KML),
         (b"<html><body><p>Maintenance<br></body></html>", Outcome.NOT_KML),
         (b'<?xml version="1.0"?><rss><channel/></rss>', Outcome.NOT_KML),
+        # Cut before their first element is whole: told apart by their first bytes only.
+        (b"<!DOCTYPE html PUBLIC", Outcome.NOT_KML),
+        (b"<!doctype html><", Outcome.NOT_KML),
+        (b"<HTML", Outcome.NOT_KML),
+        (b"X<kml><Document>", Outcome.NOT_KML),
+        (b" \r\n\t<kml><Document><Placem", Outcome.INVALID_XML),
+        (b"\xef\xbb\xbf<kml><Document><Placem", Outcome.INVALID_XML),
+        (b"\xef\xbb\xbf\n<!-- cut", Outcome.INVALID_XML),
     ],
-    ids=["truncated", "mismatched", "empty-body", "bad-utf8", "json", "html-doctype", "html", "other-xml"],
+    ids=[
+        "truncated",
+        "mismatched",
+        "empty-body",
+        "bad-utf8",
+        "json",
+        "html-doctype",
+        "html",
+        "other-xml",
+        "cut-html-doctype",
+        "cut-upper-case-html",
+        "text-then-kml",
+        "cut-after-whitespace",
+        "cut-after-bom",
+        "cut-comment-after-bom",
+    ],
 )
 def test_unusable_documents(body: bytes, outcome: Outcome) -> None:
     with pytest.raises(FeedError) as caught:
