@@ -312,6 +312,30 @@ def test_a_connector_keeps_its_position_unless_it_is_not_a_whole_number_from_1(
     assert [c.position for _, _, c in snapshot.connectors()] == read
 
 
+def test_a_placemark_missing_its_name_address_or_point_elements() -> None:
+    """FEED.md: every field is optional. No <address>: an empty address; no <Point>: no coordinates,
+    counted; no <name> at all: skipped and counted."""
+    data = f'<ExtendedData><Data name="chargingdevice"><value>{device("CP1")}</value></Data></ExtendedData>'
+    snapshot = parse(
+        document(
+            f"<Placemark><name>Bare</name>{data}</Placemark>",
+            f"<Placemark><address>1 rue X</address>{data.replace('CP1', 'CP2')}</Placemark>",
+        )
+    )
+    assert [(s.name, s.address, s.latitude, s.longitude) for s in snapshot.stations] == [("Bare", "", None, None)]
+    assert snapshot.issues == {"invalid_coordinates": 1, "placemark_without_name": 1}
+
+
+def test_the_same_device_and_connector_names_at_two_stations_are_two_connectors() -> None:
+    """A duplicate is a connector whose station, device and name were all seen (docs/faults.md)."""
+    snapshot = parse(document(placemark("S1", device("CP1")), placemark("S2", device("CP1"))))
+    assert [(s.name, d.name, c.name) for s, d, c in snapshot.connectors()] == [
+        ("S1", "CP1", "CP1 - 1"),
+        ("S2", "CP1", "CP1 - 1"),
+    ]
+    assert snapshot.issues == {}
+
+
 def test_duplicate_station_is_merged_into_the_first_and_counted() -> None:
     snapshot = parse(
         document(
@@ -399,6 +423,19 @@ def test_unusable_documents(body: bytes, outcome: Outcome) -> None:
     with pytest.raises(FeedError) as caught:
         parse_kml(body)
     assert caught.value.outcome is outcome
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<!DOCTYPE html><html><body><hr></body></html>", "the document is an HTML page, not KML"),
+        (b'{"stations": []}', "the document is not XML"),
+    ],
+)
+def test_a_page_that_is_not_kml_says_what_it_is(body: bytes, reason: str) -> None:
+    with pytest.raises(FeedError) as caught:
+        parse_kml(body)
+    assert str(caught.value) == reason
 
 
 def test_kml_without_placemarks_is_empty() -> None:
