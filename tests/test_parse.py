@@ -438,6 +438,54 @@ def test_a_page_that_is_not_kml_says_what_it_is(body: bytes, reason: str) -> Non
     assert str(caught.value) == reason
 
 
+def attributes(count: int, prefix: str = "a") -> str:
+    return " ".join(f'{prefix}{n}="1"' for n in range(count))
+
+
+# Each refusal's reason as the operator reads it (logs, the status page, the refresh span).
+@pytest.mark.parametrize(
+    ("body", "outcome", "reason"),
+    [
+        (b'<!DOCTYPE kml SYSTEM "x"><kml/>', Outcome.FORBIDDEN_XML, "the document declares a DTD, which is refused"),
+        (b"<rss><channel/></rss>", Outcome.NOT_KML, "the root element is <rss>, not <kml>"),
+        (b"<kml><Document></Document></kml>", Outcome.EMPTY, "the document holds no usable placemark"),
+        (document(placemark("S", "{not json")).encode(), Outcome.EMPTY,
+         "the document's 1 stations hold no usable connector (invalid_device_json: 1)"),
+        (document(placemark("S", "{not json"), placemark("", "[]"), placemark("T")).encode(), Outcome.EMPTY,
+         "the document's 2 stations hold no usable connector (invalid_device_json: 1, placemark_without_name: 1)"),
+        (document(placemark("S"), placemark("T")).encode(), Outcome.EMPTY,
+         "the document's 2 stations hold no usable connector"),
+        (b"<kml><Document>", Outcome.INVALID_XML,
+         "the document is not well-formed XML: no element found: line 1, column 15"),
+        (f"<kml {attributes(101)}/>".encode(), Outcome.FORBIDDEN_XML,
+         "over 100 attributes on an element or 40000 in all"),
+    ],
+    ids=["dtd", "root", "no-placemark", "no-connector", "no-connector-issues", "no-connector-no-issue", "cut",
+         "attributes"],
+)  # fmt: skip
+def test_each_refusal_says_why(body: bytes, outcome: Outcome, reason: str) -> None:
+    with pytest.raises(FeedError) as caught:
+        parse_kml(body)
+    assert (caught.value.outcome, str(caught.value)) == (outcome, reason)
+
+
+def test_attributes_are_bounded_on_each_element_and_in_all() -> None:
+    """At most 100 on an element (exactly 100 is read) and --max-connectors in all (exactly that is read)."""
+    entry = {"name": "C", "maxchspeed": 22, "connector": 1, "description": "AVAILABLE"}
+    at_the_bound = document(placemark("S", device("CP1", entry))).replace("<Document>", f"<Document {attributes(100)}>")
+    assert parse_kml(at_the_bound.encode()).connector_count == 1
+    over = at_the_bound.replace("<Document ", '<Document b="1" ')
+    with pytest.raises(FeedError, match="over 100 attributes on an element"):
+        parse_kml(over.encode())
+    # The placemark's two Data attributes (name="CPnum", name="chargingdevice") count too: 98 + 100 + 2.
+    in_all = document(placemark("S", device("CP1", entry))).replace("<Document>", f"<Document {attributes(98)}>")
+    spread = in_all.replace("<Placemark>", f"<Placemark {attributes(100, 'p')}>")
+    bounds = SizeBounds(connectors=200)
+    assert parse_kml(spread.encode(), bounds).connector_count == 1
+    with pytest.raises(FeedError, match="or 200 in all"):
+        parse_kml(spread.replace("<Point>", '<Point q="1">').encode(), bounds)
+
+
 def test_kml_without_placemarks_is_empty() -> None:
     with pytest.raises(FeedError) as caught:
         parse(document())
