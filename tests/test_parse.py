@@ -546,3 +546,28 @@ def test_counts_by_state_are_per_station_and_for_the_network() -> None:
         counts(1, 2, 0),
     ]
     assert {s.value: n for s, n in snapshot.count_by_state().items()} == counts(3, 3, 1)
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(991, False), (992, True)])
+def test_a_placemark_holds_at_most_1000_elements(extra: int, refused: bool) -> None:
+    """placemark() writes 9 elements inside the Placemark (name, address, ExtendedData, 2 Data, 2 value,
+    Point, coordinates): with 991 more it holds exactly 1,000."""
+    body = document(placemark("S", device())).replace("</Placemark>", "<x/>" * extra + "</Placemark>").encode()
+    if refused:
+        with pytest.raises(FeedError, match="a placemark holds over 1000 elements") as caught:
+            parse_kml(body)
+        assert caught.value.outcome is Outcome.FORBIDDEN_XML
+    else:
+        assert parse_kml(body).connector_count == 1
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(9_997, False), (9_998, True)])
+def test_at_most_10000_elements_stand_outside_placemarks(extra: int, refused: bool) -> None:
+    """document() writes 3 elements outside placemarks (kml, Document, name): with 9,997 more, 10,000."""
+    body = document(placemark("S", device())).replace("<Placemark>", "<x/>" * extra + "<Placemark>").encode()
+    if refused:
+        with pytest.raises(FeedError, match="over 10000 elements stand outside placemarks") as caught:
+            parse_kml(body)
+        assert caught.value.outcome is Outcome.FORBIDDEN_XML
+    else:
+        assert parse_kml(body).connector_count == 1
