@@ -571,3 +571,31 @@ def test_at_most_10000_elements_stand_outside_placemarks(extra: int, refused: bo
         assert caught.value.outcome is Outcome.FORBIDDEN_XML
     else:
         assert parse_kml(body).connector_count == 1
+
+
+def test_a_legitimate_document_larger_than_a_span_is_read() -> None:
+    """The span bounds are on one tag, text or comment and on one placemark, not on the document: a
+    2 MB network, and a document whose first 100 kB are one comment, are read whole."""
+    network = generate_network(2_500, seed=2)
+    body = render_kml(network)
+    assert len(body) > 2 * 1024 * 1024
+    assert parse_kml(body).stations == network.stations
+    comment = "<!--" + "c" * 100_000 + "-->"
+    commented = document(placemark("S", device()), declaration=f'<?xml version="1.0"?>{comment}').encode()
+    assert parse_kml(commented).connector_count == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<kml><Document><name>" + b"x" * (1024 * 1024 + 200_000) + b"</name></Document></kml>",
+         "a single tag, text or comment spans over 1048576 bytes"),
+        (document(placemark("S", device())).replace("</Placemark>", f"<x>{'y' * 1400}</x>" * 900 + "</Placemark>")
+         .encode(), "a placemark spans over 1048576 bytes"),
+    ],
+    ids=["one-text", "one-placemark"],
+)  # fmt: skip
+def test_a_span_over_1_mib_is_refused(body: bytes, reason: str) -> None:
+    with pytest.raises(FeedError) as caught:
+        parse_kml(body)
+    assert (caught.value.outcome, str(caught.value)) == (Outcome.FORBIDDEN_XML, reason)
