@@ -599,3 +599,38 @@ def test_a_span_over_1_mib_is_refused(body: bytes, reason: str) -> None:
     with pytest.raises(FeedError) as caught:
         parse_kml(body)
     assert (caught.value.outcome, str(caught.value)) == (Outcome.FORBIDDEN_XML, reason)
+
+
+def test_the_document_holds_at_most_6_elements_per_connector_bound() -> None:
+    """--max-connectors 10 allows 60 elements: kml, Document, name, one placemark of 10 and 47 more."""
+    bounds = SizeBounds(connectors=10)
+    body = document(placemark("S", device()))
+    assert parse_kml(body.replace("</Document>", "<x/>" * 47 + "</Document>").encode(), bounds).connector_count == 1
+    with pytest.raises(FeedError) as caught:
+        parse_kml(body.replace("</Document>", "<x/>" * 48 + "</Document>").encode(), bounds)
+    assert (caught.value.outcome, str(caught.value)) == (Outcome.FORBIDDEN_XML, "the document holds over 60 elements")
+
+
+def test_elements_nest_at_most_64_deep() -> None:
+    """kml and Document are 2 deep: 62 nested elements in Document make 64."""
+    body = document(placemark("S", device()))
+    assert parse_kml(body.replace("</Document>", "<x>" * 62 + "</x>" * 62 + "</Document>").encode()).stations
+    with pytest.raises(FeedError) as caught:
+        parse_kml(body.replace("</Document>", "<x>" * 63 + "</x>" * 63 + "</Document>").encode())
+    assert (caught.value.outcome, str(caught.value)) == (Outcome.FORBIDDEN_XML, "elements are nested deeper than 64")
+
+
+def test_the_document_holds_at_most_half_as_many_placemarks_as_connectors_bound() -> None:
+    """--max-connectors 10 allows 5 placemarks. Each here holds one attribute (its Data's name) and one
+    connector, so that no other bound is reached first."""
+
+    def bare(n: int) -> str:
+        data = f'<Data name="chargingdevice"><value>{device(f"CP{n}")}</value></Data>'
+        return f"<Placemark><name>S{n}</name><ExtendedData>{data}</ExtendedData></Placemark>"
+
+    bounds = SizeBounds(connectors=10)
+    assert len(parse_kml(document(*map(bare, range(5))).encode(), bounds).stations) == 5
+    with pytest.raises(FeedError) as caught:
+        parse_kml(document(*map(bare, range(6))).encode(), bounds)
+    assert caught.value.outcome is Outcome.TOO_LARGE
+    assert str(caught.value) == "the document holds over 5 placemarks or 10 connectors (--max-connectors)"
