@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import threading
 import time
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_chargy.catalog import SNAPSHOT_METRICS
 from otel_chargy.fetch import Fetched, Validators
@@ -220,6 +224,16 @@ def test_run_waits_from_the_start_of_each_refresh_and_tells_the_history_when_the
     assert history.next_refresh_at == clock[0] + 50_000 + waited_s
 
 
+def test_a_snapshot_exactly_as_old_as_the_maximum_staleness_is_still_served() -> None:
+    now = [100.0]
+    holder = SnapshotHolder(Outputs(), max_staleness_s=600, monotonic=lambda: now[0])
+    holder.publish(generate_network(2), fetched_at=0)
+    now[0] = 700.0
+    assert holder.current is not None and holder.served().publication is not None
+    now[0] = 700.5
+    assert holder.current is None and holder.served().publication is None
+
+
 def test_holder_withdraws_a_stale_snapshot_but_keeps_it() -> None:
     now = [100.0]
     holder = SnapshotHolder(Outputs(), max_staleness_s=5, monotonic=lambda: now[0])
@@ -254,3 +268,39 @@ def test_every_change_the_holder_serves_has_a_version_not_seen_before() -> None:
         holder.confirm(fetched_at=change + 0.5)
         versions.append(holder.served().version)
     assert len(set(versions)) == len(versions)
+
+
+@pytest.mark.parametrize(
+    ("history", "served"),
+    [
+        ("none", "no snapshot is served yet"),
+        ("fresh", "the last good snapshot stays in service"),
+        ("stale", "the last good snapshot is older than the maximum staleness and no longer served"),
+    ],
+)
+def test_a_failed_refresh_says_what_is_served_meanwhile(
+    history: str, served: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [0.0]
+    holder = SnapshotHolder(Outputs(SNAPSHOT_METRICS, exposition=True), max_staleness_s=600, monotonic=lambda: now[0])
+    answers: list[bytes | Exception] = [ConnectionError("refused")]
+    if history != "none":
+        answers.insert(0, render_kml(FULL))
+    refresher = Refresher(ScriptedSource(*answers), holder, RefreshRecorder([]), trace.NoOpTracer(), 60, SizeBounds())
+    if history != "none":
+        refresher.refresh_once()
+    now[0] += 601 if history == "stale" else 1
+    with caplog.at_level(logging.WARNING, logger="otel_chargy"):
+        assert refresher.refresh_once().outcome is not Outcome.SUCCESS
+    (warning,) = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert warning.getMessage().endswith(f"; {served}")
+
+
+def test_a_refresh_traces_its_fetch_and_parse() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    holder = SnapshotHolder(Outputs(SNAPSHOT_METRICS, exposition=True), max_staleness_s=600)
+    source = ScriptedSource(render_kml(FULL))
+    Refresher(source, holder, RefreshRecorder([]), provider.get_tracer("t"), 60, SizeBounds()).refresh_once()
+    assert sorted(span.name for span in exporter.get_finished_spans()) == ["chargy.parse", "chargy.refresh"]
