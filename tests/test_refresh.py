@@ -25,7 +25,7 @@ from otel_chargy.outcome import Outcome
 from otel_chargy.parse import SizeBounds
 from otel_chargy.publication import Outputs
 from otel_chargy.refresh import DEFAULT_MAX_SHRINK, Refresher
-from tests.service import wait_until
+from tests.service import WAIT_LIMIT_S, wait_until
 
 
 class ScriptedSource:
@@ -163,7 +163,7 @@ def test_run_refreshes_at_once_and_stops_when_asked() -> None:
         wait_until(lambda: holder.latest is not None, "the first refresh")
     finally:
         stop.set()
-        thread.join(timeout=10)
+        thread.join(timeout=WAIT_LIMIT_S)
     assert not thread.is_alive()
 
 
