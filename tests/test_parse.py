@@ -634,3 +634,14 @@ def test_the_document_holds_at_most_half_as_many_placemarks_as_connectors_bound(
         parse_kml(document(*map(bare, range(6))).encode(), bounds)
     assert caught.value.outcome is Outcome.TOO_LARGE
     assert str(caught.value) == "the document holds over 5 placemarks or 10 connectors (--max-connectors)"
+
+
+def test_a_flood_of_distinct_names_is_refused() -> None:
+    """ElementTree and expat keep every name they meet: 2,000 distinct element names are refused."""
+    body = ("<kml><Document>" + "".join(f"<e{n}/>" for n in range(2_000)) + "</Document></kml>").encode()
+    with pytest.raises(FeedError) as caught:
+        parse_kml(body)
+    assert (caught.value.outcome, str(caught.value)) == (
+        Outcome.FORBIDDEN_XML,
+        "over 1000 distinct element or attribute names",
+    )
