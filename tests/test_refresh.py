@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import re
 import threading
 import time
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from otel_chargy.catalog import SNAPSHOT_METRICS
 from otel_chargy.fetch import Fetched, Validators
@@ -296,11 +298,51 @@ def test_a_failed_refresh_says_what_is_served_meanwhile(
     assert warning.getMessage().endswith(f"; {served}")
 
 
-def test_a_refresh_traces_its_fetch_and_parse() -> None:
+def traced_parse(body: bytes) -> tuple[ReadableSpan, ReadableSpan]:
+    """The parse and refresh spans of one refresh of `body`."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     holder = SnapshotHolder(Outputs(SNAPSHOT_METRICS, exposition=True), max_staleness_s=600)
-    source = ScriptedSource(render_kml(FULL))
-    Refresher(source, holder, RefreshRecorder([]), provider.get_tracer("t"), 60, SizeBounds()).refresh_once()
+    Refresher(
+        ScriptedSource(body), holder, RefreshRecorder([]), provider.get_tracer("t"), 60, SizeBounds()
+    ).refresh_once()
     assert sorted(span.name for span in exporter.get_finished_spans()) == ["chargy.parse", "chargy.refresh"]
+    parse, refresh = sorted(exporter.get_finished_spans(), key=lambda span: span.name)
+    return parse, refresh
+
+
+def test_the_parse_span_holds_the_documents_size_counts_and_issues() -> None:
+    """docs/otlp.md: bytes, placemarks, devices, connectors; an event per parse-issue kind. The counts are
+    the generated network's; a copy of its first placemark without a name is skipped, an issue."""
+    body = render_kml(FULL)
+    first = body[body.index(b"<Placemark>") : body.index(b"</Placemark>") + len(b"</Placemark>")]
+    unnamed = re.sub(rb"<name>[^<]*</name>", b"<name></name>", first, count=1)
+    body = body.replace(b"</Document>", unnamed + b"</Document>")
+    span, refresh = traced_parse(body)
+    assert dict(refresh.attributes or {}) == {
+        "chargy.feed.bytes": len(body),
+        "chargy.feed.stations": len(FULL.stations),
+        "chargy.feed.connectors": FULL.connector_count,
+        "chargy.snapshot.changed": True,
+        "chargy.refresh.outcome": "success",
+    }
+    assert dict(span.attributes or {}) == {
+        "chargy.feed.bytes": len(body),
+        "chargy.feed.placemarks": len(FULL.stations),
+        "chargy.feed.devices": FULL.device_count,
+        "chargy.feed.connectors": FULL.connector_count,
+    }
+    assert [(event.name, dict(event.attributes or {})) for event in span.events] == [
+        ("chargy.parse_issue", {"kind": "placemark_without_name", "count": 1})
+    ]
+
+
+def test_a_failed_parse_span_says_why_and_records_no_exception() -> None:
+    span, _ = traced_parse(b"<rss><channel/></rss>")
+    assert (span.status.status_code, span.status.description) == (
+        StatusCode.ERROR,
+        "the root element is <rss>, not <kml>",
+    )
+    assert dict(span.attributes or {}) == {"chargy.feed.bytes": 21, "error.type": "not_kml"}
+    assert list(span.events) == []
