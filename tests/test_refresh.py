@@ -346,3 +346,17 @@ def test_a_failed_parse_span_says_why_and_records_no_exception() -> None:
     )
     assert dict(span.attributes or {}) == {"chargy.feed.bytes": 21, "error.type": "not_kml"}
     assert list(span.events) == []
+
+
+def test_a_shrunk_feed_accepted_at_last_is_marked_on_its_refresh_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    holder = SnapshotHolder(Outputs(SNAPSHOT_METRICS, exposition=True), max_staleness_s=600)
+    source = ScriptedSource(*[render_kml(network) for network in (FULL, SMALL, SMALL, SMALL)])
+    refresher = Refresher(source, holder, RefreshRecorder([]), provider.get_tracer("t"), 60, SizeBounds())
+    outcomes = [refresher.refresh_once().outcome for _ in range(4)]
+    assert outcomes == [Outcome.SUCCESS, Outcome.SHRUNK, Outcome.SHRUNK, Outcome.SUCCESS]
+    refreshes = [span for span in exporter.get_finished_spans() if span.name == "chargy.refresh"]
+    accepted = [(span.attributes or {}).get("chargy.feed.shrink_accepted") for span in refreshes]
+    assert accepted == [None, None, None, True]
