@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -14,6 +15,7 @@ class SimpleState(StrEnum):
     AVAILABLE = "available"
     CHARGING = "charging"
     UNAVAILABLE = "unavailable"
+    UNKNOWN = "unknown"
 
 
 # FEED.md's table, plus the values public parsers of the same feed have seen.
@@ -74,6 +76,10 @@ class Station:
     longitude: float | None
     devices: tuple[Device, ...]
 
+    @property
+    def max_power_kw(self) -> float:
+        return max((c.max_power_kw for d in self.devices for c in d.connectors), default=0.0)
+
     def count_by_state(self) -> dict[SimpleState, int]:
         counts = dict.fromkeys(SimpleState, 0)
         for device in self.devices:
@@ -107,3 +113,9 @@ class Snapshot:
         for _, _, connector in self.connectors():
             counts[connector.state] += 1
         return counts
+
+    def count_by_speed_and_state(self) -> dict[str, dict[SimpleState, int]]:
+        """Connectors by speed (slowest first) and simple state; every state of a speed present, 0 or not."""
+        by_speed = Counter((connector.speed, connector.state) for _, _, connector in self.connectors())
+        speeds = sorted({speed for speed, _ in by_speed}, key=int)
+        return {speed: {state: by_speed[speed, state] for state in SimpleState} for speed in speeds}

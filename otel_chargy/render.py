@@ -26,9 +26,9 @@ from otel_chargy.catalog import (
     STATION_CONNECTORS,
     STATION_INFO,
     MetricSpec,
+    coordinate_label,
 )
 from otel_chargy.model import SimpleState, Snapshot
-from otel_chargy.observe import coordinate_label, network_state_counts
 from otel_chargy.usage import STATES, UsageTotals, UsageView
 
 # prometheus_client's own number format (Go's), typed for mypy.
@@ -112,7 +112,7 @@ def render_snapshot(snapshot: Snapshot) -> SnapshotExposition:
 
     def network_connectors() -> Iterator[str]:
         name = NETWORK_CONNECTORS.prometheus_name
-        for speed, counts in network_state_counts(snapshot).items():
+        for speed, counts in snapshot.count_by_speed_and_state().items():
             for state, count in counts.items():
                 yield f'{name}{{chargy_connector_state="{state.value}",speed="{speed}"}} {count}.0\n'
 
