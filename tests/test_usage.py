@@ -22,6 +22,7 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
 
 from otel_chargy.catalog import (
     CONNECTOR_STATE,
@@ -31,7 +32,7 @@ from otel_chargy.catalog import (
     USAGE_METRICS,
     Detail,
 )
-from otel_chargy.config import load_config
+from otel_chargy.config import ConfigError, load_config
 from otel_chargy.exposition import CountingPrometheusReader
 from otel_chargy.generator import generate_network, move_states, render_kml
 from otel_chargy.holder import SnapshotHolder
@@ -256,6 +257,60 @@ def test_rendered_counters_are_what_the_sdk_reader_renders_with_created_in_openm
     created = {sample.labels["station"]: sample.value for sample in stations if sample.name.endswith("_created")}
     assert created == {name: usage.created for name, usage in publication.usage.stations.items()}
     assert created['Gare "Centrale"\\\nX'] == 1_764_000_123.25
+
+
+def metrics_answers(environ: dict[str, str]) -> tuple[str, str]:
+    """/metrics as OpenMetrics and as text, the service wired with the configuration `environ` gives."""
+    clock = Clock()
+    wiring = wire_metrics(
+        prometheus=CountingPrometheusReader(),
+        push_readers=(),
+        resource=RESOURCE,
+        max_staleness_s=MAX_STALENESS_S,
+        monotonic=clock.monotonic,
+        created_series=load_config([], environ).created_series,
+    )
+    publish_awkward(wiring.holder, clock)
+    assert wiring.exposition is not None
+    answers = tuple(
+        b"".join(wiring.exposition.render(accept, None).chunks).decode()
+        for accept in ("application/openmetrics-text; version=1.0.0", "text/plain")
+    )
+    for provider in wiring.providers:
+        provider.shutdown()
+    return answers[0], answers[1]
+
+
+RESOURCE = build_resource()  # one service.instance.id for every answer compared
+
+
+@pytest.mark.parametrize("value", ["true", "TRUE", "1", "t"])
+def test_disabling_created_series_removes_every_created_line_and_nothing_else(value: str) -> None:
+    with_created, text = metrics_answers({})
+    without_created, text_without = metrics_answers({"PROMETHEUS_DISABLE_CREATED_SERIES": value})
+    created_lines = [line for line in with_created.splitlines(keepends=True) if "_created{" in line]
+    assert len(created_lines) > 30  # one a station and one a speed, for each counter family
+    assert without_created == "".join(
+        line for line in with_created.splitlines(keepends=True) if line not in created_lines
+    )
+    assert text_without == text  # the text format has no _created lines either way
+    families = {family.name: family for family in parse_openmetrics(without_created)}
+    assert len(families) == len(parse_openmetrics(with_created))
+    samples = [sample for family in families.values() for sample in family.samples]
+    assert samples and not any(sample.name.endswith("_created") for sample in samples)
+    assert {family.name for family in text_string_to_metric_families(text_without)} >= {
+        spec.prometheus_name.removesuffix("_total") for spec in USAGE_METRICS
+    }
+
+
+@pytest.mark.parametrize("value", ["false", "0", "f", ""])
+def test_created_series_stay_unless_disabled(value: str) -> None:
+    assert metrics_answers({"PROMETHEUS_DISABLE_CREATED_SERIES": value})[0] == metrics_answers({})[0]
+
+
+def test_a_value_prometheus_client_would_read_as_false_silently_is_refused() -> None:
+    with pytest.raises(ConfigError, match="PROMETHEUS_DISABLE_CREATED_SERIES 'yes'"):
+        load_config([], {"PROMETHEUS_DISABLE_CREATED_SERIES": "yes"})
 
 
 def test_a_publication_carries_the_counters_and_a_304_counts_again_without_building_the_snapshot_anew() -> None:
