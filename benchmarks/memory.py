@@ -9,7 +9,8 @@ Prometheus text and OpenMetrics, the counters' families, their gzip copies (what
 keeps for gzip clients), the observations for push readers, the page's and the API's documents and
 the SDK's state after one collection by a push reader. `refresh_peak` is the most a refresh holds at
 once on top of the publication in service: the new one is built before the old one is let go.
-Writes benchmarks/memory.json.
+Then the bytes of each family of /metrics per connector, in OpenMetrics with and without `_created`
+(PROMETHEUS_DISABLE_CREATED_SERIES). Writes benchmarks/memory.json.
 """
 
 from __future__ import annotations
@@ -120,7 +121,22 @@ def measure(placemarks: int) -> dict[str, Any]:
         "connectors": network.connector_count,
         "feed_mib": round(len(bodies[0]) / MIB, 1),
         "mib": {name: round(value, 1) for name, value in figures.items()},
+        "family_bytes": family_bytes(render_snapshot(later).openmetrics + render_usage(view).openmetrics),
     }
+
+
+def family_bytes(openmetrics: bytes) -> dict[str, dict[str, int]]:
+    """Bytes of each family's lines (heads included), with and without its `_created` lines."""
+    families: dict[str, dict[str, int]] = {}
+    name = ""
+    for line in openmetrics.splitlines(keepends=True):
+        if line.startswith(b"# HELP "):
+            name = line.split(b" ", 3)[2].decode()
+            families[name] = {"openmetrics": 0, "created_lines": 0}
+        families[name]["openmetrics"] += len(line)
+        if line.startswith(f"{name}_created".encode()):
+            families[name]["created_lines"] += len(line)
+    return families
 
 
 def main() -> None:
@@ -138,6 +154,17 @@ def main() -> None:
     print("| component | MiB |\n| --- | ---: |")
     for name, value in report["mib"].items():
         print(f"| {name} | {value:.1f} |")
+    connectors = report["connectors"]
+    print("\nOpenMetrics bytes per connector, by family:\n")
+    print("| family | with `_created` | without |\n| --- | ---: | ---: |")
+    for family, sizes in report["family_bytes"].items():
+        with_created, created = sizes["openmetrics"], sizes["created_lines"]
+        print(f"| `{family}` | {with_created / connectors:.1f} | {(with_created - created) / connectors:.1f} |")
+    total = sum(sizes["openmetrics"] for sizes in report["family_bytes"].values())
+    created = sum(sizes["created_lines"] for sizes in report["family_bytes"].values())
+    without = total - created
+    megabytes = f"({total / 1e6:.1f} MB) | {without / connectors:.1f} ({without / 1e6:.1f} MB)"
+    print(f"| all | {total / connectors:.1f} {megabytes} |")
 
 
 if __name__ == "__main__":
