@@ -14,6 +14,7 @@ the stations that changed.
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -211,17 +212,22 @@ def _counter_family(spec: MetricSpec, samples: Iterable[tuple[str, str, str]], c
     """One counter family; None when it has no series, as the SDK's reader leaves it out. `samples` holds
     (sorted, escaped label text, value text, created text). As the SDK's reader writes them, except
     `_created`, which it cannot know: OpenMetrics only (the text format has no place for it), unless
-    `created` is False."""
+    `created` is False. Each line is encoded as it is written: no text of the whole family is held twice."""
     total = spec.prometheus_name
     created_name = total.removesuffix("_total") + "_created"
-    lines = [
-        (f"{total}{{{labels}}} {value}\n", f"{created_name}{{{labels}}} {since}\n") for labels, value, since in samples
-    ]
+    lines: list[bytes] = []
+    created_lines: list[bytes] = []
+    for labels, value, since in samples:
+        lines.append(f"{total}{{{labels}}} {value}\n".encode())
+        if created:
+            created_lines.append(f"{created_name}{{{labels}}} {since}\n".encode())
     if not lines:
         return None
     text_head, openmetrics_head = _heads(spec, "counter")
-    openmetrics_samples = "".join(line + since for line, since in lines).encode() if created else None
-    return Family(text_head, openmetrics_head, "".join(line for line, _ in lines).encode(), openmetrics_samples)
+    openmetrics_samples = (
+        b"".join(itertools.chain.from_iterable(zip(lines, created_lines, strict=True))) if created else None
+    )
+    return Family(text_head, openmetrics_head, b"".join(lines), openmetrics_samples)
 
 
 def render_usage(usage: UsageView, created: bool = True) -> SnapshotExposition:
