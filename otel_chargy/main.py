@@ -6,13 +6,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
 
 from opentelemetry import trace
 
 from otel_chargy.config import Config, ConfigError, load_config
-from otel_chargy.feeds import feed_parser, open_feed
+from otel_chargy.feeds import feed_parser, open_feed, parse_issue_kinds
 from otel_chargy.fetch import Validators
 from otel_chargy.logs import configure_logging
 from otel_chargy.model import SimpleState
@@ -28,19 +28,38 @@ def _check(config: Config, source_url: str, redactor: Redactor) -> int:
         snapshot = feed_parser(config)(body or b"")
     except FeedError as error:
         print(redactor(f"{source.description}: not usable: {error.outcome.value}: {error.reason}"))
+        _print_issues(error.issues, parse_issue_kinds(config), redactor)
         return 1
     finally:
         source.close()
     counts = snapshot.count_by_state()
     print(redactor(f"source: {source.description}"))
+    if snapshot.version:
+        print(f"format: {snapshot.version}")
     print(f"stations: {len(snapshot.stations)}")
     print(f"devices: {snapshot.device_count}")
     print(f"connectors: {snapshot.connector_count}")
     for state in SimpleState:
         print(f"  {state.value}: {counts[state]}")
-    issues = ", ".join(f"{kind}={count}" for kind, count in sorted(snapshot.issues.items())) or "none"
-    print(f"parse issues: {issues}")
+    if unknown := snapshot.unknown_raw_states():
+        shown = ", ".join(f"{raw or '(empty)'} \u00d7{count}" for raw, count in unknown.items())
+        print(redactor(f"unknown states, by connectors: {shown}"))
+    if snapshot.power_rules:
+        print("power read by:")
+        for rule, count in sorted(snapshot.power_rules.items(), key=lambda item: -item[1]):
+            print(f"  {rule}: {count} connectors")
+    _print_issues(snapshot.issues, parse_issue_kinds(config), redactor)
     return 0
+
+
+def _print_issues(issues: Mapping[str, int], meanings: Mapping[str, str], redactor: Redactor) -> None:
+    """The parse issues by kind, most frequent first, each with what it means."""
+    if not issues:
+        print("parse issues: none")
+        return
+    print("parse issues:")
+    for kind, count in sorted(issues.items(), key=lambda item: (-item[1], item[0])):
+        print(redactor(f"  {kind} \u00d7{count}: {meanings.get(kind, '')}".rstrip(": ")))
 
 
 def _configuration_error(error: ConfigError, argv: Sequence[str]) -> int:

@@ -168,13 +168,17 @@ def test_state_case_and_space_are_normalised() -> None:
     assert (connector.raw_state, connector.state) == ("CHARGING", SimpleState.CHARGING)
 
 
-@pytest.mark.parametrize(("raw", "normalised"), [("", ""), ("Blocked", "BLOCKED"), (None, "")])
-def test_unknown_or_empty_state_is_unavailable_kept_and_counted(raw: str | None, normalised: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [("", ""), ("Blocked", "BLOCKED"), (None, ""), ("working", "WORKING"), ("UNKNOWN", "UNKNOWN")],
+)
+def test_unknown_or_empty_state_is_unknown_kept_and_counted(raw: str | None, normalised: str) -> None:
     entry = {"name": "C", "maxchspeed": 22, "connector": 1, "description": raw}
     snapshot = parse(document(placemark("S", device("CP1", entry))))
     connector = only_connector(snapshot)[2]
-    assert (connector.raw_state, connector.state) == (normalised, SimpleState.UNAVAILABLE)
+    assert (connector.raw_state, connector.state) == (normalised, SimpleState.UNKNOWN)
     assert snapshot.issues == {"unknown_state": 1}
+    assert snapshot.unknown_raw_states() == {normalised: 1}
 
 
 def test_broken_device_json_is_skipped_and_the_rest_used() -> None:
