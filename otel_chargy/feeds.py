@@ -3,6 +3,7 @@ the parse step knows the format: every parser yields the same Snapshot."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from functools import partial
 
@@ -41,4 +42,14 @@ def open_feed(config: Config, url: str, tracer: trace.Tracer, *, propagate_trace
         propagate_trace_context=propagate_trace_context,
         paged=ocpi,
         accept=OCPI_ACCEPT if ocpi else ACCEPT,
+        authorization=feed_authorization(config),
     )
+
+
+def feed_authorization(config: Config) -> str | None:
+    """`Token <token>`, the token Base64-encoded as OCPI 2.2.1 wants it, or as given (raw)."""
+    if config.feed_token is None:
+        return None
+    if config.feed_token_encoding == "raw":
+        return f"Token {config.feed_token}"
+    return f"Token {base64.b64encode(config.feed_token.encode()).decode('ascii')}"

@@ -12,7 +12,7 @@ from types import FrameType
 from opentelemetry import trace
 
 from otel_chargy.config import Config, ConfigError, load_config
-from otel_chargy.feeds import feed_parser, open_feed, parse_issue_kinds
+from otel_chargy.feeds import feed_authorization, feed_parser, open_feed, parse_issue_kinds
 from otel_chargy.fetch import Validators
 from otel_chargy.logs import configure_logging
 from otel_chargy.model import SimpleState
@@ -62,11 +62,25 @@ def _print_issues(issues: Mapping[str, int], meanings: Mapping[str, str], redact
         print(redactor(f"  {kind} \u00d7{count}: {meanings.get(kind, '')}".rstrip(": ")))
 
 
+def token_secrets(config: Config) -> list[str]:
+    """The feed's token as given and as sent: both are secrets."""
+    authorization = feed_authorization(config)
+    if config.feed_token is None or authorization is None:
+        return []
+    return [config.feed_token, authorization.removeprefix("Token ")]
+
+
 def _configuration_error(error: ConfigError, argv: Sequence[str]) -> int:
     # The message shows URLs redacted already; redacting every secret the command line, FEED_URL and
     # KML_URL carry makes sure of it, whatever argparse echoes back.
     given = (*argv, os.environ.get("FEED_URL", ""), os.environ.get("KML_URL", ""))
-    redactor = Redactor([secret for text in given for secret in secrets_of_url(text)])
+    tokens = [argv[index + 1] for index, arg in enumerate(argv[:-1]) if arg == "--feed.token"]
+    tokens += [arg.partition("=")[2] for arg in argv if arg.startswith("--feed.token=")]
+    tokens += [os.environ.get("CHARGY_FEED_TOKEN", "")]
+    redactor = Redactor(
+        [secret for text in given for secret in secrets_of_url(text)]
+        + [token.strip() for token in tokens if token.strip()]
+    )
     print(redactor(f"otel-chargy: error: {error}").replace("\n", " "), file=sys.stderr)
     return 2
 
@@ -78,7 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         return _configuration_error(error, argv)
     redactor = Redactor(
-        [*secrets_of_url(config.kml_url), *secrets_of_url(config.check_source or ""), *config.otlp_header_values]
+        [
+            *secrets_of_url(config.kml_url),
+            *secrets_of_url(config.check_source or ""),
+            *config.otlp_header_values,
+            *token_secrets(config),
+        ]
     )
     configure_logging(config.log_level, config.log_format, redactor)
     if config.check_source is not None:
