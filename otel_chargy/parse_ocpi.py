@@ -41,6 +41,7 @@ OCPI_ISSUE_KINDS: dict[str, str] = {
     "invalid_connector": "a connector that is not a JSON object, or has no id, was skipped",
     "duplicate_connector": "a connector whose Location, EVSE uid and id were already seen was skipped",
     "invalid_power": "a connector's power is missing or not a number; 0 is used",
+    "power_in_kilowatts": "a connector's max_electric_power under 1,000 W (no charger is that small): read as kW",
     "nonstandard_state": "an EVSE status in lower case or under an OCPP name (PREPARING, SUSPENDEDEV...), read "
     "by the state table",
     "unknown_state": "an EVSE status in no state table: its connectors count as unknown, neither up nor down",
@@ -66,8 +67,8 @@ _SIMPLE_STATE_OF_OCPP_STATUS: dict[str, SimpleState] = {
     "OCCUPIED": SimpleState.CHARGING,
 }
 _ABSENT_STATUSES = frozenset({"PLANNED", "REMOVED"})
-# The keys under which operators' wrappers hold the array of Locations.
-_LIST_KEYS = frozenset({"data", "Locations", "locations", "items"})
+# The keys under which operators' wrappers hold the array of Locations (`content`: a Spring Data page).
+_LIST_KEYS = frozenset({"data", "Locations", "locations", "items", "content"})
 # {"data": {"locations": {"data": [...]}}}: a wrapper is read at most this deep.
 _MAX_WRAPPER_DEPTH = 4
 # Three-phase voltages from this up are line to line (400 V, 415 V): real feeds give them so, though
@@ -75,6 +76,9 @@ _MAX_WRAPPER_DEPTH = 4
 LINE_TO_LINE_MIN_VOLTS = 380.0
 # How a connector's power was read: Snapshot.power_rules' keys, what `check` prints.
 POWER_GIVEN = "max_electric_power as given"
+POWER_GIVEN_IN_KW = "max_electric_power read as kW (under 1,000: no charger is that small in W)"
+# IEC 61851's smallest charge, 6 A at 230 V, is 1.38 kW: a smaller figure in W is a figure in kW.
+_SMALLEST_WATTS = 1000.0
 POWER_SINGLE = "voltage x amperage (DC or one phase)"
 POWER_LINE_TO_LINE = "voltage x amperage x sqrt(3) (three phases, voltage of 380 V or more: line to line)"
 POWER_LINE_TO_NEUTRAL = "voltage x amperage x 3 (three phases, voltage under 380 V: line to neutral)"
@@ -418,9 +422,14 @@ def _keys(members: dict[str, object]) -> str:
 
 
 def _check_status(members: dict[str, object]) -> None:
-    """OCPI's status_code: 1000 for success; 2xxx client errors, 3xxx server errors, 4xxx hub errors. Its
-    status_message is not repeated: it is the provider's text, which may echo a token."""
+    """OCPI's status_code: 1000 for success (as a number, as text, or "Success" as one operator sends it);
+    2xxx client errors, 3xxx server errors, 4xxx hub errors. Its status_message is not repeated: it is the provider's text, which may echo a token."""
     status_code = members.get("status_code")
+    if isinstance(status_code, str):  # real feeds send "1000", and "Success"
+        text = status_code.strip()
+        if text.lower() in ("success", "ok"):
+            return
+        status_code = int(text) if text.isascii() and text.isdigit() and len(text) < 6 else status_code
     if status_code is None or status_code == _SUCCESS_STATUS_CODE:
         return
     shown = status_code if isinstance(status_code, (int, float)) else repr(str(status_code)[:40])
@@ -682,16 +691,19 @@ def _power_figure(value: object) -> float | None:
 
 
 def _power_kw(connector: dict[str, Any], network: _Network) -> float:
-    """max_electric_power (W) first. Else voltage x amperage (2.2's max_voltage and max_amperage, 2.1.1's
-    voltage and amperage); for AC_3_PHASE, x sqrt(3) for a voltage of 380 V or more, which is line to
-    line (400 V: every real three-phase connector seen that gives both voltage and power), x 3 for a
-    lower one, line to neutral (230 V) as OCPI's text says."""
-    watts = _power_figure(connector.get("max_electric_power"))
+    """max_electric_power (W) first, read as kW under 1,000 (real feeds give 22 for 22 kW). Else voltage x
+    amperage (2.2's max_voltage and max_amperage, 2.1.1's voltage and amperage); for AC_3_PHASE, x sqrt(3)
+    for a voltage of 380 V or more, which is line to line (400 V: every real three-phase connector seen that
+    gives both voltage and power), x 3 for a lower one, line to neutral (230 V) as OCPI's text says."""
+    watts = _power_figure(connector.get("max_electric_power")) or None  # 0 says nothing: V x A may
     rule = POWER_GIVEN
+    if watts is not None and watts < _SMALLEST_WATTS:
+        network.issues["power_in_kilowatts"] += 1
+        watts, rule = watts * 1000, POWER_GIVEN_IN_KW
     if watts is None:
         voltage = _first_figure(connector, "max_voltage", "voltage")
         amperage = _first_figure(connector, "max_amperage", "amperage")
-        if voltage is None or amperage is None:
+        if not voltage or not amperage:  # missing, or 0 as some feeds give it
             network.issues["invalid_power"] += 1
             network.power_rules[POWER_MISSING] += 1
             return 0.0
