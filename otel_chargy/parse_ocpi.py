@@ -423,7 +423,8 @@ def _keys(members: dict[str, object]) -> str:
 
 def _check_status(members: dict[str, object]) -> None:
     """OCPI's status_code: 1000 for success (as a number, as text, or "Success" as one operator sends it);
-    2xxx client errors, 3xxx server errors, 4xxx hub errors. Its status_message is not repeated: it is the provider's text, which may echo a token."""
+    2xxx client errors, 3xxx server errors, 4xxx hub errors. Its status_message is not repeated: it is the
+    provider's text, which may echo a token."""
     status_code = members.get("status_code")
     if isinstance(status_code, str):  # real feeds send "1000", and "Success"
         text = status_code.strip()

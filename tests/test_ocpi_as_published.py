@@ -55,7 +55,7 @@ def parse(*locations: dict[str, object]) -> Snapshot:
 
 
 def only_connector(snapshot: Snapshot) -> tuple[str, str, float, SimpleState, str]:
-    ((station, device, connector),) = snapshot.connectors()
+    ((_, device, connector),) = snapshot.connectors()
     return device.name, connector.speed, round(connector.max_power_kw * 1000, 1), connector.state, connector.raw_state
 
 
@@ -64,7 +64,7 @@ def only_connector(snapshot: Snapshot) -> tuple[str, str, float, SimpleState, st
 
 def test_a_2_1_1_location_is_read_with_its_voltage_and_amperage() -> None:
     # OCPI 2.1.1: no country_code, party_id or publish; a connector's voltage and amperage, line to neutral.
-    connector = {"id": "1", "standard": "IEC_62196_T2", "format": "SOCKET", "power_type": "AC_3_PHASE"}
+    connector: dict[str, object] = {"id": "1", "standard": "IEC_62196_T2", "power_type": "AC_3_PHASE"}
     connector |= {"voltage": 230, "amperage": 16}
     location_2_1_1 = {
         "id": "L1",
@@ -175,7 +175,7 @@ def test_a_document_of_evses_nothing_identifies_is_refused_naming_them_and_their
 def test_numeric_ids_are_read_as_text() -> None:
     numeric = location(evse(5000326, evse_id=5000326, connectors=[{"id": 1, "max_electric_power": 50000}]), id=50106)
     snapshot = parse(numeric)
-    ((station, device, connector),) = snapshot.connectors()
+    ((_, device, connector),) = snapshot.connectors()
     assert (device.name, connector.name, connector.position) == ("5000326", "1", 1)
 
 
