@@ -183,6 +183,24 @@ def test_typing_a_filter_and_clicking_a_sort_apply_without_a_round_trip(
     tab.close()
 
 
+def test_sorting_by_unknown_leads_with_the_station_of_unknown_state_drawn_grey(
+    service: ServiceProcess, chromium: browser.Browser, network: Snapshot
+) -> None:
+    (unknown,) = [s.name for s in network.stations if counts_of(s)["unknown"] == sum(counts_of(s).values())]
+    server_sorted = chromium.open(f"{service.base_url}/?sort=unknown", javascript=False).dom()
+    assert _row_of(_visible_rows(server_sorted)[0])[0] == unknown
+    tab = chromium.open(f"{service.base_url}/")
+    tab.click('a[data-sort="unknown"]')
+    assert _row_of(_visible_rows(tab.dom())[0])[0] == unknown
+    fill = tab.evaluate(
+        "Array.from(document.querySelectorAll('#map circle'))"
+        f".filter(c => c.querySelector('title').textContent.startsWith({json.dumps(unknown + ': ')}))"
+        ".map(c => getComputedStyle(c).fill)"
+    )
+    assert fill == ["rgb(140, 149, 159)"]  # --unknown, #8c959f: grey, not the red of a station down
+    tab.close()
+
+
 def test_the_filter_and_sort_work_with_javascript_off(
     service: ServiceProcess, chromium: browser.Browser, network: Snapshot
 ) -> None:
