@@ -374,7 +374,7 @@ SETTINGS = (
         "CHARGY_FEED_FORMAT",
         "chargy-kml",
         _choice(FEED_FORMATS),
-        f"the feed's format: {', '.join(FEED_FORMATS)} (OCPI 2.2.1 Locations, any network)",
+        f"the feed's format: {', '.join(FEED_FORMATS)} (OCPI Locations, 2.1.1 to 2.3, any network)",
         metavar="FORMAT",
     ),
     Setting(

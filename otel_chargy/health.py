@@ -197,7 +197,7 @@ def advise(outcome: Outcome | None, reason: str) -> Advice | None:
     if outcome in (Outcome.INVALID_JSON, Outcome.FORBIDDEN_JSON, Outcome.NOT_OCPI):
         return Advice(
             f"The feed's answer is not usable OCPI Locations ({reason}).",
-            "Check that --feed.url serves OCPI 2.2.1 Locations and that --feed.format is ocpi; " + _CHECK,
+            "Check that --feed.url serves OCPI Locations and that --feed.format is ocpi; " + _CHECK,
         )
     if outcome in (Outcome.INVALID_XML, Outcome.NOT_KML, Outcome.EMPTY):
         return Advice(

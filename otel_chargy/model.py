@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 
 class SimpleState(StrEnum):
-    """The three states of the original exporter's state set."""
+    """The original exporter's three states, and `unknown`: a status the feed gives that no table maps."""
 
     AVAILABLE = "available"
     CHARGING = "charging"
