@@ -105,7 +105,7 @@ def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
             raise FeedError(Outcome.NOT_KML, "the document is not XML") from None
         raise FeedError(Outcome.INVALID_XML, f"the document is not well-formed XML: {error}") from None
     if not stations:
-        raise FeedError(Outcome.EMPTY, "the document holds no usable placemark")
+        raise FeedError(Outcome.EMPTY, "the document holds no usable placemark", dict(issues))
     snapshot = Snapshot(stations=tuple(stations), issues=dict(issues), version="KML")
     if snapshot.connector_count == 0:
         # Valid KML whose placemarks lost their devices is a feed that changed shape, not an empty network.
@@ -113,6 +113,7 @@ def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
         raise FeedError(
             Outcome.EMPTY,
             f"the document's {len(stations)} stations hold no usable connector" + (f" ({counted})" if counted else ""),
+            dict(issues),
         )
     return snapshot
 

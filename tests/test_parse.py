@@ -279,10 +279,11 @@ def test_kml_without_placemarks_is_empty() -> None:
     assert caught.value.outcome is Outcome.EMPTY
 
 
-def test_kml_whose_placemarks_are_all_unusable_is_empty() -> None:
+def test_kml_whose_placemarks_are_all_unusable_is_empty_and_counts_its_parse_issues() -> None:
     with pytest.raises(FeedError) as caught:
-        parse(document(placemark("", device())))
+        parse(document(placemark("", device()), placemark("", device())))
     assert caught.value.outcome is Outcome.EMPTY
+    assert caught.value.issues == {"placemark_without_name": 2}
 
 
 @pytest.mark.parametrize(
@@ -297,6 +298,7 @@ def test_kml_whose_placemarks_hold_no_connector_is_empty(devices: tuple[str, ...
     assert caught.value.outcome is Outcome.EMPTY
     assert "2 stations hold no usable connector" in caught.value.reason
     assert counted in caught.value.reason
+    assert caught.value.issues == ({"invalid_device_json": 2} if counted else {})
 
 
 def test_one_station_with_a_connector_is_enough() -> None:
