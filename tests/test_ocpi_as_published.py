@@ -420,4 +420,5 @@ def test_a_refused_document_counts_its_parse_issues_and_ocpi_kinds_are_registere
         assert service.sample("chargy_feed_parse_issues_total", kind="invalid_evse") == 90
         page = service.get("/").text
     assert "OCPI 2.1.1" in page
+    assert 'format="OCPI 2.1.1"' in service.logs()  # the log line of each successful refresh
     assert "90 EVSEs without uid, evse_id or id" in service.logs() and "invalid_evse=90" in service.logs()
