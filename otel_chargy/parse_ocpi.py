@@ -360,7 +360,7 @@ def _read_locations(events: Iterator[tuple[str, Any]], reader: _BoundedReader, n
 
 def _read_top_object(events: Iterator[tuple[str, Any]], reader: _BoundedReader, network: _Network) -> None:
     """An envelope, a wrapper or a single Location."""
-    members, streamed = _read_object(events, reader, network, depth=1)
+    members, streamed = _read_object(events, reader, network, 1, [MAX_LOCATION_VALUES])
     if streamed:
         _check_status(members)
         return
@@ -382,15 +382,14 @@ def _read_top_object(events: Iterator[tuple[str, Any]], reader: _BoundedReader, 
 
 
 def _read_object(
-    events: Iterator[tuple[str, Any]], reader: _BoundedReader, network: _Network, depth: int
+    events: Iterator[tuple[str, Any]], reader: _BoundedReader, network: _Network, depth: int, budget: list[int]
 ) -> tuple[dict[str, object], bool]:
     """The members of an object at the top of the document or in a wrapper, up to its end, and whether
     it held an array of Locations. Such an array, under one of _LIST_KEYS, at once or within a wrapper
-    object under one of them, is read as a stream; any other member is read whole, all of them within
-    the bounds of one Location."""
+    object under one of them, is read as a stream; any other member is read whole, all of them, in the
+    object and the wrappers within it, within the bounds of one Location (`budget`, shared)."""
     members: dict[str, object] = {}
     streamed = False
-    budget = [MAX_LOCATION_VALUES]
     for event, key in events:
         if event == "end_map":
             return members, streamed
@@ -399,10 +398,13 @@ def _read_object(
             streamed = True
             _read_locations(events, reader, network, depth=depth + 1)
         elif key in _LIST_KEYS and event == "start_map" and depth < _MAX_WRAPPER_DEPTH:
-            inner, inner_streamed = _read_object(events, reader, network, depth + 1)
+            inner, inner_streamed = _read_object(events, reader, network, depth + 1, budget)
             streamed = streamed or inner_streamed
             if not inner_streamed:
                 members[key] = inner
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise _too_many_values()
         else:
             members[key] = _build(event, value, events, depth + 1, budget)
             budget[0] -= 1

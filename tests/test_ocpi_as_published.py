@@ -224,6 +224,17 @@ def test_an_unknown_wrapper_is_refused_as_not_ocpi_naming_its_keys(document: obj
     assert f"(keys: {keys})" in refused.value.reason
 
 
+def test_wrappers_within_wrappers_share_the_bound_of_one_location() -> None:
+    """An attacker's tree of wrappers, each under the bound on its own, together far over it: refused
+    before it is held, not read whole into memory."""
+    leaf = {"padding": list(range(10_000))}
+    middle = {key: leaf for key in ("data", "locations", "Locations", "items", "content")}
+    document = {key: middle for key in ("data", "locations", "Locations", "items", "content")}
+    with pytest.raises(FeedError) as refused:
+        parse_ocpi(json.dumps(document).encode())
+    assert refused.value.outcome is Outcome.FORBIDDEN_JSON
+
+
 # --- acceptance 7: real operators' captures
 
 
