@@ -42,8 +42,10 @@ def _check(config: Config, source_url: str, redactor: Redactor) -> int:
     for state in SimpleState:
         print(f"  {state.value}: {counts[state]}")
     if unknown := snapshot.unknown_raw_states():
-        shown = ", ".join(f"{raw or '(empty)'} \u00d7{count}" for raw, count in unknown.items())
-        print(redactor(f"unknown states, by connectors: {shown}"))
+        # The feed's text: the ten most frequent, each shortened.
+        shown = ", ".join(f"{raw[:40] or '(empty)'} \u00d7{count}" for raw, count in list(unknown.items())[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        print(redactor(f"unknown states, by connectors: {shown}{more}"))
     if snapshot.power_rules:
         print("power read by:")
         for rule, count in sorted(snapshot.power_rules.items(), key=lambda item: -item[1]):

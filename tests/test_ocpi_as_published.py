@@ -433,3 +433,18 @@ def test_a_refused_document_counts_its_parse_issues_and_ocpi_kinds_are_registere
     assert "OCPI 2.1.1" in page
     assert 'format="OCPI 2.1.1"' in service.logs()  # the log line of each successful refresh
     assert "90 EVSEs without uid, evse_id or id" in service.logs() and "invalid_evse=90" in service.logs()
+
+
+def test_check_shows_the_ten_most_frequent_unknown_statuses_shortened(tmp_path: Path) -> None:
+    statuses = ["WORKING"] * 3 + ["X" * 100] * 2 + [f"ODD{n}" for n in range(11)]
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps([location(*(evse(f"E{n}", status) for n, status in enumerate(statuses)))]))
+    result = subprocess.run(
+        [*command(), "--feed.format", "ocpi", "check", str(path)], capture_output=True, text=True, timeout=60
+    )
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("unknown states")]
+    assert line.startswith(f"unknown states, by connectors: WORKING \u00d73, {'X' * 40} \u00d72, ODD0 \u00d71, ")
+    assert (
+        line.endswith("ODD10 \u00d71, ODD2 \u00d71, ODD3 \u00d71, ODD4 \u00d71, ODD5 \u00d71, ODD6 \u00d71 and 3 more")
+        and "X" * 41 not in line
+    )
