@@ -426,7 +426,8 @@ class HttpOptions(TypedDict, total=False):
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return url.scheme, url.host, url.port
+    """Scheme, host and port, the default port written or not."""
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
 
 
 def open_source(
