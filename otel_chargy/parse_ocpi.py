@@ -292,7 +292,8 @@ _ABSENT = "EVSEs PLANNED or REMOVED"
 
 
 def _version_read(versions: Counter[str]) -> str:
-    """ "OCPI 2.1.1" or "OCPI 2.2+", by the fields the Locations use; both when the document mixes them."""
+    """The version read, "OCPI 2.1.1" or "OCPI 2.2+", by the fields the Locations use; both when the
+    document mixes them, with their counts."""
     if not versions:
         return "OCPI"
     if len(versions) == 1:
