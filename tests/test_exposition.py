@@ -147,7 +147,7 @@ def test_prometheus_asking_for_openmetrics_gets_valid_openmetrics(accept: str) -
     assert "# UNIT chargy_network_connector_seconds seconds\n" in body
     expected = {spec.prometheus_name.removesuffix("_total") for spec in SNAPSHOT_METRICS}
     assert expected | {"chargy_feed_up", "target"} <= set(families)
-    assert len(families["chargy_connector_state"].samples) == 3 * network.connector_count
+    assert len(families["chargy_connector_state"].samples) == len(SimpleState) * network.connector_count
 
 
 def test_a_rendering_that_reuses_the_previous_one_is_what_a_fresh_one_is() -> None:
