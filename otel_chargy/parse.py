@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder, XMLPullParser
 
 from defusedxml import DefusedXmlException, DTDForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
+from otel_chargy.labels import LABEL_ISSUE_KINDS, label_text
 from otel_chargy.model import (
     Connector,
     Device,
@@ -32,10 +33,11 @@ ISSUE_KINDS: dict[str, str] = {
     "device_without_name": "a device with neither name nor id was skipped",
     "invalid_connector": "a connector entry that is not a JSON object was skipped",
     "invalid_power": "a connector's maxchspeed is missing or not a number; 0 is used",
-    "duplicate_connector": "a connector whose station, device and name were already seen was skipped",
+    "duplicate_connector": "a connector whose station, device and name (or id) were already seen was skipped",
     "duplicate_station": "a placemark named like an earlier one: its devices were added to that station, "
     "whose address and coordinates were kept",
     "unknown_state": "a connector state not in the state table; it counts as unavailable",
+    **LABEL_ISSUE_KINDS,
 }
 
 _DEVICE_DATA_NAME = "chargingdevice"
@@ -54,6 +56,9 @@ MAX_SPAN_BYTES = 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
 # A third over what ten times today's network holds (FEED.md: ~20,000-30,000 connectors).
 DEFAULT_MAX_CONNECTORS = 40_000
+# A connector's position on its device: real devices have 1 to 4.
+_MAX_POSITION = 1_000
+_MAX_ID_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ def _read_placemarks(
     stations: list[Station] = []
     station_index: dict[str, int] = {}  # station name -> its place in `stations`
     issues: Counter[str] = Counter()
-    seen_connectors: set[tuple[str, str, str]] = set()
+    seen_connectors = _SeenConnectors()
     open_elements: list[Element] = []
     max_elements, max_attributes = bounds.elements, bounds.attributes
     placemark_depth = 0  # depth of the placemark being read, 0 outside one
@@ -200,7 +205,7 @@ def _read_placemarks(
             if station is not None:
                 placemarks += 1
                 _add_station(station, stations, station_index, issues)
-            if placemarks > bounds.placemarks or len(seen_connectors) > bounds.connectors:
+            if placemarks > bounds.placemarks or len(seen_connectors.labels) > bounds.connectors:
                 raise FeedError(
                     Outcome.TOO_LARGE,
                     f"the document holds over {bounds.placemarks} placemarks or {bounds.connectors} connectors"
@@ -225,6 +230,15 @@ def _add_station(station: Station, stations: list[Station], index: dict[str, int
     stations[place] = replace(first, devices=first.devices + station.devices)
 
 
+@dataclass
+class _SeenConnectors:
+    """The connectors read so far: each is one series (its station, device and name) and one identity
+    (its station, device and id)."""
+
+    labels: set[tuple[str, str, str]] = field(default_factory=set)
+    ids: set[tuple[str, str, str]] = field(default_factory=set)
+
+
 def _children(element: Element) -> Iterator[tuple[str, Element]]:
     for child in element:
         yield _local_name(child.tag), child
@@ -234,16 +248,14 @@ def _text(element: Element | None) -> str:
     return (element.text or "").strip() if element is not None else ""
 
 
-def _read_station(
-    placemark: Element, issues: Counter[str], seen_connectors: set[tuple[str, str, str]]
-) -> Station | None:
+def _read_station(placemark: Element, issues: Counter[str], seen_connectors: _SeenConnectors) -> Station | None:
     name = address = coordinates = ""
     device_values: list[str] = []
     for tag, child in _children(placemark):
         if tag == "name":
-            name = _text(child)
+            name = label_text(_text(child), issues)
         elif tag == "address":
-            address = _text(child)
+            address = label_text(_text(child), issues)
         elif tag == "Point":
             for point_tag, point_child in _children(child):
                 if point_tag == "coordinates":
@@ -278,7 +290,7 @@ def _read_coordinates(text: str, issues: Counter[str]) -> tuple[float | None, fl
 
 
 def _read_device(
-    station_name: str, value: str, issues: Counter[str], seen_connectors: set[tuple[str, str, str]]
+    station_name: str, value: str, issues: Counter[str], seen_connectors: _SeenConnectors
 ) -> Device | None:
     try:
         device = json.loads(value)
@@ -293,7 +305,7 @@ def _read_device(
             issues["device_without_name"] += 1
             return None
         name = str(device["id"])
-    name = name.strip()
+    name = label_text(name, issues)
     entries = device.get("connectors")
     if entries is None:
         entries = device.get("chargingPointList")  # the older files' name for the list
@@ -304,11 +316,13 @@ def _read_device(
         connector = _read_connector(name, index, entry, issues)
         if connector is None:
             continue
-        key = (station_name, name, connector.name)
-        if key in seen_connectors:
+        key, identity = (station_name, name, connector.name), (station_name, name, connector.identity)
+        if key in seen_connectors.labels or identity in seen_connectors.ids:
             issues["duplicate_connector"] += 1
             continue
-        seen_connectors.add(key)
+        seen_connectors.labels.add(key)
+        if connector.identity:
+            seen_connectors.ids.add(identity)
         connectors.append(connector)
     return Device(name=name, connectors=tuple(connectors))
 
@@ -318,11 +332,12 @@ def _read_connector(device_name: str, index: int, entry: object, issues: Counter
         issues["invalid_connector"] += 1
         return None
     position = entry.get("connector")
-    if not isinstance(position, int) or isinstance(position, bool) or position < 1:
+    if not isinstance(position, int) or isinstance(position, bool) or not 1 <= position <= _MAX_POSITION:
         position = index + 1
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip():
         name = f"{device_name} - {position}"
+    name = label_text(name, issues)
     power = entry.get("maxchspeed")
     if isinstance(power, str):
         try:
@@ -332,9 +347,26 @@ def _read_connector(device_name: str, index: int, entry: object, issues: Counter
     if not isinstance(power, (int, float)) or isinstance(power, bool) or not 0 <= power < 1e6:
         issues["invalid_power"] += 1
         power = 0.0
-    raw_state = normalise_raw_state(str(entry.get("description") or ""))
+    raw_state = label_text(normalise_raw_state(str(entry.get("description") or "")), issues)
     state = simple_state_of(raw_state)
     if state is None:
         issues["unknown_state"] += 1
         state = SimpleState.UNAVAILABLE
-    return Connector(name=name.strip(), position=position, max_power_kw=float(power), raw_state=raw_state, state=state)
+    return Connector(
+        name=name,
+        position=position,
+        max_power_kw=float(power),
+        raw_state=raw_state,
+        state=state,
+        identity=_identifier(entry.get("id")),
+    )
+
+
+def _identifier(value: object) -> str:
+    """A connector's id: a number in today's feed, unique in the network; text is tolerated. It identifies
+    the connector to the usage counters, never labels a series: it is cut, not counted, past a label's length."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)[:_MAX_ID_CHARS]
+    if isinstance(value, str):
+        return value.strip()[:_MAX_ID_CHARS]
+    return ""
