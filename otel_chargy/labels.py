@@ -3,6 +3,7 @@ parse issue; the rest of the feed is used. Knows nothing of metrics."""
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections import Counter
 
@@ -39,3 +40,26 @@ def valid_text(text: str, issues: Counter[str]) -> str:
     if count:
         issues["invalid_text"] += 1
     return replaced
+
+
+class Utf8Repair:
+    """A stream of bytes made UTF-8 chunk by chunk: each sequence that is not UTF-8 becomes U+FFFD, counted
+    in `issues` as `invalid_text`. A parser would refuse the whole document for one bad byte in a name."""
+
+    def __init__(self, issues: Counter[str]) -> None:
+        self._issues = issues
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def repair(self, data: bytes, *, final: bool = False) -> bytes:
+        pending, _ = self._decoder.getstate()
+        if not pending and not final and data.isascii():
+            return data
+        repaired = self._decoder.decode(data, final=final).encode()
+        # U+FFFD that the feed itself wrote is no repair.
+        replaced = repaired.count(_REPLACEMENT) - (pending + data).count(_REPLACEMENT)
+        if replaced > 0:
+            self._issues["invalid_text"] += replaced
+        return repaired
+
+
+_REPLACEMENT = "\ufffd".encode()

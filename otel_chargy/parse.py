@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -11,7 +12,7 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder, XMLPullParse
 from defusedxml import DefusedXmlException, DTDForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
-from otel_chargy.labels import LABEL_ISSUE_KINDS, label_text
+from otel_chargy.labels import LABEL_ISSUE_KINDS, Utf8Repair, label_text
 from otel_chargy.model import (
     Connector,
     Device,
@@ -96,8 +97,9 @@ def _looks_like_another_format(body: bytes) -> bool:
 
 def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
     """Parse a whole KML document. Raises FeedError when the document cannot be used."""
+    text_issues: Counter[str] = Counter()
     try:
-        stations, issues = _read_placemarks(_element_events(body), bounds)
+        stations, issues = _read_placemarks(_element_events(body, text_issues), bounds)
     except DTDForbidden as error:
         if str(error.name).lower() == "html":
             raise FeedError(Outcome.NOT_KML, "the document is an HTML page, not KML") from None
@@ -108,6 +110,7 @@ def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
         if _looks_like_another_format(body):
             raise FeedError(Outcome.NOT_KML, "the document is not XML") from None
         raise FeedError(Outcome.INVALID_XML, f"the document is not well-formed XML: {error}") from None
+    issues.update(text_issues)
     if not stations:
         raise FeedError(Outcome.EMPTY, "the document holds no usable placemark")
     snapshot = Snapshot(stations=tuple(stations), issues=dict(issues))
@@ -121,20 +124,25 @@ def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
     return snapshot
 
 
-def _element_events(body: bytes) -> Iterator[tuple[str, Element, int]]:
+def _element_events(body: bytes, text_issues: Counter[str]) -> Iterator[tuple[str, Element, int]]:
     """("start" | "end", element, bytes fed to the parser so far). The body is fed in chunks, so that
     a single tag, text or comment is refused once it spans MAX_SPAN_BYTES, before it is whole, and a
-    flood of distinct names (expat and ElementTree each keep every name they meet) within a chunk."""
+    flood of distinct names (expat and ElementTree each keep every name they meet) within a chunk.
+    A UTF-8 document's bytes that are not UTF-8 become U+FFFD (counted in `text_issues`): expat would
+    refuse the whole document for one bad byte in a name."""
     xml_parser = DefusedXMLParser(target=TreeBuilder(), forbid_dtd=True)
     names: dict[str, str] = xml_parser._names  # type: ignore[attr-defined]  # ElementTree's memo of names
     parser: XMLPullParser[Element] = XMLPullParser(events=("start", "end"), _parser=xml_parser)
     chunks = memoryview(body)
+    utf8 = Utf8Repair(text_issues) if _is_utf8(body) else None
     last_event_at = 0
     for start in range(0, len(body) + _CHUNK_BYTES, _CHUNK_BYTES):
         fed = min(start + _CHUNK_BYTES, len(body))
         if start < len(body):
-            parser.feed(chunks[start:fed])
+            parser.feed(utf8.repair(bytes(chunks[start:fed])) if utf8 else chunks[start:fed])
         else:
+            if utf8 is not None:
+                parser.feed(utf8.repair(b"", final=True))
             parser.close()
         if len(names) > MAX_DISTINCT_NAMES:
             raise FeedError(Outcome.FORBIDDEN_XML, f"over {MAX_DISTINCT_NAMES} distinct element or attribute names")
@@ -145,6 +153,19 @@ def _element_events(body: bytes) -> Iterator[tuple[str, Element, int]]:
             yield event, element, fed
         if fed - last_event_at > MAX_SPAN_BYTES:
             raise FeedError(Outcome.FORBIDDEN_XML, f"a single tag, text or comment spans over {MAX_SPAN_BYTES} bytes")
+
+
+_DECLARED_ENCODING = re.compile(rb"""<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)""")
+
+
+def _is_utf8(body: bytes) -> bool:
+    """Whether the document is UTF-8: it says so, or says nothing and starts as ASCII does (not UTF-16)."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        return True
+    if body.startswith((b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")):
+        return False
+    declared = _DECLARED_ENCODING.match(body[:256])
+    return declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")
 
 
 def _read_placemarks(

@@ -10,7 +10,6 @@ and a Location that a filter drops costs nothing once read.
 
 from __future__ import annotations
 
-import codecs
 import gzip
 import io
 import math
@@ -25,7 +24,7 @@ from typing import Any, BinaryIO, cast
 
 import ijson
 
-from otel_chargy.labels import LABEL_ISSUE_KINDS, label_text, valid_text
+from otel_chargy.labels import LABEL_ISSUE_KINDS, Utf8Repair, label_text, valid_text
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import SizeBounds
@@ -80,7 +79,6 @@ _ZIP64_END = b"PK\x06\x06"
 _ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 _ZIP_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA", 9: "deflate64"}
 _BOM = b"\xef\xbb\xbf"
-_REPLACEMENT = "\ufffd".encode()
 
 
 @dataclass(frozen=True)
@@ -122,8 +120,7 @@ class _BoundedReader:
     def __init__(self, raw: BinaryIO, max_bytes: int, issues: Counter[str]) -> None:
         self._raw = raw
         self._max_bytes = max_bytes
-        self._issues = issues
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._utf8 = Utf8Repair(issues)
         self.read_bytes = 0
         self.progress = 0
         """Counted up by the consumer at each Location read: the reader refuses to read on while it stays."""
@@ -153,20 +150,7 @@ class _BoundedReader:
             raise FeedError(
                 Outcome.FORBIDDEN_JSON, f"a single Location or JSON value spans over {MAX_SPAN_BYTES} bytes"
             )
-        return self._valid_utf8(data)
-
-    def _valid_utf8(self, data: bytes) -> bytes:
-        """`data` with each byte sequence that is not UTF-8 replaced by U+FFFD: the JSON parser would
-        refuse the whole document for one bad byte in a name."""
-        pending, _ = self._decoder.getstate()
-        if not pending and data.isascii():
-            return data
-        text = self._decoder.decode(data, final=not data)
-        repaired = text.encode()
-        replaced = repaired.count(_REPLACEMENT) - (pending + data).count(_REPLACEMENT)
-        if replaced > 0:
-            self._issues["invalid_text"] += replaced
-        return repaired
+        return self._utf8.repair(data, final=not data)
 
 
 def _open_document(body: bytes) -> BinaryIO:

@@ -248,15 +248,18 @@ def test_lone_surrogates_and_bad_bytes_in_ocpi_become_replacement_characters(ocp
     assert refreshes(service, "internal_error") == 0
 
 
-def test_a_lone_surrogate_in_a_kml_connector_name_becomes_a_replacement_character(kml: Attacked) -> None:
+def test_a_lone_surrogate_and_bad_bytes_in_kml_become_replacement_characters(kml: Attacked) -> None:
     feed, service = kml
     body = kml_body(
-        placemark("Gare", [device(1, "CP1", [(11, "CP1 - 1\udc00", "AVAILABLE"), (12, "CP1 - 2", "CHARGING")])])
+        placemark("Gare", [device(1, "CP1", [(11, "CP1 - 1\udc00", "AVAILABLE"), (12, "CP1 - 2", "CHARGING")])]),
+        placemark("Bad bytes #X#", [device(2, "CP2", [(21, "CP2 - 1", "AVAILABLE")])]),
     )
     assert b"\\udc00" in body
+    body = body.replace(b"#X#", b"\xff")
     status = play(feed, service, FeedResponse(body, content_type=KML), "success")
-    assert status["snapshot"]["parse_issues"]["invalid_text"] == 1
-    assert 'connector="CP1 - 1\ufffd"' in metrics_text(service)
+    assert status["snapshot"]["parse_issues"]["invalid_text"] == 2
+    text = metrics_text(service)
+    assert 'connector="CP1 - 1\ufffd"' in text and 'station="Bad bytes \ufffd"' in text
     assert service.get("/api/v1/stations/Gare").status_code == 200
     assert refreshes(service, "internal_error") == 0
 

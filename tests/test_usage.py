@@ -185,7 +185,8 @@ def test_a_station_that_leaves_and_returns() -> None:
     at(2100, a, station("B", available, speed_kw=150))
     view = at(2400, a, station("B", charging, speed_kw=150))
     assert view.stations["B"].seconds == (300, 300, 0) and view.stations["B"].sessions == 1
-    assert view.network["150"].seconds == (300, 600, 300) and view.network["150"].sessions == 1
+    assert view.network["150"].seconds == (300, 300, 0) and view.network["150"].sessions == 1  # also since 1800
+    assert view.network["150"].created == 1800 + WALL_OFFSET_S
     assert view.network["22"].created == WALL_OFFSET_S and view.stations["A"].sessions == 0
 
 
