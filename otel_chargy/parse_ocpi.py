@@ -576,6 +576,7 @@ def _read_connectors(value: object, raw_status: str, state: SimpleState, issues:
                 max_power_kw=_power_kw(entry, issues),
                 raw_state=raw_status,
                 state=state,
+                identity=connector_id,
             )
         )
     return connectors

@@ -1,0 +1,114 @@
+"""Labels as the OCPI parser makes them: bounded, valid text, unique in the snapshot whatever the names;
+archives and numbers as feeds send them. In process and cheap; tests/test_attack_parse.py plays the same
+attacks against the running service."""
+
+from __future__ import annotations
+
+import bz2
+import io
+import json
+import zipfile
+
+import pytest
+
+from otel_chargy.labels import MAX_LABEL_CHARS
+from otel_chargy.model import Snapshot
+from otel_chargy.outcome import FeedError, Outcome
+from otel_chargy.parse_ocpi import MAX_ZIP_ENTRIES, parse_ocpi
+from otel_chargy.usage import connector_key
+from tests.attack import evse, location, ocpi_body
+
+
+def labels(snapshot: Snapshot) -> list[tuple[str, str, str]]:
+    return [(station.name, device.name, connector.name) for station, device, connector in snapshot.connectors()]
+
+
+def test_a_suffix_never_lands_on_a_label_already_taken() -> None:
+    snapshot = parse_ocpi(
+        ocpi_body(
+            location("1", "S", [evse("a", "AVAILABLE", ["1"])]),
+            location("2", "S", [evse("a", "AVAILABLE", ["1"])]),
+            location("3", "S (1)", [evse("a", "AVAILABLE", ["1"])]),
+            location("4", "S (LU*ATK*1)", [evse("a", "AVAILABLE", ["1"])]),
+        )
+    )
+    names = [station.name for station in snapshot.stations]
+    assert names == ["S (LU*ATK*1) (2)", "S (2)", "S (1)", "S (LU*ATK*1)"]
+
+
+def test_an_evse_suffix_never_lands_on_an_evse_id_already_taken() -> None:
+    evses = [
+        evse("c", "AVAILABLE", ["1"], evse_id="E (b)"),
+        evse("a", "AVAILABLE", ["1"], evse_id="E"),
+        evse("b", "AVAILABLE", ["1"], evse_id="E"),
+    ]
+    snapshot = parse_ocpi(ocpi_body(location("1", "S", evses)))
+    assert [device.name for device in snapshot.stations[0].devices] == ["E (b)", "E", "E (b) (2)"]
+
+
+def test_connector_keys_are_the_feeds_ids_and_unique() -> None:
+    snapshot = parse_ocpi(
+        ocpi_body(
+            location("1", "S", [evse("a", "CHARGING", ["1"], evse_id="E")]),
+            location("3", "S (1)", [evse("a", "AVAILABLE", ["1"], evse_id="E")]),
+        )
+    )
+    keys = [connector_key(*connector) for connector in snapshot.connectors()]
+    assert keys == [("('LU', 'ATK', '1')", "a", "1", ""), ("('LU', 'ATK', '3')", "a", "1", "")]
+
+
+def test_every_ocpi_label_is_cut_at_its_bound_and_counted() -> None:
+    long = "x" * (MAX_LABEL_CHARS + 10)
+    body = ocpi_body(location("1" + long, "N" + long, [evse("U" + long, "S" + long, ["C" + long], evse_id="E" + long)]))
+    snapshot = parse_ocpi(body)
+    ((station, device, connector),) = snapshot.connectors()
+    texts = [station.name, device.name, connector.name, connector.raw_state]
+    assert all(len(text) == MAX_LABEL_CHARS and text.endswith("…") for text in texts)
+    # The Location id, name, uid, evse_id, status and connector id.
+    assert snapshot.issues["long_text"] == 6
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_a_zip_member_neither_stored_nor_deflated_is_refused_before_inflating(method: int) -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", compression=method) as writer:
+        writer.writestr("locations.json", ocpi_body(location("1", "S", [evse("a", "AVAILABLE", ["1"])])))
+    with pytest.raises(FeedError) as refused:
+        parse_ocpi(archive.getvalue())
+    assert refused.value.outcome is Outcome.NOT_OCPI and "only deflate and stored" in refused.value.reason
+    assert bz2  # the codec is installed: the refusal is a choice, not a missing module
+
+
+@pytest.mark.parametrize(("entries", "read"), [(MAX_ZIP_ENTRIES, True), (MAX_ZIP_ENTRIES + 1, False)])
+def test_a_zip_directory_is_bounded_in_entries(entries: int, read: bool) -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as writer:
+        writer.writestr("locations.json", ocpi_body(location("1", "S", [evse("a", "AVAILABLE", ["1"])])))
+        for number in range(entries - 1):
+            writer.writestr(f"folder{number}/", b"")
+    if read:
+        assert parse_ocpi(archive.getvalue()).connector_count == 1
+    else:
+        with pytest.raises(FeedError) as refused:
+            parse_ocpi(archive.getvalue())
+        assert refused.value.outcome is Outcome.NOT_OCPI and f"{entries} entries" in refused.value.reason
+
+
+def test_integers_past_64_bits_change_nothing_they_are_not_read_for() -> None:
+    plain = location("1", "S", [evse("a", "CHARGING", ["1", "2"])])
+    huge = dict(plain, registration=10**19, far=-(10**40), operator={"figures": [10**300, 2**64]})
+    assert str(10**300).encode() in ocpi_body(huge)
+    assert parse_ocpi(ocpi_body(huge)) == parse_ocpi(ocpi_body(plain))
+    read = dict(
+        plain,
+        evses=[dict(evse("a", "CHARGING", [str(10**19)]), connectors=[{"id": 10**19, "max_electric_power": 10**30}])],
+    )
+    ((_, _, connector),) = parse_ocpi(ocpi_body(read)).connectors()
+    assert (connector.name, connector.max_power_kw) == (str(10**19), 0.0)
+
+
+def test_a_lone_surrogate_in_a_key_or_a_value_not_read_changes_nothing() -> None:
+    plain = location("1", "S", [evse("a", "CHARGING", ["1"])])
+    odd = dict(plain, description="\udc00", **{"\ud800key": "value"})
+    assert json.dumps(odd).count("\\ud") == 2
+    assert parse_ocpi(ocpi_body(odd)) == parse_ocpi(ocpi_body(plain))
