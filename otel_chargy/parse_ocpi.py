@@ -207,11 +207,12 @@ def parse_ocpi(body: bytes, options: OcpiOptions = OcpiOptions()) -> Snapshot:
         return _parse(body, options, _EXACT_BACKEND)
 
 
-# yajl reads integers as 64-bit and strings as UTF-8: an integer past 2**63 (in any field, read or not)
-# or a lone surrogate escape ("\udc00") stops it. The pure-Python backend reads both, some 15 times
-# slower: the document is read again with it only when yajl stopped on one of these.
-_FAST_BACKEND = ijson.get_backend("yajl2_c")
-_EXACT_BACKEND = ijson.get_backend("python")
+# ijson's fastest backend installed, yajl's C one, reads integers as 64-bit and strings as UTF-8: an
+# integer past 2**63 (in any field, read or not) or a lone surrogate escape ("\udc00") stops it. The
+# pure-Python backend reads both, some 15 times slower: the document is read again with it only when
+# yajl stopped on one of these.
+_FAST_BACKEND: Any = ijson
+_EXACT_BACKEND: Any = ijson.get_backend("python")
 
 
 class _NeedsExactBackend(Exception):
@@ -466,10 +467,12 @@ def _identifier(value: object, issues: Counter[str]) -> str:
     labels (a station's suffix): bounded and repaired as labels are."""
     if isinstance(value, bool):
         return ""
-    if isinstance(value, int):
-        return label_text(str(value), issues)
     if isinstance(value, float):
-        return "" if not math.isfinite(value) else str(int(value)) if value.is_integer() else str(value)
+        if not math.isfinite(value):
+            return ""
+        value = int(value) if value.is_integer() else value
+    if isinstance(value, (int, float)):
+        return label_text(str(value), issues)
     return label_text(_text(value), issues)
 
 
