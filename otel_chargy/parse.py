@@ -12,7 +12,7 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder, XMLPullParse
 from defusedxml import DefusedXmlException, DTDForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
-from otel_chargy.labels import LABEL_ISSUE_KINDS, Utf8Repair, label_text
+from otel_chargy.labels import LABEL_ISSUE_KINDS, MAX_LABEL_CHARS, Utf8Repair, label_text
 from otel_chargy.model import (
     Connector,
     Device,
@@ -59,7 +59,6 @@ _CHUNK_BYTES = 64 * 1024
 DEFAULT_MAX_CONNECTORS = 40_000
 # A connector's position on its device: real devices have 1 to 4.
 _MAX_POSITION = 1_000
-_MAX_ID_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -385,9 +384,9 @@ def _read_connector(device_name: str, index: int, entry: object, issues: Counter
 
 def _identifier(value: object) -> str:
     """A connector's id: a number in today's feed, unique in the network; text is tolerated. It identifies
-    the connector to the usage counters, never labels a series: it is cut, not counted, past a label's length."""
+    the connector to the usage counters, never labels a series: past a label's length it is cut, not counted."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)[:_MAX_ID_CHARS]
+        return str(value)[:MAX_LABEL_CHARS]
     if isinstance(value, str):
-        return value.strip()[:_MAX_ID_CHARS]
+        return value.strip()[:MAX_LABEL_CHARS]
     return ""
