@@ -1,6 +1,6 @@
-"""Labels as the OCPI parser makes them: bounded, valid text, unique in the snapshot whatever the names;
-archives and numbers as feeds send them. In process and cheap; tests/test_attack_parse.py plays the same
-attacks against the running service."""
+"""Labels as the parsers make them: bounded, valid text, unique in the snapshot whatever the names, and
+never what the usage counters follow; archives and numbers as feeds send them. In process and cheap;
+tests/test_attack_parse.py plays the same attacks against the running service."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pytest
 from otel_chargy.labels import MAX_LABEL_CHARS
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import FeedError, Outcome
+from otel_chargy.parse import parse_kml
 from otel_chargy.parse_ocpi import MAX_ZIP_ENTRIES, parse_ocpi
-from otel_chargy.usage import connector_key
-from tests.attack import evse, location, ocpi_body
+from otel_chargy.usage import UsageTracker, connector_key
+from tests.attack import device, evse, kml_body, location, ocpi_body, placemark
 
 
 def labels(snapshot: Snapshot) -> list[tuple[str, str, str]]:
@@ -112,3 +113,16 @@ def test_a_lone_surrogate_in_a_key_or_a_value_not_read_changes_nothing() -> None
     odd = dict(plain, description="\udc00", **{"\ud800key": "value"})
     assert json.dumps(odd).count("\\ud") == 2
     assert parse_ocpi(ocpi_body(odd)) == parse_ocpi(ocpi_body(plain))
+
+
+def test_kml_connectors_are_followed_by_their_ids_not_their_names() -> None:
+    """Names that move between connectors (FEED.md: a device may list "CP0212 - 2" first) move no state:
+    the same connectors in the same states count no session."""
+
+    def feed(first: str, second: str) -> bytes:
+        return kml_body(placemark("S", [device(1, "CP1", [(11, first, "CHARGING"), (12, second, "AVAILABLE")])]))
+
+    tracker = UsageTracker(max_staleness_s=900)
+    for refresh, names in enumerate([("CP1 - 1", "CP1 - 2"), ("CP1 - 2", "CP1 - 1"), ("CP1 - 1", "CP1 - 2")]):
+        view = tracker.observe(parse_kml(feed(*names)), refresh * 300.0, refresh * 300.0)
+    assert view.stations["S"].sessions == 0 and view.network["22"].sessions == 0
