@@ -15,7 +15,7 @@ from otel_chargy.labels import MAX_LABEL_CHARS
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import parse_kml
-from otel_chargy.parse_ocpi import MAX_ZIP_ENTRIES, parse_ocpi
+from otel_chargy.parse_ocpi import MAX_ZIP_ENTRIES, OcpiOptions, parse_ocpi
 from otel_chargy.usage import UsageTracker, connector_key
 from tests.attack import device, evse, kml_body, location, ocpi_body, placemark
 
@@ -126,3 +126,16 @@ def test_kml_connectors_are_followed_by_their_ids_not_their_names() -> None:
     for refresh, names in enumerate([("CP1 - 1", "CP1 - 2"), ("CP1 - 2", "CP1 - 1"), ("CP1 - 1", "CP1 - 2")]):
         view = tracker.observe(parse_kml(feed(*names)), refresh * 300.0, refresh * 300.0)
     assert view.stations["S"].sessions == 0 and view.network["22"].sessions == 0
+
+
+def test_a_deflated_zip_member_counts_against_max_bytes_as_it_inflates() -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as writer:
+        writer.writestr(
+            "locations.json", b" " * 3_000_000 + ocpi_body(location("1", "S", [evse("a", "AVAILABLE", ["1"])]))
+        )
+    assert len(archive.getvalue()) < 10_000
+    with pytest.raises(FeedError) as refused:
+        parse_ocpi(archive.getvalue(), OcpiOptions(max_bytes=1_000_000))
+    assert refused.value.outcome is Outcome.TOO_LARGE
+    assert parse_ocpi(archive.getvalue(), OcpiOptions(max_bytes=4_000_000)).connector_count == 1
