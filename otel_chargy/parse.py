@@ -57,6 +57,10 @@ MAX_SPAN_BYTES = 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
 # A third over what ten times today's network holds (FEED.md: ~20,000-30,000 connectors).
 DEFAULT_MAX_CONNECTORS = 40_000
+# Each connector's series repeat its station's, device's and own labels and its raw state: what a
+# refresh costs grows with their sum. Real feeds average 30 to 60 characters a connector; 256 a label
+# is there for the odd long name, not for every connector at once.
+LABEL_CHARS_PER_CONNECTOR = 100
 # A connector's position on its device: real devices have 1 to 4.
 _MAX_POSITION = 1_000
 
@@ -80,6 +84,27 @@ class SizeBounds:
     @property
     def attributes(self) -> int:
         return self.connectors
+
+    @property
+    def label_chars(self) -> int:
+        """The characters of every connector's labels together (station, device, connector, raw state)."""
+        return LABEL_CHARS_PER_CONNECTOR * self.connectors
+
+
+def check_label_size(snapshot: Snapshot, bounds: SizeBounds) -> None:
+    """Refuses a snapshot whose connectors' labels together pass `bounds.label_chars`: a label is bounded
+    on its own (MAX_LABEL_CHARS), and this bounds what /metrics repeats by --max-connectors, not by a
+    label times the connectors."""
+    total = sum(
+        len(station.name) + len(device.name) + len(connector.name) + len(connector.raw_state)
+        for station, device, connector in snapshot.connectors()
+    )
+    if total > bounds.label_chars:
+        raise FeedError(
+            Outcome.TOO_LARGE,
+            f"the connectors' labels hold {total} characters in all, over {bounds.label_chars}"
+            f" ({LABEL_CHARS_PER_CONNECTOR} a connector at --max-connectors)",
+        )
 
 
 def _local_name(tag: str) -> str:
@@ -120,6 +145,7 @@ def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
             Outcome.EMPTY,
             f"the document's {len(stations)} stations hold no usable connector" + (f" ({counted})" if counted else ""),
         )
+    check_label_size(snapshot, bounds)
     return snapshot
 
 

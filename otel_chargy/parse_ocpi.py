@@ -27,7 +27,7 @@ import ijson
 from otel_chargy.labels import LABEL_ISSUE_KINDS, Utf8Repair, label_text, valid_text
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
 from otel_chargy.outcome import FeedError, Outcome
-from otel_chargy.parse import SizeBounds
+from otel_chargy.parse import SizeBounds, check_label_size
 
 # Kinds of parse issue met in OCPI feeds (the `kind` label of `chargy_feed_parse_issues_total`).
 OCPI_ISSUE_KINDS: dict[str, str] = {
@@ -299,6 +299,7 @@ class _Network:
         snapshot = Snapshot(stations=tuple(stations), issues=dict(self.issues))
         if snapshot.connector_count == 0:
             raise FeedError(Outcome.EMPTY, f"the document's {len(stations)} Locations hold no usable connector")
+        check_label_size(snapshot, self._options.bounds)
         return snapshot
 
 

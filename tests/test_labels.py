@@ -14,7 +14,7 @@ import pytest
 from otel_chargy.labels import MAX_LABEL_CHARS
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import FeedError, Outcome
-from otel_chargy.parse import parse_kml
+from otel_chargy.parse import SizeBounds, parse_kml
 from otel_chargy.parse_ocpi import MAX_ZIP_ENTRIES, OcpiOptions, parse_ocpi
 from otel_chargy.usage import UsageTracker, connector_key
 from tests.attack import device, evse, kml_body, location, ocpi_body, placemark
@@ -139,3 +139,23 @@ def test_a_deflated_zip_member_counts_against_max_bytes_as_it_inflates() -> None
         parse_ocpi(archive.getvalue(), OcpiOptions(max_bytes=1_000_000))
     assert refused.value.outcome is Outcome.TOO_LARGE
     assert parse_ocpi(archive.getvalue(), OcpiOptions(max_bytes=4_000_000)).connector_count == 1
+
+
+def test_the_labels_of_every_connector_together_are_bounded_by_max_connectors() -> None:
+    """256 characters a label, and 100 a connector on average: a feed of many connectors that all carry
+    long labels costs what a real network at --max-connectors does, not a label times its connectors."""
+    bounds = SizeBounds(connectors=1_000)  # 100,000 characters
+    long = "x" * 250
+
+    def feed(name: str, connectors: int) -> bytes:
+        return kml_body(placemark(name, [device(1, name, [(i, f"C{i}", "AVAILABLE") for i in range(connectors)])]))
+
+    assert parse_kml(feed(long, 180), bounds).connector_count == 180  # 180 x 513 = 92,340
+    with pytest.raises(FeedError) as refused:
+        parse_kml(feed(long, 200), bounds)  # 200 x 513 = 102,600
+    assert refused.value.outcome is Outcome.TOO_LARGE and "over 100000" in refused.value.reason
+    assert parse_kml(feed("S", 900), bounds).connector_count == 900
+    location_long = location("1", long, [evse(long, "AVAILABLE", [f"C{i}" for i in range(200)])])
+    with pytest.raises(FeedError) as refused:
+        parse_ocpi(ocpi_body(location_long), OcpiOptions(bounds=bounds))
+    assert refused.value.outcome is Outcome.TOO_LARGE
