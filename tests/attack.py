@@ -71,8 +71,7 @@ def metrics_text(service: ServiceProcess) -> str:
 def series(text: str) -> Counter[str]:
     """Every sample line of an exposition without its value (name and labels, as the service writes them
     in one order), counted: a duplicate series counts twice. Megabytes of hostile labels take
-    prometheus_client's parser seconds; `parsed_series` checks, on a small exposition, that this is
-    what it reads."""
+    prometheus_client's parser seconds; a small exposition is read with it (`parsed_series`)."""
     return Counter(line.rpartition(" ")[0] for line in text.splitlines() if line and not line.startswith("#"))
 
 
