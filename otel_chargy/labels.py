@@ -18,8 +18,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 LABEL_ISSUE_KINDS: dict[str, str] = {
     "long_text": f"a station, device, connector, address or state text over {MAX_LABEL_CHARS} characters was cut"
     " to that length (ending in …)",
-    "invalid_text": "a text held a lone surrogate (a JSON escape UTF-8 cannot hold) or, in a JSON feed, bytes"
-    " that are not UTF-8: each became U+FFFD",
+    "invalid_text": "a text held a lone surrogate (a JSON escape UTF-8 cannot hold), or bytes that are not"
+    " UTF-8 in a UTF-8 document: each became U+FFFD",
 }
 
 

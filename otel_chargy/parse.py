@@ -37,7 +37,8 @@ ISSUE_KINDS: dict[str, str] = {
     "duplicate_connector": "a connector whose station, device and name (or id) were already seen was skipped",
     "duplicate_station": "a placemark named like an earlier one: its devices were added to that station, "
     "whose address and coordinates were kept",
-    "unknown_state": "a connector state not in the state table; it counts as unavailable",
+    "unknown_state": "a connector state not in the state table: it counts as unknown, neither up nor down, "
+    "and keeps its raw value in chargy_connector_detailed_state_info",
     **LABEL_ISSUE_KINDS,
 }
 
@@ -136,14 +137,15 @@ def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
         raise FeedError(Outcome.INVALID_XML, f"the document is not well-formed XML: {error}") from None
     issues.update(text_issues)
     if not stations:
-        raise FeedError(Outcome.EMPTY, "the document holds no usable placemark")
-    snapshot = Snapshot(stations=tuple(stations), issues=dict(issues))
+        raise FeedError(Outcome.EMPTY, "the document holds no usable placemark", dict(issues))
+    snapshot = Snapshot(stations=tuple(stations), issues=dict(issues), version="KML")
     if snapshot.connector_count == 0:
         # Valid KML whose placemarks lost their devices is a feed that changed shape, not an empty network.
         counted = ", ".join(f"{kind}: {count}" for kind, count in sorted(issues.items()))
         raise FeedError(
             Outcome.EMPTY,
             f"the document's {len(stations)} stations hold no usable connector" + (f" ({counted})" if counted else ""),
+            dict(issues),
         )
     check_label_size(snapshot, bounds)
     return snapshot
@@ -397,7 +399,7 @@ def _read_connector(device_name: str, index: int, entry: object, issues: Counter
     state = simple_state_of(raw_state)
     if state is None:
         issues["unknown_state"] += 1
-        state = SimpleState.UNAVAILABLE
+        state = SimpleState.UNKNOWN
     return Connector(
         name=name,
         position=position,

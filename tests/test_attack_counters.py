@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from otel_chargy.model import SimpleState
 from tests.attack import (
     FEED_PATH,
     JSON,
@@ -33,6 +34,7 @@ from tests.feedserver import FeedResponse, FeedServer
 from tests.service import ServiceProcess, wait_until
 
 Attacked = tuple[FeedServer, ServiceProcess]
+STATES = len(SimpleState)
 REFRESH_INTERVAL_S = 0.5
 MAX_STALENESS_S = 1.5
 # Refreshes at least REFRESH_INTERVAL_S apart: at most this many lie within the maximum staleness.
@@ -87,17 +89,17 @@ def test_every_family_stays_bounded_when_every_label_changes_at_every_refresh(co
     finally:
         feed.serve_changing(None)
     by_family = Counter(family_of(line) for line in series(text))
-    # Per refresh: 5 stations and 5 speeds (each a station's two connectors); 3 states.
+    # Per refresh: 5 stations and 5 speeds (each a station's two connectors), each in every state.
     per_refresh = {
-        "chargy_connector_state": LOCATIONS * CONNECTORS_PER_LOCATION * 3,
+        "chargy_connector_state": LOCATIONS * CONNECTORS_PER_LOCATION * STATES,
         "chargy_connector_detailed_state_info": LOCATIONS * CONNECTORS_PER_LOCATION,
         "chargy_connector_max_power_watts": LOCATIONS * CONNECTORS_PER_LOCATION,
         "chargy_station_info": LOCATIONS,
-        "chargy_station_connectors": LOCATIONS * 3,
-        "chargy_network_connectors": LOCATIONS * 3,
-        "chargy_station_connector_seconds_total": LOCATIONS * 3,
+        "chargy_station_connectors": LOCATIONS * STATES,
+        "chargy_network_connectors": LOCATIONS * STATES,
+        "chargy_station_connector_seconds_total": LOCATIONS * STATES,
         "chargy_station_charging_sessions_total": LOCATIONS,
-        "chargy_network_connector_seconds_total": LOCATIONS * 3,
+        "chargy_network_connector_seconds_total": LOCATIONS * STATES,
         "chargy_network_charging_sessions_total": LOCATIONS,
     }
     for family, count in per_refresh.items():

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from otel_chargy.labels import MAX_LABEL_CHARS
+from otel_chargy.model import SimpleState
 from tests.attack import (
     JSON,
     KML,
@@ -41,6 +42,7 @@ from tests.feedserver import FeedResponse, FeedServer
 from tests.service import ServiceProcess
 
 KIB = 1024
+STATES = len(SimpleState)
 # The last good snapshot stays served through a failed attack, and through a slow refresh on a busy machine;
 # a feed of 2,000 connectors may be followed by one of 2.
 KEEP_SERVING = ("--max-staleness", "600", "--max-shrink", "1")
@@ -113,7 +115,7 @@ LONG_LABEL_CASES = ["name_20_kib", "every_label"]
 def _assert_bounded_labels(service: ServiceProcess, text: str) -> None:
     samples = series(text)
     assert max(samples.values()) == 1
-    assert sum(1 for line in samples if family_of(line) == "chargy_connector_state") == 2_000 * 3  # each connector
+    assert sum(1 for line in samples if family_of(line) == "chargy_connector_state") == 2_000 * STATES  # each connector
     values = [value for line in samples for value in label_values(line)]
     assert max(len(value) for value in values) == MAX_LABEL_CHARS
     assert any(value.endswith("…") for value in values)
@@ -309,4 +311,6 @@ def test_a_20_digit_integer_in_a_field_not_read_changes_nothing(ocpi: Attacked) 
         "parse_issues"
     ]
     served = [line for line in series(metrics_text(service)) if line.startswith("chargy_connector")]
-    assert served == expected and len(served) == 2 * 5  # two connectors: 3 states, a detailed state, a power
+    assert served == expected and len(served) == 2 * (
+        STATES + 2
+    )  # two connectors: the state set, a detailed state, a power
