@@ -520,7 +520,7 @@ SETTINGS = (
         str(DEFAULT_MAX_CONNECTORS),
         _count(1_000, 10_000_000, "connectors"),
         "largest network accepted, 1,000 to 10,000,000; placemarks (half as many), XML elements "
-        "(6 times as many) and attributes are bounded in proportion",
+        "(6 times as many), attributes and label characters (100 times as many) are bounded in proportion",
         metavar="COUNT",
     ),
     Setting(
