@@ -8,7 +8,8 @@ import socket
 import ssl
 import threading
 import zlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, Unpack
 from urllib.parse import urlsplit
@@ -169,9 +170,11 @@ class HttpSource:
         paged: bool = False,
         accept: str = ACCEPT,
         max_pages: int = MAX_PAGES,
+        access: FeedAccess | None = None,
     ) -> None:
         """`paged`: follow the `Link: <...>; rel="next"` of each answer (OCPI's pagination), within
-        `max_pages`, on the host that gave the link; the pages' bodies are joined, one a line."""
+        `max_pages`, on the host that gave the link; the pages' bodies are joined, one a line.
+        `access`: the headers and client certificate the feed requires."""
         self._url = url
         self._paged = paged
         self._max_pages = max_pages
@@ -190,7 +193,13 @@ class HttpSource:
             # polls minutes apart gain nothing from keeping one open.
             limits=httpx.Limits(max_keepalive_connections=0),
             follow_redirects=True,
-            headers={"Accept": accept, "Accept-Encoding": "gzip", "User-Agent": f"otel-chargy/{__version__}"},
+            headers={
+                "Accept": accept,
+                "Accept-Encoding": "gzip",
+                "User-Agent": f"otel-chargy/{__version__}",
+                **(access.headers if access else {}),
+            },
+            verify=access.ssl_context() if access and access.client_cert else True,
         )
 
     def close(self) -> None:
@@ -408,6 +417,24 @@ class DemoSource:
         return Fetched(render_kml(self._network))
 
 
+@dataclass(frozen=True)
+class FeedAccess:
+    """What a feed requires of a client: headers (an API key: secrets) and a client certificate and key
+    (files: the key's contents never leave the TLS library)."""
+
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    client_cert: tuple[str, str] | None = None
+    """(certificate file, key file), PEM."""
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The default verification (SSL_CERT_FILE / SSL_CERT_DIR, else certifi), presenting the client
+        certificate."""
+        context = httpx.create_ssl_context(trust_env=True)
+        if self.client_cert is not None:
+            context.load_cert_chain(*self.client_cert)
+        return context
+
+
 class HttpOptions(TypedDict, total=False):
     """What an HTTP source takes beyond what every source does (HttpSource's keyword arguments)."""
 
@@ -415,6 +442,7 @@ class HttpOptions(TypedDict, total=False):
     paged: bool
     accept: str
     max_pages: int
+    access: FeedAccess | None
 
 
 def open_source(

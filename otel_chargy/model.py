@@ -14,6 +14,7 @@ class SimpleState(StrEnum):
     AVAILABLE = "available"
     CHARGING = "charging"
     UNAVAILABLE = "unavailable"
+    UNKNOWN = "unknown"
 
 
 # FEED.md's table, plus the values public parsers of the same feed have seen.
