@@ -366,8 +366,9 @@ def render_datex2_status_xml(network: TwoPartNetwork, *, keys: Iterable[str] | N
     parts = [_XML_HEAD.replace("{kind}", "EnergyInfrastructureStatusPublication")]
     for site, points in _published(network, keys):
         parts.append(
-            f'<energyInfrastructureSiteStatus><fac:reference targetClass="fac:FacilityObject" id={quoteattr(site.site_id)}'
-            f' version="1"/><energyInfrastructureStationStatus><fac:reference id={quoteattr(site.site_id + "-S")}/>'
+            "<energyInfrastructureSiteStatus>"
+            f'<fac:reference targetClass="fac:FacilityObject" id={quoteattr(site.site_id)} version="1"/>'
+            f"<energyInfrastructureStationStatus><fac:reference id={quoteattr(site.site_id + '-S')}/>"
         )
         for point in points:
             assert point.status is not None

@@ -18,7 +18,7 @@ import io
 import math
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException, DTDForbidden
@@ -80,7 +80,7 @@ def is_unknown_datex2_state(raw: str) -> bool:
 
 @dataclass(frozen=True)
 class Datex2Options:
-    bounds: SizeBounds = SizeBounds()
+    bounds: SizeBounds = field(default_factory=SizeBounds)
     max_bytes: int = 50_000_000
     bbox: BoundingBox | None = None
 
@@ -275,9 +275,9 @@ def _json_evse_id(value: dict[str, object]) -> str:
     identifiers = [entry for entry in _items(value.get("externalIdentifier")) if isinstance(entry, dict)]
     for entry in identifiers:
         kind = entry.get("typeOfIdentifier")
-        if isinstance(kind, dict) and str(kind.get("extendedValueG", kind.get("value", ""))).lower() == "evseid":
-            if text := _json_text(entry.get("identifier")):
-                return text
+        is_evse_id = isinstance(kind, dict) and str(kind.get("extendedValueG", kind.get("value"))).lower() == "evseid"
+        if is_evse_id and (text := _json_text(entry.get("identifier"))):
+            return text
     for entry in identifiers:
         if text := _json_text(entry.get("identifier")):
             return text

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from otel_chargy.jsonstream import read_objects
 from otel_chargy.livetable import Outlet, RefillPoint, Site, StaticTable, StatusUpdate, distinct_site_names
@@ -56,7 +56,7 @@ def is_unknown_oicp_state(raw: str) -> bool:
 
 @dataclass(frozen=True)
 class OicpOptions:
-    bounds: SizeBounds = SizeBounds()
+    bounds: SizeBounds = field(default_factory=SizeBounds)
     max_bytes: int = 50_000_000
     bbox: BoundingBox | None = None
 
