@@ -3,6 +3,7 @@ the parse step knows the format: every parser yields the same Snapshot."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -80,7 +81,12 @@ def part_parsers(
 
 
 def open_paired_feed(
-    config: Config, tracer: trace.Tracer, *, static_url: str | None = None, propagate_trace_context: bool = False
+    config: Config,
+    tracer: trace.Tracer,
+    *,
+    static_url: str | None = None,
+    propagate_trace_context: bool = False,
+    clock: Callable[[], float] = time.monotonic,
 ) -> PairedFeed:
     """A datex2 or oicp feed: the static part at `static_url` (--feed.url), the statuses at --feed.status-url."""
     assert config.feed_status_url is not None
@@ -93,4 +99,5 @@ def open_paired_feed(
         live(),
         config.feed_static_interval_s,
         tracer,
+        clock,
     )
