@@ -54,8 +54,8 @@ def read(path: Path) -> bytes:
     return gzip.decompress(body) if path.suffix == ".gz" else body
 
 
-def serve_pair(feed: FeedServer, static: bytes, status: bytes, **static_options: str) -> None:
-    feed.serve_path("/static", FeedResponse(static, content_type=JSON, **static_options))
+def serve_pair(feed: FeedServer, static: bytes, status: bytes, etag: str | None = None) -> None:
+    feed.serve_path("/static", FeedResponse(static, content_type=JSON, etag=etag))
     feed.serve_path("/status", FeedResponse(status, content_type=JSON))
 
 
