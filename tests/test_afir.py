@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from otel_chargy.config import load_config
+from otel_chargy.config import ConfigError, load_config
 from otel_chargy.generator_afir import (
     TwoPartNetwork,
     generate_two_part_network,
@@ -27,6 +27,7 @@ from otel_chargy.generator_afir import (
     with_new_statuses,
 )
 from otel_chargy.livetable import LiveTable
+from otel_chargy.main import main
 from otel_chargy.model import SimpleState
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import SizeBounds
@@ -464,3 +465,44 @@ def test_the_afir_page_lists_every_parse_issue() -> None:
     for kinds in (DATEX2_ISSUE_KINDS, OICP_ISSUE_KINDS):
         for kind, meaning in kinds.items():
             assert f"| `{kind}` | {meaning} |" in page, kind
+
+
+# --- the command line: settings and `check`
+
+
+def test_a_two_part_format_needs_its_status_url_and_nothing_else_takes_one() -> None:
+    with pytest.raises(ConfigError, match=r"--feed\.status-url"):
+        load_config(["--feed.format", "datex2", "--feed.url", "https://nap.example/table"], {})
+    with pytest.raises(ConfigError, match=r"status part of a datex2 or oicp feed"):
+        load_config(
+            ["--feed.format", "ocpi", "--feed.url", "https://a.example/l", "--feed.status-url", "https://b/s"], {}
+        )
+    with pytest.raises(ConfigError, match=r"--feed\.operator filters an OCPI feed"):
+        load_config(
+            ["--feed.format", "oicp", "--feed.url", "/d", "--feed.status-url", "/s", "--feed.operator", "NL*ABC"], {}
+        )
+
+
+def test_the_status_url_key_is_a_secret_in_configuration_errors() -> None:
+    key = "b7e1c3d9a2f4"
+    with pytest.raises(ConfigError) as raised:
+        load_config(
+            ["--feed.format", "datex2", "--feed.url", "/t", "--feed.status-url", f"htps://nap/s?api_key={key}"], {}
+        )
+    assert key not in str(raised.value) and "api_key=REDACTED" in str(raised.value)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_check_reads_both_parts_and_reports_them(feed: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
+    network = generate_two_part_network(25, seed=14)
+    serve_pair(feed, render_oicp_data(network), render_oicp_status(network))
+    status_url = feed.url("/status")
+    assert main(["--feed.format", "oicp", "--feed.status-url", status_url, "check", feed.url("/static")]) == 0
+    report = capsys.readouterr().out
+    truth = network.truth("oicp")
+    assert f"devices: {truth.device_count}" in report and f"connectors: {truth.connector_count}" in report
+    for state, count in truth.count_by_state().items():
+        assert f"  {state.value}: {count}\n" in report
+    feed.serve_path("/status", FeedResponse(b"down", status=502))
+    assert main(["--feed.format", "oicp", "--feed.status-url", status_url, "check", feed.url("/static")]) == 1
+    assert "not usable: http_error: the status part failed" in capsys.readouterr().out
