@@ -17,7 +17,7 @@ import gzip
 import io
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element, ParseError
 
@@ -63,7 +63,10 @@ _STATES: dict[str, SimpleState | None] = {
 }
 # A real site holds a few hundred elements; one of a motorway hub with its tariffs a few thousand.
 MAX_SITE_ELEMENTS = 20_000
+# Outside the sites (or statuses) stand the header and, in a status publication, each site's and
+# station's status wrapper and reference: a few per refill point.
 MAX_ELEMENTS_OUTSIDE_SITES = 10_000
+_OUTSIDE_ELEMENTS_PER_CONNECTOR = 4
 _SITE = "energyInfrastructureSite"
 _STATUS = "refillPointStatus"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -154,7 +157,9 @@ def parse_datex2_table(body: bytes, options: Datex2Options = Datex2Options()) ->
     """The sites of an EnergyInfrastructureTablePublication, JSON or XML. Raises FeedError."""
     builder = _TableBuilder(options)
     if _is_xml(body):
-        found = _read_xml(_inflated(body, options.max_bytes), _SITE, lambda element: _xml_site(element, builder))
+        found = _read_xml(
+            _inflated(body, options.max_bytes), _SITE, lambda element: _xml_site(element, builder), options.bounds
+        )
         return builder.table(found)
 
     def site(_: str, item: object) -> None:
@@ -181,7 +186,9 @@ def parse_datex2_status(body: bytes, options: Datex2Options = Datex2Options()) -
             )
 
     if _is_xml(body):
-        found = _read_xml(_inflated(body, options.max_bytes), _STATUS, lambda element: keep(*_xml_status(element)))
+        found = _read_xml(
+            _inflated(body, options.max_bytes), _STATUS, lambda element: keep(*_xml_status(element)), bounds
+        )
     else:
         found = read_objects(
             body, options.max_bytes, frozenset({_STATUS}), lambda _, item: keep(*_json_status(item)), Outcome.NOT_DATEX2
@@ -335,11 +342,11 @@ def _json_status(item: object) -> tuple[str, str]:
 # --- XML
 
 
-def _read_xml(body: bytes, wanted: str, handle: object) -> int:
+def _read_xml(body: bytes, wanted: str, handle: Callable[[Element], None], bounds: SizeBounds) -> int:
     """Calls `handle(element)` on each element named `wanted` once it is whole, then frees it."""
-    assert callable(handle)
+    outside = MAX_ELEMENTS_OUTSIDE_SITES + _OUTSIDE_ELEMENTS_PER_CONNECTOR * bounds.connectors
     try:
-        return _stream_elements(_element_events(body), wanted, handle)
+        return _stream_elements(_element_events(body), wanted, handle, outside)
     except DTDForbidden as error:
         if str(error.name).lower() == "html":
             raise FeedError(Outcome.NOT_DATEX2, "the document is an HTML page, not DATEX II") from None
@@ -350,8 +357,9 @@ def _read_xml(body: bytes, wanted: str, handle: object) -> int:
         raise FeedError(Outcome.INVALID_XML, f"the document is not well-formed XML: {error}") from None
 
 
-def _stream_elements(events: Iterator[tuple[str, Element, int]], wanted: str, handle: object) -> int:
-    assert callable(handle)
+def _stream_elements(
+    events: Iterator[tuple[str, Element, int]], wanted: str, handle: Callable[[Element], None], max_outside: int
+) -> int:
     open_elements: list[Element] = []
     inside = 0  # depth of the wanted element being read, 0 outside one
     size = outside = found = 0
@@ -368,10 +376,8 @@ def _stream_elements(events: Iterator[tuple[str, Element, int]], wanted: str, ha
                 inside, size = len(open_elements), 0
             else:
                 outside += 1
-                if outside > MAX_ELEMENTS_OUTSIDE_SITES:
-                    raise FeedError(
-                        Outcome.FORBIDDEN_XML, f"over {MAX_ELEMENTS_OUTSIDE_SITES} elements stand outside {wanted}"
-                    )
+                if outside > max_outside:
+                    raise FeedError(Outcome.FORBIDDEN_XML, f"over {max_outside} elements stand outside {wanted}")
             continue
         depth = len(open_elements)
         open_elements.pop()

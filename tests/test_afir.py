@@ -506,3 +506,12 @@ def test_check_reads_both_parts_and_reports_them(feed: FeedServer, capsys: pytes
     feed.serve_path("/status", FeedResponse(b"down", status=502))
     assert main(["--feed.format", "oicp", "--feed.status-url", status_url, "check", feed.url("/static")]) == 1
     assert "not usable: http_error: the status part failed" in capsys.readouterr().out
+
+
+def test_a_status_xml_of_many_sites_is_read_whole() -> None:
+    """Each site's and station's status wrapper stands outside the refill point statuses: their number
+    follows the network's size, within a bound that does too."""
+    network = generate_two_part_network(3_000, seed=15)
+    update = parse_datex2_status(render_datex2_status_xml(network))
+    published = [point for site in network.sites for point in site.points if point.status is not None]
+    assert len(update.statuses) == len(published) > 3_000
