@@ -98,12 +98,14 @@ class LiveTable:
         self._keys: frozenset[str] = frozenset()
         self._statuses: dict[str, str] = {}
         self._devices: dict[str, tuple[str | None, Device | None]] = {}
+        self._stations: list[Station] = []
 
     def replace_table(self, table: StaticTable) -> None:
         self.table = table
         self._keys = frozenset(point.key for site in table.sites for point in site.refill_points)
         self._statuses = {key: status for key, status in self._statuses.items() if key in self._keys}
         self._devices = {}
+        self._stations = []
 
     def apply(self, update: StatusUpdate) -> Counter[str]:
         """Takes in the statuses of `update`; returns the issues of the join."""
@@ -123,7 +125,7 @@ class LiveTable:
         assert table is not None
         issues.update(table.issues)
         stations: list[Station] = []
-        for site in table.sites:
+        for index, site in enumerate(table.sites):
             devices = []
             for point in site.refill_points:
                 raw = self._statuses.get(point.key)
@@ -132,13 +134,22 @@ class LiveTable:
                 device = self._device(point, raw)
                 if device is not None:
                     devices.append(device)
-            stations.append(Station(site.name, site.address, site.latitude, site.longitude, tuple(devices)))
+            stations.append(self._station(index, site, tuple(devices)))
+        self._stations = stations
         snapshot = Snapshot(stations=tuple(stations), issues=dict(+issues))
         if snapshot.connector_count == 0:
             raise FeedError(
                 Outcome.EMPTY, f"the static part's {len(stations)} sites hold no refill point with a connector"
             )
         return snapshot
+
+    def _station(self, index: int, site: Site, devices: tuple[Device, ...]) -> Station:
+        """The site as a station; the one of the last join while its devices are the same."""
+        if index < len(self._stations):
+            previous = self._stations[index]
+            if previous.devices == devices:  # the devices are reused while unchanged: compared by identity first
+                return previous
+        return Station(site.name, site.address, site.latitude, site.longitude, devices)
 
     def _device(self, point: RefillPoint, raw: str | None) -> Device | None:
         """The refill point as a device in `raw` state (None: never given a status); the one of the last
