@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -89,7 +90,14 @@ class Datex2Options:
 
 
 def _is_xml(body: bytes) -> bool:
-    head = body[:2] if not body.startswith(_GZIP_MAGIC) else gzip.GzipFile(fileobj=io.BytesIO(body)).peek(64)[:64]
+    """The document (gzip or not) starts with markup; a corrupt gzip body is left to the JSON reader,
+    which says so."""
+    head = body[:64]
+    if body.startswith(_GZIP_MAGIC):
+        try:
+            head = gzip.GzipFile(fileobj=io.BytesIO(body)).read(64)
+        except (OSError, EOFError, zlib.error):
+            return False
     return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<"
 
 

@@ -515,3 +515,17 @@ def test_a_status_xml_of_many_sites_is_read_whole() -> None:
     update = parse_datex2_status(render_datex2_status_xml(network))
     published = [point for site in network.sites for point in site.points if point.status is not None]
     assert len(update.statuses) == len(published) > 3_000
+
+
+@pytest.mark.parametrize("part", ["static", "status"])
+def test_a_corrupt_or_bombing_gzip_part_is_refused_not_a_crash(part: str) -> None:
+    network = generate_two_part_network(5, seed=16)
+    good = render_datex2_table_json(network) if part == "static" else render_datex2_status_json(network)
+    parse = parse_datex2_table if part == "static" else parse_datex2_status
+    with pytest.raises(FeedError) as corrupt:
+        parse(gzip.compress(good)[:40], Datex2Options())
+    assert corrupt.value.outcome is Outcome.INVALID_JSON
+    bomb = gzip.compress(b"<x>" + b" " * 5_000_000 + b"</x>")
+    with pytest.raises(FeedError) as bombing:
+        parse(bomb, Datex2Options(max_bytes=1_000_000))
+    assert bombing.value.outcome is Outcome.TOO_LARGE
