@@ -11,7 +11,7 @@ from opentelemetry import trace
 
 from otel_chargy.config import PAIRED_FORMATS, Config
 from otel_chargy.fetch import ACCEPT, OCPI_ACCEPT, FeedAccess, FeedSource, open_source
-from otel_chargy.livetable import LiveTable, StaticTable, StatusUpdate
+from otel_chargy.livetable import LiveTable, Relevance, StaticTable, StatusUpdate
 from otel_chargy.model import Snapshot
 from otel_chargy.paired import PairedFeed
 from otel_chargy.parse import SizeBounds, parse_kml
@@ -62,20 +62,20 @@ def open_feed(config: Config, url: str, tracer: trace.Tracer, *, propagate_trace
 
 def part_parsers(
     config: Config,
-) -> tuple[Callable[[bytes], StaticTable], Callable[[bytes], StatusUpdate], Callable[[], LiveTable]]:
+) -> tuple[Callable[[bytes], StaticTable], Callable[[bytes, Relevance], StatusUpdate], Callable[[], LiveTable]]:
     """The parsers of a two-part feed's static and status parts, and a LiveTable that joins them."""
     bounds = SizeBounds(config.max_connectors)
     if config.feed_format == "datex2":
         datex2 = Datex2Options(bounds, config.max_bytes, config.feed_bbox)
         return (
             partial(parse_datex2_table, options=datex2),
-            partial(parse_datex2_status, options=datex2),
+            lambda body, relevance: parse_datex2_status(body, datex2, relevance),
             partial(LiveTable, datex2_state, is_unknown_datex2_state),
         )
     oicp = OicpOptions(bounds, config.max_bytes, config.feed_bbox)
     return (
         partial(parse_oicp_data, options=oicp),
-        partial(parse_oicp_status, options=oicp),
+        lambda body, relevance: parse_oicp_status(body, oicp, relevance),
         partial(LiveTable, oicp_state, is_unknown_oicp_state),
     )
 

@@ -68,6 +68,39 @@ class StatusUpdate:
 # What a raw status means: a simple state, or None for a refill point that does not exist (yet, or any
 # more) and is left out.
 StateOf = Callable[[str], SimpleState | None]
+# Whether a status for a refill point is wanted: True (the table holds it), False (the table lacks it:
+# counted, not kept), None (the filters left it out: ignored).
+Relevance = Callable[[str], bool | None]
+
+
+class StatusCollector:
+    """A status publication's statuses as its parser reads them, one at a time. With a table's
+    `relevance`, only those of its refill points are kept: memory follows the table, whatever the
+    publication names (a national one, filtered to a city). Without, at most `limit` are kept."""
+
+    def __init__(self, relevance: Relevance | None, limit: int, part: str) -> None:
+        self._relevance = relevance
+        self._limit = limit
+        self._part = part
+        self.statuses: dict[str, str] = {}
+        self.issues: Counter[str] = Counter()
+
+    def add(self, key: str, status: str) -> None:
+        if not key or not status:
+            self.issues["invalid_status"] += 1
+            return
+        wanted = True if self._relevance is None else self._relevance(key)
+        if wanted is None:
+            return
+        if not wanted:
+            self.issues["status_of_unknown_refill_point"] += 1
+            return
+        self.statuses[key] = status
+        if len(self.statuses) > self._limit:
+            raise FeedError(Outcome.TOO_LARGE, f"the {self._part} holds over {self._limit} statuses (--max-connectors)")
+
+    def update(self) -> StatusUpdate:
+        return StatusUpdate(self.statuses, dict(self.issues))
 
 
 def distinct_site_names(sites: list[tuple[str, Site]]) -> tuple[Site, ...]:
@@ -106,6 +139,13 @@ class LiveTable:
         self._statuses = {key: status for key, status in self._statuses.items() if key in self._keys}
         self._devices = {}
         self._stations = []
+
+    def relevance(self, key: str) -> bool | None:
+        """A status parser's Relevance for the table in use."""
+        if key in self._keys:
+            return True
+        assert self.table is not None
+        return None if key in self.table.filtered_keys else False
 
     def apply(self, update: StatusUpdate) -> Counter[str]:
         """Takes in the statuses of `update`; returns the issues of the join."""

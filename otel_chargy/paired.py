@@ -17,7 +17,7 @@ from typing import TypeVar
 from opentelemetry import trace
 
 from otel_chargy.fetch import FeedSource, Validators
-from otel_chargy.livetable import LiveTable, StaticTable, StatusUpdate
+from otel_chargy.livetable import LiveTable, Relevance, StaticTable, StatusUpdate
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import FeedError, mark_failed
 
@@ -42,7 +42,7 @@ class PairedFeed:
         static: FeedSource,
         status: FeedSource,
         parse_static: Callable[[bytes], StaticTable],
-        parse_status: Callable[[bytes], StatusUpdate],
+        parse_status: Callable[[bytes, Relevance], StatusUpdate],
         live: LiveTable,
         static_interval_s: float,
         tracer: trace.Tracer,
@@ -86,7 +86,11 @@ class PairedFeed:
         validators = self._status_validators if in_service and not static_changed else Validators()
         try:
             fetched = self._status.fetch(validators)
-            update = None if fetched.body is None else self._parse("status", fetched.body, self._parse_status)
+            update = (
+                None
+                if fetched.body is None
+                else self._parse("status", fetched.body, lambda body: self._parse_status(body, self._live.relevance))
+            )
         except FeedError as error:
             raise FeedError(error.outcome, f"the status part failed: {error.reason}") from None
         self._status_validators = fetched.validators

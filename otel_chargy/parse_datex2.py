@@ -25,7 +25,16 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException, DTDForbidden
 
 from otel_chargy.jsonstream import read_objects
-from otel_chargy.livetable import Outlet, RefillPoint, Site, StaticTable, StatusUpdate, distinct_site_names
+from otel_chargy.livetable import (
+    Outlet,
+    RefillPoint,
+    Relevance,
+    Site,
+    StaticTable,
+    StatusCollector,
+    StatusUpdate,
+    distinct_site_names,
+)
 from otel_chargy.model import SimpleState
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import MAX_DEPTH as MAX_XML_DEPTH
@@ -177,21 +186,14 @@ def parse_datex2_table(body: bytes, options: Datex2Options = Datex2Options()) ->
     return builder.table(found)
 
 
-def parse_datex2_status(body: bytes, options: Datex2Options = Datex2Options()) -> StatusUpdate:
-    """The refill point statuses of an EnergyInfrastructureStatusPublication, JSON or XML. Raises FeedError."""
-    statuses: dict[str, str] = {}
-    issues: Counter[str] = Counter()
+def parse_datex2_status(
+    body: bytes, options: Datex2Options = Datex2Options(), relevance: Relevance | None = None
+) -> StatusUpdate:
+    """The refill point statuses of an EnergyInfrastructureStatusPublication, JSON or XML; with a table's
+    `relevance`, only those of its refill points. Raises FeedError."""
     bounds = options.bounds
-
-    def keep(key: str, status: str) -> None:
-        if not key or not status:
-            issues["invalid_status"] += 1
-            return
-        statuses[key] = status
-        if len(statuses) > bounds.connectors:
-            raise FeedError(
-                Outcome.TOO_LARGE, f"the status part holds over {bounds.connectors} statuses (--max-connectors)"
-            )
+    collector = StatusCollector(relevance, bounds.connectors, "status part")
+    keep = collector.add
 
     if _is_xml(body):
         found = _read_xml(
@@ -203,7 +205,7 @@ def parse_datex2_status(body: bytes, options: Datex2Options = Datex2Options()) -
         )
     if not found:
         raise FeedError(Outcome.NOT_DATEX2, "the status part holds no refillPointStatus")
-    return StatusUpdate(statuses, dict(issues))
+    return collector.update()
 
 
 # --- JSON

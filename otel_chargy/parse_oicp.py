@@ -18,7 +18,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from otel_chargy.jsonstream import read_objects
-from otel_chargy.livetable import Outlet, RefillPoint, Site, StaticTable, StatusUpdate, distinct_site_names
+from otel_chargy.livetable import (
+    Outlet,
+    RefillPoint,
+    Relevance,
+    Site,
+    StaticTable,
+    StatusCollector,
+    StatusUpdate,
+    distinct_site_names,
+)
 from otel_chargy.model import SimpleState
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import SizeBounds
@@ -207,27 +216,20 @@ def parse_oicp_data(body: bytes, options: OicpOptions = OicpOptions()) -> Static
     return builder.table(found)
 
 
-def parse_oicp_status(body: bytes, options: OicpOptions = OicpOptions()) -> StatusUpdate:
-    """The statuses of an OICP EVSEStatus document. Raises FeedError."""
-    statuses: dict[str, str] = {}
-    issues: Counter[str] = Counter()
-    bounds = options.bounds
+def parse_oicp_status(
+    body: bytes, options: OicpOptions = OicpOptions(), relevance: Relevance | None = None
+) -> StatusUpdate:
+    """The statuses of an OICP EVSEStatus document; with a table's `relevance`, only those of its EVSEs.
+    Raises FeedError."""
+    collector = StatusCollector(relevance, options.bounds.connectors, "EVSEStatus")
 
     def keep(_: str, item: object) -> None:
         record = item if isinstance(item, dict) else {}
         key = _text(record.get("EvseID", record.get("EvseId")))
-        status = _text(record.get("EVSEStatus", record.get("EvseStatus")))
-        if not key or not status:
-            issues["invalid_status"] += 1
-            return
-        statuses[key] = status
-        if len(statuses) > bounds.connectors:
-            raise FeedError(
-                Outcome.TOO_LARGE, f"the EVSEStatus holds over {bounds.connectors} statuses (--max-connectors)"
-            )
+        collector.add(key, _text(record.get("EVSEStatus", record.get("EvseStatus"))))
 
     keys = frozenset({"EVSEStatusRecord", "EvseStatusRecord"})
     found = read_objects(body, options.max_bytes, keys, keep, Outcome.NOT_OICP)
     if not found:
         raise FeedError(Outcome.NOT_OICP, "the EVSEStatus holds no EVSEStatusRecord")
-    return StatusUpdate(statuses, dict(issues))
+    return collector.update()

@@ -529,3 +529,19 @@ def test_a_corrupt_or_bombing_gzip_part_is_refused_not_a_crash(part: str) -> Non
     with pytest.raises(FeedError) as bombing:
         parse(bomb, Datex2Options(max_bytes=1_000_000))
     assert bombing.value.outcome is Outcome.TOO_LARGE
+
+
+def test_a_national_status_publication_serves_a_city_within_a_citys_bounds(feed: FeedServer) -> None:
+    """--max-connectors bounds what is kept: the table's refill points in the box and their statuses, not
+    the statuses of the whole country that the status publication names."""
+    network = generate_two_part_network(1_500, seed=17)
+    west, south, east, north = 6.0, 47.3, 9.0, 49.0
+    inside = TwoPartNetwork(
+        tuple(site for site in network.sites if west <= site.longitude <= east and south <= site.latitude <= north)
+    )
+    assert network.refill_points > 3_000 and inside.truth("datex2").connector_count < 1_000
+    serve_pair(feed, render_datex2_table_json(network), render_datex2_status_json(network))
+    bbox = f"{west},{south},{east},{north}"
+    with paired_rig(feed, "datex2", "--feed.bbox", bbox, "--max-connectors", "1000") as rig:
+        assert rig.refresher.refresh_once().outcome is Outcome.SUCCESS
+        assert_serves(rig.metrics(), inside.truth("datex2"))

@@ -16,7 +16,7 @@ from tests.service import ServiceProcess, wait_until
 from tests.truth import assert_serves, expected_detailed_states, series_of
 
 FAST = ["--refresh-interval", "0.5"]
-# A refresh of a large network can take longer than the default staleness (3 × 0.5 s) on a loaded
+# A refresh of a large network can take longer than the default staleness (3 x 0.5 s) on a loaded
 # machine; tests that do not speak of staleness keep their snapshot in service.
 FAST_KEPT = [*FAST, "--max-staleness", "3600"]
 
