@@ -75,8 +75,10 @@ def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def refresh_twice(argv: list[str]) -> dict[str, Any]:
-    """In the child: two refreshes through the service's parts, configured by otel-chargy's own flags."""
+def refresh_twice(argv: list[str], exposition: bool = True) -> dict[str, Any]:
+    """In the child: two refreshes through the service's parts, configured by otel-chargy's own flags.
+    `exposition`: the Prometheus endpoint's text is prepared, as the service does by default; without it,
+    what is left is this feed's own cost (fetch, parse, join) and the usage counters."""
     from opentelemetry import trace
 
     from otel_chargy.config import load_config
@@ -89,7 +91,7 @@ def refresh_twice(argv: list[str]) -> dict[str, Any]:
     from otel_chargy.refresh import Refresher
 
     config = load_config(argv, {})
-    holder = SnapshotHolder(Outputs(exposition=True), config.max_staleness_s)
+    holder = SnapshotHolder(Outputs(exposition=exposition), config.max_staleness_s)
     # The publication (usage counters, Prometheus text) is every format's: its share is timed apart.
     publish_cpu_s = [0.0]
     publish = holder.publish
@@ -192,7 +194,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         mode, argument = args.child
-        figures = refresh_twice(json.loads(argument)) if mode == "service" else naive_refresh(argument)
+        if mode == "naive":
+            figures = naive_refresh(argument)
+        else:
+            figures = refresh_twice(json.loads(argument), exposition=mode == "service")
         print(json.dumps(figures))
         return
 
@@ -225,6 +230,9 @@ def main() -> None:
             cases = {
                 "whole network": run_child("service", json.dumps([*common, "--max-connectors", "10000000"])),
                 "one city (--feed.bbox)": run_child("service", json.dumps([*common, "--feed.bbox", args.bbox])),
+                "whole network, no /metrics text (OTLP only)": run_child(
+                    "service-without-exposition", json.dumps([*common, "--max-connectors", "10000000"])
+                ),
             }
             server.shutdown()
             server, base = serve(static, [first, second])
