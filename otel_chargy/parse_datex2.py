@@ -158,7 +158,16 @@ class _TableBuilder:
             self.issues["duplicate_refill_point"] += 1
             return None
         self.keys.add(key)
-        return RefillPoint(key, label or key, tuple(outlets))
+        label = label or key
+        # Connectors that repeat an EVSE id (their refill point's, or each other's) are told apart by position.
+        names = [outlet.name for outlet in outlets]
+        distinct = tuple(
+            outlet
+            if names.count(outlet.name) == 1
+            else Outlet(f"{label} - {outlet.position}", outlet.position, outlet.max_power_kw)
+            for outlet in outlets
+        )
+        return RefillPoint(key, label, distinct)
 
     def table(self, found: int) -> StaticTable:
         if not self.sites:
@@ -245,7 +254,7 @@ def _json_multilingual(value: object) -> str:
     return _json_text(value)
 
 
-def _json_find(value: object, key: str, depth: int = 0) -> object:
+def _json_find(value: object, key: str) -> object:
     """The first value of member `key` at any depth (within a site's own bounded depth)."""
     if isinstance(value, dict):
         if key in value:
@@ -256,7 +265,7 @@ def _json_find(value: object, key: str, depth: int = 0) -> object:
     else:
         return None
     for child in children:
-        if (found := _json_find(child, key, depth + 1)) is not None:
+        if (found := _json_find(child, key)) is not None:
             return found
     return None
 

@@ -545,3 +545,13 @@ def test_a_national_status_publication_serves_a_city_within_a_citys_bounds(feed:
     with paired_rig(feed, "datex2", "--feed.bbox", bbox, "--max-connectors", "1000") as rig:
         assert rig.refresher.refresh_once().outcome is Outcome.SUCCESS
         assert_serves(rig.metrics(), inside.truth("datex2"))
+
+
+def test_connectors_that_repeat_an_evse_id_stay_apart() -> None:
+    table = json.loads(read(DATEX2 / "mobilithek-01-00-00-table.json"))
+    point = json_refill_points(table)[2]  # its two connectors carry EVSE ids of their own
+    for connector in point["connector"]:
+        connector["externalIdentifier"] = point["connector"][0]["externalIdentifier"]
+    parsed = parse_datex2_table(json.dumps(table).encode())
+    (refill_point,) = [p for site in parsed.sites for p in site.refill_points if p.key == point["idG"]]
+    assert [outlet.name for outlet in refill_point.outlets] == [f"{point['idG']} - 1", f"{point['idG']} - 2"]
