@@ -3,6 +3,7 @@ the parse step knows the format: every parser yields the same Snapshot."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from functools import partial
@@ -14,16 +15,24 @@ from otel_chargy.fetch import ACCEPT, OCPI_ACCEPT, FeedAccess, FeedSource, open_
 from otel_chargy.livetable import LiveTable, Relevance, StaticTable, StatusUpdate
 from otel_chargy.model import Snapshot
 from otel_chargy.paired import PairedFeed
-from otel_chargy.parse import SizeBounds, parse_kml
+from otel_chargy.parse import ISSUE_KINDS, SizeBounds, parse_kml
 from otel_chargy.parse_datex2 import (
+    DATEX2_ISSUE_KINDS,
     Datex2Options,
     datex2_state,
     is_unknown_datex2_state,
     parse_datex2_status,
     parse_datex2_table,
 )
-from otel_chargy.parse_ocpi import OcpiOptions, parse_ocpi
-from otel_chargy.parse_oicp import OicpOptions, is_unknown_oicp_state, oicp_state, parse_oicp_data, parse_oicp_status
+from otel_chargy.parse_ocpi import OCPI_ISSUE_KINDS, OcpiOptions, parse_ocpi
+from otel_chargy.parse_oicp import (
+    OICP_ISSUE_KINDS,
+    OicpOptions,
+    is_unknown_oicp_state,
+    oicp_state,
+    parse_oicp_data,
+    parse_oicp_status,
+)
 
 Parser = Callable[[bytes], Snapshot]
 # DATEX II comes as JSON or XML; OICP as JSON.
@@ -44,6 +53,15 @@ def feed_access(config: Config) -> FeedAccess | None:
     return FeedAccess(dict(config.feed_headers), config.feed_client_cert)
 
 
+def parse_issue_kinds(config: Config) -> dict[str, str]:
+    """The parse issues the feed's parser can meet, and what each means."""
+    return {
+        "ocpi": OCPI_ISSUE_KINDS,
+        "datex2": DATEX2_ISSUE_KINDS,
+        "oicp": OICP_ISSUE_KINDS,
+    }.get(config.feed_format, ISSUE_KINDS)
+
+
 def open_feed(config: Config, url: str, tracer: trace.Tracer, *, propagate_trace_context: bool = False) -> FeedSource:
     """A source for the feed at `url`: an OCPI feed is asked for JSON and followed through its pages."""
     ocpi = config.feed_format == "ocpi"
@@ -56,6 +74,7 @@ def open_feed(config: Config, url: str, tracer: trace.Tracer, *, propagate_trace
         propagate_trace_context=propagate_trace_context,
         paged=ocpi,
         accept=accept,
+        authorization=feed_authorization(config),
         access=feed_access(config),
     )
 
@@ -101,3 +120,12 @@ def open_paired_feed(
         tracer,
         clock,
     )
+
+
+def feed_authorization(config: Config) -> str | None:
+    """`Token <token>`, the token Base64-encoded as OCPI 2.2.1 wants it, or as given (raw)."""
+    if config.feed_token is None:
+        return None
+    if config.feed_token_encoding == "raw":
+        return f"Token {config.feed_token}"
+    return f"Token {base64.b64encode(config.feed_token.encode()).decode('ascii')}"

@@ -10,6 +10,7 @@ import threading
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, Unpack
 from urllib.parse import urlsplit
@@ -170,12 +171,18 @@ class HttpSource:
         paged: bool = False,
         accept: str = ACCEPT,
         max_pages: int = MAX_PAGES,
+        authorization: str | None = None,
         access: FeedAccess | None = None,
     ) -> None:
         """`paged`: follow the `Link: <...>; rel="next"` of each answer (OCPI's pagination), within
         `max_pages`, on the host that gave the link; the pages' bodies are joined, one a line.
-        `access`: the headers and client certificate the feed requires."""
+        `authorization`: the Authorization header's value, sent with every request to the feed's own
+        scheme, host and port, and to no other (httpx drops it from a redirect to another origin).
+        `access`: the headers and client certificate the feed requires; the headers, like the
+        Authorization, go to the feed's own origin only."""
         self._url = url
+        self._authorization = authorization
+        self._origin = _origin(httpx.URL(url))
         self._paged = paged
         self._max_pages = max_pages
         self.description = redact_url(url)
@@ -200,6 +207,11 @@ class HttpSource:
                 **(access.headers if access else {}),
             },
             verify=access.ssl_context() if access and access.client_cert else True,
+            # httpx keeps every header but Authorization on a redirect to another origin: a key in a
+            # header of its own is taken off there.
+            event_hooks={"request": [partial(_keep_headers_home, self._origin, tuple(access.headers))]}
+            if access and access.headers
+            else {},
         )
 
     def close(self) -> None:
@@ -323,6 +335,8 @@ class HttpSource:
         *,
         first: bool,
     ) -> _Page:
+        if self._authorization is not None and _origin(url) == self._origin:
+            headers = {**headers, "Authorization": self._authorization}
         with self._client.stream("GET", url, headers=headers, extensions={"trace": connections.trace}) as response:
             status_codes.append(response.status_code)
             if response.status_code == 304:
@@ -442,7 +456,20 @@ class HttpOptions(TypedDict, total=False):
     paged: bool
     accept: str
     max_pages: int
+    authorization: str | None
     access: FeedAccess | None
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port, the default port written or not."""
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+def _keep_headers_home(origin: tuple[str, str, int | None], names: tuple[str, ...], request: httpx.Request) -> None:
+    """An httpx request hook: the feed's own headers leave a request to another origin (a redirect)."""
+    if _origin(request.url) != origin:
+        for name in names:
+            request.headers.pop(name, None)
 
 
 def open_source(

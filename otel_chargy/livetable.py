@@ -52,6 +52,8 @@ class StaticTable:
     issues: Mapping[str, int] = field(default_factory=dict)
     filtered_keys: frozenset[str] = frozenset()
     """Refill points the filters (--feed.bbox) left out: their statuses are expected, and ignored."""
+    version: str = ""
+    """The format read ("DATEX II v3 (JSON)"), as the snapshot reports it."""
 
     @property
     def refill_point_count(self) -> int:
@@ -176,7 +178,7 @@ class LiveTable:
                     devices.append(device)
             stations.append(self._station(index, site, tuple(devices)))
         self._stations = stations
-        snapshot = Snapshot(stations=tuple(stations), issues=dict(+issues))
+        snapshot = Snapshot(stations=tuple(stations), issues=dict(+issues), version=table.version)
         if snapshot.connector_count == 0:
             raise FeedError(
                 Outcome.EMPTY, f"the static part's {len(stations)} sites hold no refill point with a connector"

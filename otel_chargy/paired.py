@@ -77,7 +77,7 @@ class PairedFeed:
                 static_changed, bytes_read = self._read_static()
             except FeedError as error:
                 if self._live.table is None:
-                    raise FeedError(error.outcome, f"the static part failed: {error.reason}") from None
+                    raise FeedError(error.outcome, f"the static part failed: {error.reason}", error.issues) from None
                 note = (
                     f"the static part failed ({error.outcome.value}: {error.reason}); the last good static part,"
                     f" read {self._age()} ago, stays in use"
@@ -92,7 +92,7 @@ class PairedFeed:
                 else self._parse("status", fetched.body, lambda body: self._parse_status(body, self._live.relevance))
             )
         except FeedError as error:
-            raise FeedError(error.outcome, f"the status part failed: {error.reason}") from None
+            raise FeedError(error.outcome, f"the status part failed: {error.reason}", error.issues) from None
         self._status_validators = fetched.validators
         if update is None and not static_changed and in_service:
             return PairedRead(None, bytes_read, note)

@@ -169,14 +169,14 @@ class _TableBuilder:
         )
         return RefillPoint(key, label, distinct)
 
-    def table(self, found: int) -> StaticTable:
+    def table(self, found: int, version: str) -> StaticTable:
         if not self.sites:
             if found:
                 raise FeedError(
                     Outcome.EMPTY, f"none of the static part's {found} sites is usable and within the filters"
                 )
             raise FeedError(Outcome.NOT_DATEX2, "the static part holds no energyInfrastructureSite")
-        return StaticTable(distinct_site_names(self.sites), dict(self.issues), frozenset(self.filtered))
+        return StaticTable(distinct_site_names(self.sites), dict(self.issues), frozenset(self.filtered), version)
 
 
 def parse_datex2_table(body: bytes, options: Datex2Options = Datex2Options()) -> StaticTable:
@@ -186,13 +186,13 @@ def parse_datex2_table(body: bytes, options: Datex2Options = Datex2Options()) ->
         found = _read_xml(
             _inflated(body, options.max_bytes), _SITE, lambda element: _xml_site(element, builder), options.bounds
         )
-        return builder.table(found)
+        return builder.table(found, "DATEX II v3 (XML)")
 
     def site(_: str, item: object) -> None:
         _json_site(item, builder)
 
     found = read_objects(body, options.max_bytes, frozenset({_SITE}), site, Outcome.NOT_DATEX2)
-    return builder.table(found)
+    return builder.table(found, "DATEX II v3 (JSON)")
 
 
 def parse_datex2_status(

@@ -205,7 +205,7 @@ class _TableBuilder:
             (address or name, Site(site.name, site.address, site.latitude, site.longitude, tuple(points)))
             for (name, address), (site, points) in self.sites.items()
         ]
-        return StaticTable(distinct_site_names(sites), dict(self.issues), frozenset(self.filtered))
+        return StaticTable(distinct_site_names(sites), dict(self.issues), frozenset(self.filtered), "OICP")
 
 
 def parse_oicp_data(body: bytes, options: OicpOptions = OicpOptions()) -> StaticTable:
