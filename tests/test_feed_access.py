@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,6 +26,7 @@ from otel_chargy.config import ConfigError, load_config
 from otel_chargy.fetch import FeedAccess, HttpSource, Validators
 from otel_chargy.generator_afir import generate_two_part_network, render_datex2_status_json, render_datex2_table_json
 from otel_chargy.outcome import FeedError, Outcome
+from tests.feedserver import FeedResponse, FeedServer
 from tests.otlp_receiver import OtlpReceiver
 from tests.service import ServiceProcess, wait_until
 
@@ -258,3 +260,14 @@ def test_headers_from_the_variable_are_read_one_a_line() -> None:
     config = load_config(base, {"CHARGY_FEED_HEADER": "X-Api-Key: k-7f3a\nAuthorization: Token t-9c1e\n"})
     assert config.feed_headers == (("X-Api-Key", "k-7f3a"), ("Authorization", "Token t-9c1e"))
     assert "k-7f3a" not in repr(config) and "t-9c1e" not in repr(config)
+
+
+def test_the_header_key_is_not_carried_across_a_redirect_to_another_host() -> None:
+    """httpx takes Authorization off a redirect to another origin, not a header of the feed's own."""
+    with FeedServer() as feed, FeedServer() as elsewhere:
+        body = render_datex2_table_json(NETWORK)
+        elsewhere.serve(FeedResponse(body, content_type="application/json"))
+        feed.serve(FeedResponse(b"", status=302, headers={"Location": elsewhere.url("/moved")}))
+        assert _fetch(feed.url("/static"), FeedAccess({"X-Api-Key": HEADER_SECRET})) == body
+        assert httpx.Headers(feed.requests[0][1]).get("x-api-key") == HEADER_SECRET
+        assert "x-api-key" not in httpx.Headers(elsewhere.requests[0][1])
