@@ -17,7 +17,6 @@ from otel_chargy.history import RefreshRecord
 from otel_chargy.model import SimpleState, Snapshot, Station
 from otel_chargy.redact import Redactor
 from otel_chargy.reply import JSON_TYPE, Reply, json_bytes, json_reply
-from otel_chargy.status_page import station_max_power_kw
 
 STATIONS_PATH = "/api/v1/stations"
 STATUS_PATH = "/api/v1/status"
@@ -35,7 +34,7 @@ def station_document(station: Station) -> dict[str, Any]:
         "latitude": station.latitude,
         "longitude": station.longitude,
         **{state.value: counts[state] for state in SimpleState},
-        "max_power_kw": station_max_power_kw(station),
+        "max_power_kw": station.max_power_kw,
         "devices": [
             {
                 "name": device.name,
@@ -105,6 +104,7 @@ def status_document(health: FeedHealth) -> dict[str, Any]:
             "connectors": snapshot.connectors,
             "connectors_by_state": {state.value: count for state, count in snapshot.connectors_by_state.items()},
             "parse_issues": dict(snapshot.parse_issues),
+            "format": snapshot.version,
         },
         "refreshes": [_record_document(record) for record in health.refreshes],
         "otlp_push": [

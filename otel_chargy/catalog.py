@@ -33,7 +33,8 @@ CONNECTOR_STATE = MetricSpec(
     "chargy_connector_state",
     Kind.GAUGE,
     "{connector}",
-    f"1 for the connector's current simple state (available, charging, unavailable), 0 for the others. {_CACHED}",
+    "1 for the connector's current simple state (available, charging, unavailable, or unknown: a status the "
+    f"feed gives that no table maps, neither up nor down), 0 for the others. {_CACHED}",
     ("station", "device", "connector", "speed", "chargy_connector_state"),
 )
 CONNECTOR_DETAILED_STATE = MetricSpec(
@@ -60,12 +61,19 @@ STATION_INFO = MetricSpec(
     f"Always 1; the station's address and coordinates (WGS 84, empty when unknown). {_CACHED}",
     ("station", "address", "latitude", "longitude"),
 )
+
+
+def coordinate_label(degrees: float | None) -> str:
+    """A latitude or longitude as the `chargy_station_info` labels show it: empty when unknown."""
+    return "" if degrees is None else f"{degrees}"
+
+
 STATION_CONNECTORS = MetricSpec(
     "chargy.station.connectors",
     "chargy_station_connectors",
     Kind.GAUGE,
     "{connector}",
-    f"Connectors of the station in each simple state (available, charging, unavailable). {_CACHED}",
+    f"Connectors of the station in each simple state (available, charging, unavailable, unknown). {_CACHED}",
     ("station", "chargy_connector_state"),
 )
 NETWORK_CONNECTORS = MetricSpec(
@@ -149,7 +157,8 @@ OTLP_EXPORTS = MetricSpec(
 
 _USAGE = (
     "Counted at each successful refresh from the states the feed showed at the one before; a gap longer than "
-    "--max-staleness counts in no state."
+    "--max-staleness counts in no state. Uptime is judged on the connector-seconds whose state is known: "
+    "those in `unknown` count neither up nor down."
 )
 STATION_CONNECTOR_TIME = MetricSpec(
     "chargy.station.connector",

@@ -7,8 +7,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from opentelemetry import trace
 
@@ -18,6 +18,7 @@ from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import FeedError, Outcome, mark_failed
+from otel_chargy.paired import PairedFeed
 from otel_chargy.parse import SizeBounds, parse_kml
 
 logger = logging.getLogger(__name__)
@@ -35,12 +36,22 @@ class RefreshResult:
     outcome: Outcome
     reason: str
     snapshot: Snapshot | None
+    refused_issues: Mapping[str, int] = field(default_factory=dict)
+    """The parse issues of a document that was refused: counted like those of one that was used."""
+
+    @property
+    def issues(self) -> Mapping[str, int]:
+        return self.snapshot.issues if self.snapshot is not None else self.refused_issues
+
+
+def _by_kind(issues: Mapping[str, int]) -> str:
+    return ", ".join(f"{kind}={count}" for kind, count in sorted(issues.items()))
 
 
 class Refresher:
     def __init__(
         self,
-        source: FeedSource,
+        source: FeedSource | PairedFeed,
         holder: SnapshotHolder,
         recorder: RefreshRecorder,
         tracer: trace.Tracer,
@@ -51,7 +62,8 @@ class Refresher:
         parse: Callable[[bytes], Snapshot] | None = None,
     ) -> None:
         """`max_shrink`: the fraction of the last good snapshot's connectors a new one may lose (1: no guard).
-        `parse`: the feed format's parser (feeds.py); the Chargy KML parser within `bounds` by default."""
+        `parse`: the feed format's parser (feeds.py); the Chargy KML parser within `bounds` by default.
+        A PairedFeed (DATEX II, OICP) fetches and parses its two parts itself: `parse` is not used."""
         if not 0 < max_shrink <= 1:
             raise ValueError(f"max_shrink must be in (0, 1], not {max_shrink}")
         self._source = source
@@ -85,6 +97,8 @@ class Refresher:
         return result
 
     def _fetch_and_publish(self, span: trace.Span) -> RefreshResult:
+        if isinstance(self._source, PairedFeed):
+            return self._read_and_publish(self._source, span)
         # Validators are only sent while their snapshot is in service: a 304 then confirms it.
         validators = self._validators if self._holder.latest is not None else Validators()
         try:
@@ -97,7 +111,7 @@ class Refresher:
             self._guard_shrink(snapshot, span)
         except FeedError as error:
             span.record_exception(error)
-            return RefreshResult(error.outcome, error.reason, None)
+            return RefreshResult(error.outcome, error.reason, None, error.issues)
         digest = hashlib.blake2b(fetched.body, digest_size=16).digest()
         changed = digest != self._body_digest
         self._body_digest = digest
@@ -113,6 +127,32 @@ class Refresher:
         )
         return RefreshResult(Outcome.SUCCESS, "ok", snapshot)
 
+    def _read_and_publish(self, feed: PairedFeed, span: trace.Span) -> RefreshResult:
+        """A feed in two parts: a refresh reads the status part, and the static part when it is due."""
+        try:
+            read = feed.read(in_service=self._holder.latest is not None)
+            if read.snapshot is None:
+                self._holder.confirm(time.time())
+                span.set_attribute("chargy.snapshot.changed", False)
+                return RefreshResult(Outcome.NOT_MODIFIED, "neither part of the feed has changed", None)
+            self._guard_shrink(read.snapshot, span)
+        except FeedError as error:
+            span.record_exception(error)
+            return RefreshResult(error.outcome, error.reason, None, error.issues)
+        snapshot = read.snapshot
+        self._holder.publish(snapshot, time.time())
+        if read.note:
+            span.add_event("chargy.static_part_stale", {"reason": read.note})
+        span.set_attributes(
+            {
+                "chargy.feed.bytes": read.bytes_read,
+                "chargy.feed.stations": len(snapshot.stations),
+                "chargy.feed.connectors": snapshot.connector_count,
+                "chargy.snapshot.changed": True,
+            }
+        )
+        return RefreshResult(Outcome.SUCCESS, f"ok; {read.note}" if read.note else "ok", snapshot)
+
     def _parse(self, body: bytes) -> Snapshot:
         with self._tracer.start_as_current_span(
             "chargy.parse", record_exception=False, set_status_on_exception=False
@@ -122,6 +162,8 @@ class Refresher:
                 snapshot = self._parse_body(body)
             except FeedError as error:
                 mark_failed(span, error.outcome, error.reason)
+                for kind, count in error.issues.items():
+                    span.add_event("chargy.parse_issue", {"kind": kind, "count": count})
                 raise
             span.set_attributes(
                 {
@@ -169,7 +211,7 @@ class Refresher:
                 last_success_at=finished_at if succeeded else previous.last_success_at,
             )
         )
-        self._recorder.record_refresh(result.outcome, duration_s, result.snapshot.issues if result.snapshot else {})
+        self._recorder.record_refresh(result.outcome, duration_s, result.issues)
         if self._history is not None:
             new_snapshot = result.snapshot
             self._history.record(
@@ -190,7 +232,12 @@ class Refresher:
             self._consecutive_failures = 0 if result.outcome is Outcome.SHRUNK else self._consecutive_failures + 1
             logger.warning(
                 f"refresh failed; {self._what_is_served()}",
-                extra={"outcome": result.outcome.value, "duration_s": round(duration_s, 3), "reason": result.reason},
+                extra={
+                    "outcome": result.outcome.value,
+                    "duration_s": round(duration_s, 3),
+                    "reason": result.reason,
+                    **({"parse_issues": _by_kind(result.issues)} if result.issues else {}),
+                },
             )
             return
         self._consecutive_failures = 0
@@ -204,6 +251,7 @@ class Refresher:
                 "stations": len(snapshot.stations) if snapshot else 0,
                 "connectors": snapshot.connector_count if snapshot else 0,
                 "parse_issues": sum(result.snapshot.issues.values()) if result.snapshot else 0,
+                **({"format": snapshot.version} if snapshot and snapshot.version else {}),
             },
         )
 

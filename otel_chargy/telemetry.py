@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -51,6 +51,7 @@ from otel_chargy.metrics import (
     ServedFeed,
     build_meter_provider,
 )
+from otel_chargy.parse import ISSUE_KINDS
 from otel_chargy.publication import Outputs
 
 logger = logging.getLogger(__name__)
@@ -388,13 +389,16 @@ def wire_metrics(
     detail: Detail = Detail.CONNECTOR,
     push_health: PushHealth | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    created_series: bool = True,
+    issue_kinds: Iterable[str] = ISSUE_KINDS,
 ) -> MetricsWiring:
     """The one wiring of the metrics, for the service, the tests and the benchmarks.
 
     Two providers, so that the Prometheus reader never collects the snapshot metrics, which are
     rendered once per snapshot instead (exposition.py); the push readers collect those of `detail`."""
     observed = DETAIL_METRICS[detail] if push_readers else ()
-    holder = SnapshotHolder(Outputs(observed=observed, exposition=prometheus is not None), max_staleness_s, monotonic)
+    outputs = Outputs(observed=observed, exposition=prometheus is not None, created_series=created_series)
+    holder = SnapshotHolder(outputs, max_staleness_s, monotonic)
     overflow = OverflowTally([spec.name for spec in SNAPSHOT_METRICS])
     providers: list[MeterProvider] = []
     exposition = None
@@ -409,7 +413,7 @@ def wire_metrics(
                 reader.overflow = overflow
         feed = ServedFeed(holder.served)
         providers.append(build_meter_provider(push_readers, resource, feed, overflow, observed, push_health))
-    return MetricsWiring(holder, tuple(providers), RefreshRecorder(providers), exposition)
+    return MetricsWiring(holder, tuple(providers), RefreshRecorder(providers, issue_kinds), exposition)
 
 
 def shut_down(meter_providers: Sequence[MeterProvider], tracer_provider: TracerProvider, limit_s: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -94,10 +95,10 @@ def test_cache_follows_the_snapshot_and_staleness() -> None:
     exposition, holder, now = serving(first)
     response = exposition.render(None, None)
     assert exposition.render(None, None) is response  # served from memory
-    assert response.chunks[0].startswith(render_snapshot(first).text)
+    assert b"".join(response.chunks).startswith(render_snapshot(first).text)
     holder.publish(second, fetched_at=1)
     changed = exposition.render(None, None)
-    assert changed.chunks[0].startswith(render_snapshot(second).text)
+    assert b"".join(changed.chunks).startswith(render_snapshot(second).text)
     now[0] += 11  # older than the maximum staleness of 10 s
     stale = b"".join(exposition.render(None, None).chunks)
     assert b"chargy_connector_state{" not in stale and b"chargy_feed_up" in stale
@@ -111,7 +112,7 @@ def test_a_response_shows_one_publication() -> None:
     for _ in range(4):
         text = b"".join(exposition.render(None, None).chunks).decode()
         families = {family.name: family for family in text_string_to_metric_families(text)}
-        connectors = len(families["chargy_connector_state"].samples) / 3
+        connectors = len(families["chargy_connector_state"].samples) / len(SimpleState)
         (feed_connectors,) = families["chargy_feed_connectors"].samples
         (feed_stations,) = families["chargy_feed_stations"].samples
         assert feed_connectors.value == connectors
@@ -146,4 +147,24 @@ def test_prometheus_asking_for_openmetrics_gets_valid_openmetrics(accept: str) -
     assert "# UNIT chargy_network_connector_seconds seconds\n" in body
     expected = {spec.prometheus_name.removesuffix("_total") for spec in SNAPSHOT_METRICS}
     assert expected | {"chargy_feed_up", "target"} <= set(families)
-    assert len(families["chargy_connector_state"].samples) == 3 * network.connector_count
+    assert len(families["chargy_connector_state"].samples) == len(SimpleState) * network.connector_count
+
+
+def test_a_rendering_that_reuses_the_previous_one_is_what_a_fresh_one_is() -> None:
+    """Stations that changed, moved, left or came, and a name given to other content: copied lines
+    from the previous rendering must never show an old state."""
+    before = awkward_network()
+    stations = list(before.stations)
+    first_device = stations[3].devices[0]
+    flipped = replace(first_device.connectors[0], raw_state="FAULTED", state=SimpleState.UNAVAILABLE)
+    stations[3] = replace(stations[3], devices=(replace(first_device, connectors=(flipped,)),))
+    stations[5] = replace(stations[5], address="elsewhere")
+    stations[10], stations[20] = stations[20], stations[10]
+    del stations[30]
+    stations.insert(0, generate_network(1, seed=5).stations[0])
+    after = Snapshot(stations=tuple(stations))
+    reused = render_snapshot(after, render_snapshot(before))
+    fresh = render_snapshot(after)
+    assert (reused.text, reused.openmetrics) == (fresh.text, fresh.openmetrics)
+    assert b'state="FAULTED",station="' + stations[4].name.encode() in reused.text
+    assert reused.text != render_snapshot(before).text

@@ -340,11 +340,11 @@ def test_coordinates_on_the_edges_of_the_globe_are_kept(latitude: str | float, l
     assert "invalid_coordinates" not in snapshot.issues
 
 
-def test_an_unknown_status_counts_as_unavailable_and_is_kept() -> None:
+def test_an_unknown_status_counts_as_unknown_and_is_kept() -> None:
     location = dict(EXAMPLE, evses=[{"uid": "u", "status": "out_of_order", "connectors": [{"id": "1"}]}])
     snapshot = parse_ocpi(json.dumps([location]).encode())
     ((_, _, connector),) = snapshot.connectors()
-    assert (connector.raw_state, connector.state) == ("OUT_OF_ORDER", SimpleState.UNAVAILABLE)
+    assert (connector.raw_state, connector.state) == ("OUT_OF_ORDER", SimpleState.UNKNOWN)
     assert snapshot.issues["unknown_state"] == 1
 
 
@@ -511,7 +511,7 @@ def test_feed_settings() -> None:
         (["--feed.url", "/a.json", "--kml-url", "/b.kml"], {}, "--feed.url and --kml-url name two different feeds"),
         ([], {"FEED_URL": "/a.json", "KML_URL": "/b.kml"}, "FEED_URL and KML_URL name two different feeds"),
         (["--feed.format", "json"], {}, "--feed.format 'json': not one of chargy-kml, ocpi"),
-        (["--feed.bbox", "1,2,3,4"], {}, "--feed.bbox filters an OCPI feed"),
+        (["--feed.bbox", "1,2,3,4"], {}, "--feed.bbox filters an OCPI, DATEX II or OICP feed"),
         (["--feed.format", "ocpi", "--feed.bbox", "1,2,3"], {}, "four numbers"),
         (["--feed.format", "ocpi", "--feed.bbox", "1,60,3,50"], {}, "south first"),
         (["--feed.format", "ocpi", "--feed.operator", "NLABC"], {}, "as in NL*ABC,BE*BEC"),

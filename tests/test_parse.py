@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from otel_chargy.generator import generate_network, render_kml
+from otel_chargy.labels import MAX_LABEL_CHARS
 from otel_chargy.model import SimpleState, Snapshot
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import ISSUE_KINDS, SizeBounds, parse_kml
@@ -187,13 +188,17 @@ def test_state_case_and_space_are_normalised() -> None:
     assert (connector.raw_state, connector.state) == ("CHARGING", SimpleState.CHARGING)
 
 
-@pytest.mark.parametrize(("raw", "normalised"), [("", ""), ("Blocked", "BLOCKED"), (None, "")])
-def test_unknown_or_empty_state_is_unavailable_kept_and_counted(raw: str | None, normalised: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [("", ""), ("Blocked", "BLOCKED"), (None, ""), ("working", "WORKING"), ("UNKNOWN", "UNKNOWN")],
+)
+def test_unknown_or_empty_state_is_unknown_kept_and_counted(raw: str | None, normalised: str) -> None:
     entry = {"name": "C", "maxchspeed": 22, "connector": 1, "description": raw}
     snapshot = parse(document(placemark("S", device("CP1", entry))))
     connector = only_connector(snapshot)[2]
-    assert (connector.raw_state, connector.state) == (normalised, SimpleState.UNAVAILABLE)
+    assert (connector.raw_state, connector.state) == (normalised, SimpleState.UNKNOWN)
     assert snapshot.issues == {"unknown_state": 1}
+    assert snapshot.unknown_raw_states() == {normalised: 1}
 
 
 def test_broken_device_json_is_skipped_and_the_rest_used() -> None:
@@ -256,12 +261,14 @@ def test_issue_kinds_are_all_documented() -> None:
                 "Odd", device("CP4", {"name": "O", "maxchspeed": "fast", "connector": 1, "description": "BLOCKED"})
             ),
             placemark("Odd", device("CP5")),
+            placemark("L" * (MAX_LABEL_CHARS + 1), device("CP6", {**twice, "name": "T - \udc00"})),
         )
     )
     counted = set(snapshot.issues)
     assert counted == {
         "placemark_without_name", "invalid_coordinates", "invalid_device_json", "device_without_name",
         "invalid_connector", "invalid_power", "duplicate_connector", "duplicate_station", "unknown_state",
+        "long_text", "invalid_text",
     }  # fmt: skip
     assert documented_kinds("faults.md", "## Parse issues") == counted == set(ISSUE_KINDS)
 
@@ -387,7 +394,12 @@ def test_hostile_documents_are_refused(text: str) -> None:
         (document(placemark("S", device()))[:-20].encode(), Outcome.INVALID_XML),
         (b"<kml><Document><Placemark></Document></kml>", Outcome.INVALID_XML),
         (b"", Outcome.INVALID_XML),
-        (document(placemark("S\xff", device())).encode().replace(b"S\xc3\xbf", b"S\xff\xfe"), Outcome.INVALID_XML),
+        (
+            document(placemark("S\xff", device()), declaration='<?xml version="1.0" encoding="US-ASCII"?>')
+            .encode()
+            .replace(b"S\xc3\xbf", b"S\xff\xfe"),
+            Outcome.INVALID_XML,
+        ),
         (b'{"stations": []}', Outcome.NOT_KML),
         (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><hr></body></html>", Outcome.NOT_KML),
         (b"<html><body><p>Maintenance<br></body></html>", Outcome.NOT_KML),
@@ -405,7 +417,7 @@ def test_hostile_documents_are_refused(text: str) -> None:
         "truncated",
         "mismatched",
         "empty-body",
-        "bad-utf8",
+        "bad-ascii",
         "json",
         "html-doctype",
         "html",
@@ -486,16 +498,50 @@ def test_attributes_are_bounded_on_each_element_and_in_all() -> None:
         parse_kml(spread.replace("<Point>", '<Point q="1">').encode(), bounds)
 
 
+@pytest.mark.parametrize("declaration", ['<?xml version="1.0" encoding="UTF-8"?>', '<?xml version="1.0"?>', ""])
+def test_bytes_that_are_not_utf8_in_a_utf8_document_become_replacement_characters(declaration: str) -> None:
+    text = document(placemark("Gare \xff", device(), address="Rue \xff"), declaration=declaration)
+    body = text.encode().replace("\xff".encode(), b"\xff\xfe")  # two bytes that begin no UTF-8 character
+    snapshot = parse_kml(body)
+    assert (snapshot.stations[0].name, snapshot.stations[0].address) == ("Gare \ufffd\ufffd", "Rue \ufffd\ufffd")
+    assert snapshot.issues == {"invalid_text": 4}
+
+
+def test_a_utf8_replacement_character_the_feed_wrote_is_no_issue() -> None:
+    snapshot = parse(document(placemark("Gare \ufffd", device())))
+    assert snapshot.stations[0].name == "Gare \ufffd" and not snapshot.issues
+
+
+def test_a_lone_surrogate_escape_in_device_json_becomes_a_replacement_character() -> None:
+    connector = {"id": 1, "name": "CP1 - \udc00", "maxchspeed": 22.0, "connector": 1, "description": "AVAILABLE"}
+    snapshot = parse(document(placemark("S", device("CP1", connector))))
+    assert only_connector(snapshot)[2].name == "CP1 - \ufffd" and snapshot.issues == {"invalid_text": 1}
+
+
+def test_every_label_is_cut_at_its_bound_and_counted() -> None:
+    long = "x" * (MAX_LABEL_CHARS + 1)
+    connector = {"id": 1, "name": "C" + long, "maxchspeed": 22.0, "connector": 1, "description": "A" + long}
+    snapshot = parse(document(placemark("S" + long, device("D" + long, connector), address="R" + long)))
+    station, device_read, connector_read = next(iter(snapshot.connectors()))
+    texts = [station.name, station.address, device_read.name, connector_read.name, connector_read.raw_state]
+    assert [len(text) for text in texts] == [MAX_LABEL_CHARS] * 5 and all(text.endswith("…") for text in texts)
+    assert [text[0] for text in texts] == ["S", "R", "D", "C", "A"]
+    assert snapshot.issues == {"long_text": 5, "unknown_state": 1}
+    exact = "y" * MAX_LABEL_CHARS
+    assert parse(document(placemark(exact, device()))).stations[0].name == exact
+
+
 def test_kml_without_placemarks_is_empty() -> None:
     with pytest.raises(FeedError) as caught:
         parse(document())
     assert caught.value.outcome is Outcome.EMPTY
 
 
-def test_kml_whose_placemarks_are_all_unusable_is_empty() -> None:
+def test_kml_whose_placemarks_are_all_unusable_is_empty_and_counts_its_parse_issues() -> None:
     with pytest.raises(FeedError) as caught:
-        parse(document(placemark("", device())))
+        parse(document(placemark("", device()), placemark("", device())))
     assert caught.value.outcome is Outcome.EMPTY
+    assert caught.value.issues == {"placemark_without_name": 2}
 
 
 @pytest.mark.parametrize(
@@ -510,6 +556,7 @@ def test_kml_whose_placemarks_hold_no_connector_is_empty(devices: tuple[str, ...
     assert caught.value.outcome is Outcome.EMPTY
     assert "2 stations hold no usable connector" in caught.value.reason
     assert counted in caught.value.reason
+    assert caught.value.issues == ({"invalid_device_json": 2} if counted else {})
 
 
 def test_one_station_with_a_connector_is_enough() -> None:
