@@ -34,7 +34,7 @@ class PushHealth:
     """How pushing one signal over OTLP goes; given by whoever pushes (see `Pages(push_health=...)`)."""
 
     signal: str
-    """"metrics" or "traces"."""
+    """"metrics", "traces" or "logs"."""
     healthy: bool
     summary: str
     """One line, e.g. "last export succeeded 12 s ago to collector:4317"."""

@@ -137,7 +137,7 @@ class SignalHealth:
     """How the OTLP exports of one signal went, for the log, /metrics and the landing page."""
 
     signal: str
-    """`metrics` or `traces`."""
+    """`metrics`, `traces` or `logs`."""
     exports: int = 0
     failed_exports: int = 0
     last_success_at: float | None = None
@@ -146,7 +146,7 @@ class SignalHealth:
     """What the exporter said about the last failure, e.g. `Received message larger than max (...)`."""
 
 
-SIGNALS = ("metrics", "traces")
+SIGNALS = ("metrics", "traces", "logs")
 
 
 class PushHealth:
