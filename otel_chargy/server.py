@@ -21,7 +21,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from otel_chargy import __version__
-from otel_chargy.api import STATIONS_PATH, STATUS_PATH, StationDocuments, stations_reply, status_reply
+from otel_chargy.api import (
+    API_PREFIX,
+    EVENTS_PATH,
+    STATIONS_PATH,
+    STATUS_PATH,
+    StationDocuments,
+    events_reply,
+    stations_reply,
+    status_reply,
+    unknown_path_reply,
+)
 from otel_chargy.config import ListenAddress
 from otel_chargy.exposition import Exposition
 from otel_chargy.health import FeedHealth, PushHealth, read_health
@@ -29,7 +39,7 @@ from otel_chargy.history import RefreshHistory
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.model import Snapshot
 from otel_chargy.redact import Redactor
-from otel_chargy.reply import PerSnapshot, Reply
+from otel_chargy.reply import PerSnapshot, Reply, gzipped
 from otel_chargy.status_page import Links, PageQuery, StationView, render_page, static_file
 from otel_chargy.webconfig import BasicAuth, WebConfig
 
@@ -124,25 +134,35 @@ class Pages:
         links = Links(self.telemetry_path if self.exposition is not None else None, self._grafana_url)
         return render_page(self._health(), view, PageQuery.parse(query_string), links, self._redactor)
 
-    def page(self, target: str) -> Reply | None:
+    def page(self, target: str, accept_encoding: str | None = None) -> Reply | None:
         """The status page, its static files and the JSON API; None for a path they do not answer."""
         path, _, query_string = target.partition("?")
         reply: Reply | None
+        published = self.holder.current
         if path == "/":
             reply = self.landing_page(query_string)
+        elif path.startswith(STATION_PAGE_PREFIX):
+            reply = self.station_page(path.removeprefix(STATION_PAGE_PREFIX))
         elif path.startswith("/static/"):
             reply = static_file(path.removeprefix("/static/"))
         elif path == STATUS_PATH:
             reply = status_reply(self._health(), self._redactor)
         elif path == STATIONS_PATH or path.startswith(STATIONS_PATH + "/"):
-            published = self.holder.current
             documents = self._station_documents.get(published.snapshot) if published is not None else None
             fetched_at = published.fetched_at if published is not None else 0.0
-            reply = stations_reply(path, documents, fetched_at, self.holder.status.reason, self._redactor)
+            reply = stations_reply(
+                path, documents, fetched_at, self.holder.status.reason, self._redactor, self.holder.events
+            )
+        elif path == EVENTS_PATH:
+            documents = self._station_documents.get(published.snapshot) if published is not None else None
+            reply = events_reply(query_string, self.holder.events, documents, self._redactor)
+        elif path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            reply = unknown_path_reply(path, self._redactor)
         else:
             return None
         if reply is None:
             return None
+        reply = gzipped(reply, accept_encoding)
         return replace(reply, headers={"X-Content-Type-Options": "nosniff", **reply.headers})
 
     def _health(self) -> FeedHealth:
@@ -284,7 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
             response = pages.exposition.render(self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
             headers = {"Content-Encoding": "gzip"} if response.gzipped else {}
             self._send(HTTPStatus.OK, response.chunks, response.content_type, headers)
-        elif (reply := pages.page(self.path)) is not None:
+        elif (reply := pages.page(self.path, self.headers.get("Accept-Encoding"))) is not None:
             self._send(reply.status, reply.chunks, reply.content_type, dict(reply.headers))
         elif self.path == "/healthz":
             self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
