@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 from otel_chargy import __version__
 from otel_chargy.api import (
@@ -39,8 +40,16 @@ from otel_chargy.history import RefreshHistory
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.model import Snapshot
 from otel_chargy.redact import Redactor
-from otel_chargy.reply import PerSnapshot, Reply, gzipped
-from otel_chargy.status_page import Links, PageQuery, StationView, render_page, static_file
+from otel_chargy.reply import PerSnapshot, Reply, accepts_gzip, gzipped
+from otel_chargy.status_page import (
+    STATION_PAGE_PREFIX,
+    Links,
+    PageQuery,
+    StationView,
+    render_page,
+    render_station_page,
+    static_file,
+)
 from otel_chargy.webconfig import BasicAuth, WebConfig
 
 logger = logging.getLogger(__name__)
@@ -103,6 +112,7 @@ class Pages:
         self._station_views = PerSnapshot(lambda snapshot: StationView(snapshot, redactor))
         self._station_documents = PerSnapshot(lambda snapshot: StationDocuments.render(snapshot, redactor))
         self._state_counts = PerSnapshot(Snapshot.count_by_state)
+        self._all_stations_gzipped: tuple[tuple[bytes, ...], Reply] | None = None
         if history is not None:
             history.render_each_snapshot(self.prepare)
 
@@ -132,7 +142,19 @@ class Pages:
         published = self.holder.current
         view = self._station_views.get(published.snapshot) if published is not None else None
         links = Links(self.telemetry_path if self.exposition is not None else None, self._grafana_url)
-        return render_page(self._health(), view, PageQuery.parse(query_string), links, self._redactor)
+        return render_page(
+            self._health(), view, PageQuery.parse(query_string), links, self._redactor, self.holder.events
+        )
+
+    def station_page(self, quoted_name: str) -> Reply:
+        published = self.holder.current
+        view = self._station_views.get(published.snapshot) if published is not None else None
+        documents = self._station_documents.get(published.snapshot) if published is not None else None
+        name = unquote(quoted_name)
+        closest = documents.closest(name) if documents is not None and view is not None else []
+        if view is not None and name.casefold() in view.index_of:
+            closest = []
+        return render_station_page(self._health(), view, name, self.holder.events, self._redactor, closest)
 
     def page(self, target: str, accept_encoding: str | None = None) -> Reply | None:
         """The status page, its static files and the JSON API; None for a path they do not answer."""
@@ -162,8 +184,20 @@ class Pages:
             return None
         if reply is None:
             return None
-        reply = gzipped(reply, accept_encoding)
+        if path.startswith(API_PREFIX):
+            reply = self._gzipped(path, reply, accept_encoding)
         return replace(reply, headers={"X-Content-Type-Options": "nosniff", **reply.headers})
+
+    def _gzipped(self, path: str, reply: Reply, accept_encoding: str | None) -> Reply:
+        """The API's answer compressed when the client takes gzip; every station's, the largest, once per refresh."""
+        if path != STATIONS_PATH or reply.status != HTTPStatus.OK or not accepts_gzip(accept_encoding):
+            return gzipped(reply, accept_encoding)
+        key = tuple(reply.chunks)
+        cached = self._all_stations_gzipped
+        if cached is None or cached[0] != key:
+            cached = (key, gzipped(reply, accept_encoding))
+            self._all_stations_gzipped = cached
+        return cached[1]
 
     def _health(self) -> FeedHealth:
         return read_health(

@@ -248,46 +248,6 @@ def test_the_key_is_redacted_from_the_page(network: Snapshot) -> None:
     assert TEST_API_KEY not in str(soup) and "API-KEY=REDACTED" in soup.get_text()
 
 
-@pytest.mark.parametrize(
-    ("outcome", "reason", "flag"),
-    [
-        (Outcome.HTTP_ERROR, "the feed answered HTTP 401", "API-KEY"),
-        (Outcome.HTTP_ERROR, "the feed answered HTTP 403", "API-KEY"),
-        (Outcome.HTTP_ERROR, "the feed answered HTTP 429", "--refresh-interval"),
-        (Outcome.NETWORK_ERROR, "could not read the feed: ConnectError", "--demo"),
-        (Outcome.TIMEOUT, "the feed did not answer within 30 s", "--fetch-timeout"),
-        (Outcome.TOO_LARGE, "the feed is larger than the limit of 50000000 bytes", "--max-bytes"),
-        (
-            Outcome.TOO_LARGE,
-            "the document holds over 30000 placemarks or 60000 connectors (--max-connectors)",
-            "--max-connectors",
-        ),
-        (Outcome.NOT_KML, "the document is an HTML page, not KML", "otel-chargy check"),
-        (Outcome.NETWORK_ERROR, "could not read feed.kml: No such file or directory", "the path given to --feed.url"),
-        (Outcome.NETWORK_ERROR, "could not read the feed: RemoteProtocolError", "retries with backoff"),
-        (Outcome.HTTP_ERROR, "the feed answered HTTP 503", "retries with backoff"),
-        (Outcome.INTERNAL_ERROR, "unexpected KeyError", "report it"),
-    ],
-)
-def test_each_failure_names_what_to_do(outcome: Outcome, reason: str, flag: str) -> None:
-    advice = advise(outcome, reason)
-    assert advice is not None and flag in advice.next_step
-
-
-@pytest.mark.parametrize(
-    ("reason", "cause"),
-    [
-        ("could not read the feed: ConnectError", "does not resolve, or nothing accepts connections"),
-        ("could not connect to the feed: connection refused", "refused the connection"),
-        ("could not connect to the feed: the host name does not resolve", "does not resolve (DNS)"),
-        ("could not connect to the feed: [Errno -2] Name or service not known", "does not resolve (DNS)"),
-    ],
-)
-def test_a_connection_failure_is_told_as_precisely_as_the_reason_allows(reason: str, cause: str) -> None:
-    advice = advise(Outcome.NETWORK_ERROR, reason)
-    assert advice is not None and cause in advice.cause and "--demo" in advice.next_step
-
-
 def test_status_page_benchmark_smoke_run(tmp_path: Path) -> None:
     """The benchmark runs end to end on a small network (its timings are not judged here)."""
     output = tmp_path / "status_page.json"
