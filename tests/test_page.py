@@ -15,7 +15,7 @@ import pytest
 from bs4 import BeautifulSoup, Tag
 
 from otel_chargy.generator import generate_network, render_kml
-from otel_chargy.health import PushHealth, advise
+from otel_chargy.health import PushHealth
 from otel_chargy.history import RefreshHistory, RefreshRecord
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.model import Snapshot
@@ -48,12 +48,6 @@ def service(network: Snapshot) -> Iterator[ServiceProcess]:
         with ServiceProcess(["--kml-url", feed.url(query=f"API-KEY={TEST_API_KEY}")]) as service:
             wait_until(lambda: service.get("/api/v1/status").json()["up"], "the first refresh")
             yield service
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[browser.Browser]:
-    with browser.Browser() as started:
-        yield started
 
 
 @pytest.fixture(scope="module")
