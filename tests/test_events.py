@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 import pytest
 from bs4 import BeautifulSoup
 
-from otel_chargy.events import EventLog, EventName
+from otel_chargy.events import EventLog, EventName, StationCondition
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.model import Connector, Device, Snapshot, Station, normalise_raw_state, simple_state_of
@@ -116,6 +116,10 @@ def test_the_sequence_gives_exactly_the_events_it_implies() -> None:
     ]
 
 
+def _problems(events: EventLog) -> list[StationCondition]:
+    return list(events.problems)
+
+
 def test_a_station_is_down_since_the_refresh_that_saw_it_and_the_first_refresh_says_at_least() -> None:
     events = EventLog()
     down_from_the_start = network(1)
@@ -125,11 +129,11 @@ def test_a_station_is_down_since_the_refresh_that_saw_it_and_the_first_refresh_s
         BETA, "all unavailable", 50.0, True,
     )  # fmt: skip
     events.observe(network(0), at=60.0)
-    assert len(events.problems) == 0
+    assert _problems(events) == []
     events.observe(network(1), at=70.0)
-    assert [(c.since, c.since_start) for c in events.problems] == [(70.0, False)]
+    assert [(c.since, c.since_start) for c in _problems(events)] == [(70.0, False)]
     events.observe(network(2), at=80.0)  # still down, other raw state: still since 70
-    assert [c.since for c in events.problems] == [70.0]
+    assert [c.since for c in _problems(events)] == [70.0]
 
 
 def test_events_are_kept_within_the_bound_newest_first() -> None:
