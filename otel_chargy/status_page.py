@@ -194,6 +194,36 @@ def _outline(frame: _Frame, places: Sequence[tuple[float, float]]) -> str:
     return '<g class="outline">' + "".join(paths) + "</g>"
 
 
+class _Spots:
+    """Where problem dots are drawn: one near another moves aside, along a spiral, until no dot covers
+    the middle of another, so that every station with a problem can be seen. A grid of cells the size
+    of the distance kept makes each placement look at its neighbours only."""
+
+    def __init__(self, distance: float) -> None:
+        self._distance = distance
+        self._cells: dict[tuple[int, int], list[tuple[float, float]]] = {}
+
+    def _clear(self, x: float, y: float) -> bool:
+        column, row = int(x // self._distance), int(y // self._distance)
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                for other_x, other_y in self._cells.get((column + dx, row + dy), ()):
+                    if math.hypot(x - other_x, y - other_y) < self._distance:
+                        return False
+        return True
+
+    def free_near(self, x: float, y: float) -> tuple[float, float]:
+        step = self._distance / 2
+        for turn in range(2000):
+            angle = turn * 0.5
+            spot_x, spot_y = x + math.cos(angle) * step * angle / math.pi, y + math.sin(angle) * step * angle / math.pi
+            if self._clear(spot_x, spot_y):
+                break
+        cell = (int(spot_x // self._distance), int(spot_y // self._distance))
+        self._cells.setdefault(cell, []).append((spot_x, spot_y))
+        return spot_x, spot_y
+
+
 class StationView:
     """The station part of the page for one snapshot: table rows, sort orders and the map, rendered once."""
 
@@ -259,18 +289,20 @@ class StationView:
             frame = _Frame.around(latitudes, longitudes)
             outline = _outline(frame, list(zip(longitudes, latitudes, strict=True)))
             self._dot_order = sorted(placed, key=lambda index: _DRAWING_ORDER[self.states[index]])
+            spots = _Spots(_PROBLEM_DOT_RADIUS * 1.2)
             for index in self._dot_order:
                 station, station_counts, state = stations[index], counts[index], self.states[index]
                 assert station.latitude is not None and station.longitude is not None
+                x, y = frame.x(station.longitude), frame.y(station.latitude)
+                if state.is_problem:
+                    x, y = spots.free_near(x, y)
                 title = (
                     f"{station.name}: {station_counts[SimpleState.AVAILABLE]} available, "
                     f"{station_counts[SimpleState.CHARGING]} charging, "
                     f"{station_counts[SimpleState.UNAVAILABLE]} unavailable"
                 )
                 radius = _PROBLEM_DOT_RADIUS if state.is_problem else _DOT_RADIUS
-                attributes = (
-                    f'cx="{frame.x(station.longitude):.1f}" cy="{frame.y(station.latitude):.1f}" r="{radius:g}"'
-                )
+                attributes = f'cx="{x:.1f}" cy="{y:.1f}" r="{radius:g}"'
                 tail = f"><title>{_escape(title)}</title></circle>"
                 css = _CSS_CLASS[state]
                 self._dots.append(redactor(f'<circle class="{css}" {attributes}{tail}').encode())

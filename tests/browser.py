@@ -17,10 +17,13 @@ import fcntl
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -192,8 +195,86 @@ class Tab:
         clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": scale}
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", {"format": "png", "clip": clip})["data"]))
 
+    def picture(self, x: float, y: float, width: float, height: float, path: Path | None = None) -> Picture:
+        """What the screen shows of a region of the page (CSS pixels, relative to the document), as pixels;
+        saved as PNG to `path` too, for a person to look at."""
+        clip = {"x": x, "y": y, "width": width, "height": height, "scale": 1}
+        png = base64.b64decode(self.send("Page.captureScreenshot", {"format": "png", "clip": clip})["data"])
+        if path is not None:
+            path.write_bytes(png)
+        return Picture.decode(png)
+
     def close(self) -> None:
         self._browser.send("Target.closeTarget", {"targetId": self._target})
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decoded PNG screenshot: 8-bit RGB or RGBA, as Chromium writes them."""
+
+    width: int
+    height: int
+    channels: int
+    pixels: bytes
+
+    @classmethod
+    def decode(cls, png: bytes) -> Picture:
+        assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+        at, header, data = 8, b"", b""
+        while at < len(png):
+            (length,) = struct.unpack(">I", png[at : at + 4])
+            kind, chunk = png[at + 4 : at + 8], png[at + 8 : at + 8 + length]
+            if kind == b"IHDR":
+                header = chunk
+            elif kind == b"IDAT":
+                data += chunk
+            at += 12 + length
+        width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+        assert depth == 8 and colour in (2, 6) and interlace == 0, (depth, colour, interlace)
+        channels = 3 if colour == 2 else 4
+        raw = zlib.decompress(data)
+        stride = width * channels
+        previous = bytearray(stride)
+        rows = []
+        for row in range(height):
+            start = row * (stride + 1)
+            kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+            if kind == 1:
+                for i in range(channels, stride):
+                    line[i] = (line[i] + line[i - channels]) & 0xFF
+            elif kind == 2:
+                line = bytearray((a + b) & 0xFF for a, b in zip(line, previous, strict=True))
+            elif kind == 3:
+                for i in range(stride):
+                    left = line[i - channels] if i >= channels else 0
+                    line[i] = (line[i] + ((left + previous[i]) >> 1)) & 0xFF
+            elif kind == 4:
+                for i in range(stride):
+                    a = line[i - channels] if i >= channels else 0
+                    b, c = previous[i], previous[i - channels] if i >= channels else 0
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+            rows.append(bytes(line))
+            previous = line
+        return cls(width, height, channels, b"".join(rows))
+
+    def rgb(self, x: int, y: int) -> tuple[int, int, int]:
+        at = (y * self.width + x) * self.channels
+        red, green, blue = self.pixels[at : at + 3]
+        return red, green, blue
+
+    def count(self, colour: tuple[int, int, int], tolerance: int = 8) -> int:
+        """Pixels of about `colour`."""
+        red, green, blue = colour
+        pixels, channels = self.pixels, self.channels
+        return sum(
+            1
+            for at in range(0, len(pixels), channels)
+            if abs(pixels[at] - red) <= tolerance
+            and abs(pixels[at + 1] - green) <= tolerance
+            and abs(pixels[at + 2] - blue) <= tolerance
+        )
 
 
 if __name__ == "__main__":
