@@ -8,6 +8,7 @@ picks and joins ready rows and renders only the small parts that change between 
 
 from __future__ import annotations
 
+import functools
 import html
 import itertools
 import json
@@ -150,14 +151,29 @@ class _Frame:
         return self.west, self.north - self.height / self.scale, east, self.north
 
 
+@dataclass(frozen=True, slots=True)
+class _Country:
+    name: str
+    rings: tuple[tuple[tuple[float, float], ...], ...]
+    """Outer rings of (longitude, latitude)."""
+    boxes: tuple[tuple[float, float, float, float], ...]
+    """Each ring's west, south, east, north."""
+
+
 @cache
-def _countries() -> list[tuple[str, list[list[tuple[float, float]]]]]:
-    """Natural Earth's outlines (static/boundaries/README.md): (name, rings of (longitude, latitude))."""
+def _countries() -> tuple[_Country, ...]:
+    """Natural Earth's outlines (static/boundaries/README.md), smallest first: a point is looked for in
+    a small country before the large ones around it."""
     data = json.loads((resources.files("otel_chargy") / "static" / "boundaries" / "europe-50m.json").read_bytes())
-    return [
-        (country["name"], [[(float(x), float(y)) for x, y in ring] for ring in country["rings"]])
-        for country in data["countries"]
-    ]
+    countries = []
+    for country in data["countries"]:
+        rings = tuple(tuple((float(x), float(y)) for x, y in ring) for ring in country["rings"])
+        boxes = tuple(
+            (min(x for x, _ in ring), min(y for _, y in ring), max(x for x, _ in ring), max(y for _, y in ring))
+            for ring in rings
+        )
+        countries.append(_Country(country["name"], rings, boxes))
+    return tuple(sorted(countries, key=lambda country: sum(len(ring) for ring in country.rings)))
 
 
 def _inside(ring: Sequence[tuple[float, float]], x: float, y: float) -> bool:
@@ -168,29 +184,41 @@ def _inside(ring: Sequence[tuple[float, float]], x: float, y: float) -> bool:
     return inside
 
 
+def _country_of(x: float, y: float) -> str | None:
+    for country in _countries():
+        for ring, (west, south, east, north) in zip(country.rings, country.boxes, strict=True):
+            if west <= x <= east and south <= y <= north and _inside(ring, x, y):
+                return country.name
+    return None
+
+
 def _outline(frame: _Frame, places: Sequence[tuple[float, float]]) -> str:
     """The land in view, as SVG paths; the country that holds most of the stations stands out."""
+    sample = places[:: max(1, len(places) // 50)]
+    holding: dict[str | None, int] = {}
+    for x, y in sample:
+        name = _country_of(x, y)
+        holding[name] = holding.get(name, 0) + 1
+    home = max((name for name in holding if name is not None), key=lambda name: holding[name], default=None)
+    return _outline_paths(frame, home)
+
+
+@functools.lru_cache(maxsize=4)
+def _outline_paths(frame: _Frame, home: str | None) -> str:
+    """The paths of the countries in view: the same for every snapshot of a network that keeps its extent."""
     west, south, east, north = frame.bounds()
-    shown: list[tuple[str, list[list[tuple[float, float]]]]] = []
-    for name, rings in _countries():
+    paths = []
+    for country in sorted(_countries(), key=lambda country: country.name):
         near = [
             ring
-            for ring in rings
-            if min(x for x, _ in ring) < east
-            and max(x for x, _ in ring) > west
-            and min(y for _, y in ring) < north
-            and max(y for _, y in ring) > south
+            for ring, (ring_west, ring_south, ring_east, ring_north) in zip(country.rings, country.boxes, strict=True)
+            if ring_west < east and ring_east > west and ring_south < north and ring_north > south
         ]
-        if near:
-            shown.append((name, near))
-    sample = places[:: max(1, len(places) // 200)]
-    holding = [sum(1 for x, y in sample if any(_inside(ring, x, y) for ring in rings)) for _, rings in shown]
-    home = holding.index(max(holding)) if holding and max(holding) > 0 else -1
-    paths = []
-    for index, (name, rings) in enumerate(shown):
-        d = "".join("M" + "L".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in ring) + "Z" for ring in rings)
-        kind = "land home" if index == home else "land"
-        paths.append(f'<path class="{kind}" d="{d}"><title>{_escape(name)}</title></path>')
+        if not near:
+            continue
+        d = "".join("M" + "L".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in ring) + "Z" for ring in near)
+        kind = "land home" if country.name == home else "land"
+        paths.append(f'<path class="{kind}" d="{d}"><title>{_escape(country.name)}</title></path>')
     return '<g class="outline">' + "".join(paths) + "</g>"
 
 
