@@ -151,9 +151,8 @@ class Pages:
         view = self._station_views.get(published.snapshot) if published is not None else None
         documents = self._station_documents.get(published.snapshot) if published is not None else None
         name = unquote(quoted_name)
-        closest = documents.closest(name) if documents is not None and view is not None else []
-        if view is not None and name.casefold() in view.index_of:
-            closest = []
+        found = view is not None and name.casefold() in view.index_of
+        closest = documents.closest(name) if documents is not None and not found else []
         return render_station_page(self._health(), view, name, self.holder.events, self._redactor, closest)
 
     def page(self, target: str, accept_encoding: str | None = None) -> Reply | None:

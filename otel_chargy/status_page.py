@@ -8,6 +8,7 @@ picks and joins ready rows and renders only the small parts that change between 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import html
 import itertools
@@ -106,6 +107,7 @@ _CSS_CLASS = {
 _DRAWING_ORDER = {StationState.FREE: 0, StationState.BUSY: 1, StationState.UNKNOWN: 2, StationState.DOWN: 3}
 
 
+@functools.lru_cache(maxsize=65_536)
 def station_path(name: str) -> str:
     """The station's own page: a stable URL, its name URL-encoded."""
     return STATION_PAGE_PREFIX + quote(name, safe="")
@@ -263,6 +265,9 @@ class StationView:
         self.states = [state_of_station(station) for station in stations]
         sort_keys = [station.name.casefold() for station in stations]
         self.match_keys = [filter_key(station.name) for station in stations]
+        # The keys in one text, each after a NUL, so that a filter is a scan of it in C rather than a loop here.
+        self._keys_text = "".join("\0" + key for key in self.match_keys)
+        self._key_starts = list(itertools.accumulate((len(key) + 1 for key in self.match_keys), initial=0))[:-1]
         self.index_of: dict[str, int] = {}
         """Casefolded name -> the first station of that name."""
         for index, key in enumerate(sort_keys):
@@ -359,13 +364,25 @@ class StationView:
         self._map_tail += redactor(tail + "</div>\n").encode()
         self.map = self._map_head + b"".join(self._dots) + self._map_tail
 
-    def map_matching(self, needle: str) -> list[bytes]:
-        """The map with the stations that do not match `needle` (a filter key) dimmed, as typing does."""
-        if not needle:
+    def matching(self, needle: str) -> set[int]:
+        """The stations whose filter key holds `needle` (a filter key)."""
+        needle = needle.replace("\0", "")
+        text, starts = self._keys_text, self._key_starts
+        found: set[int] = set()
+        at = text.find(needle)
+        while at >= 0:
+            index = bisect.bisect_right(starts, at) - 1
+            found.add(index)
+            # On to the next station's key: one match is enough.
+            at = text.find(needle, starts[index + 1]) if index + 1 < len(starts) else -1
+        return found
+
+    def map_matching(self, matched: set[int] | None) -> list[bytes]:
+        """The map with the stations not `matched` dimmed, as typing does; None: no filter."""
+        if matched is None:
             return [self.map]
-        keys = self.match_keys
         dots, dim = self._dots, self._dim_dots
-        drawn = [dots[at] if needle in keys[index] else dim[at] for at, index in enumerate(self._dot_order)]
+        drawn = [dots[at] if index in matched else dim[at] for at, index in enumerate(self._dot_order)]
         return [self._map_head, b"".join(drawn), self._map_tail]
 
 
@@ -714,9 +731,9 @@ def render_page(
     else:
         order = view.orders[query.sort]
         needle = filter_key(query.q)
-        if needle:
-            keys = view.match_keys
-            order = [index for index in order if needle in keys[index]]
+        matched = view.matching(needle) if needle else None
+        if matched is not None:
+            order = [index for index in order if index in matched]
         matches = len(order)
         last_page = max(1, math.ceil(matches / ROWS_PER_PAGE))
         query = PageQuery(query.q, query.sort, min(query.page, last_page))
@@ -724,7 +741,7 @@ def render_page(
         picked = order[first : first + ROWS_PER_PAGE]
         rows = view.rows
         chunks.append(b'<div class="network"><section id="map"><h2>Map</h2>')
-        chunks.extend(view.map_matching(needle))
+        chunks.extend(view.map_matching(matched))
         chunks.append(b"</section>\n")
         chunks.append(redactor(_stations_head(view, query, len(picked), matches, first)).encode())
         chunks.append(b"".join([rows[index] for index in picked]))
