@@ -5,9 +5,11 @@ decoded from the wire by the test receiver, over gRPC and over HTTP."""
 from __future__ import annotations
 
 import gzip
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -301,6 +303,14 @@ def test_the_events_of_one_station_in_any_case_since_a_time_and_limited(run: Run
     recent = service.get("/api/v1/events?" + urlencode({"since": since})).json()["events"]
     assert all(event["at"] >= since for event in recent) and len(recent) < len(EXPECTED)
     assert len(service.get("/api/v1/events?limit=2").json()["events"]) == 2
+
+
+def test_the_docs_show_the_events_as_the_api_answers_them(run: Run) -> None:
+    page = (Path(__file__).parent.parent / "docs" / "status-page.md").read_text()
+    section = page.split("## State changes (events)", 1)[1]
+    example = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    answer = run.services["grpc"].get("/api/v1/events").json()
+    assert set(example) == set(answer) and set(example["events"][0]) == set(answer["events"][0])
 
 
 @pytest.mark.parametrize(
