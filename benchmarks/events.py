@@ -174,7 +174,7 @@ def main() -> None:
     print("| --- |" + " ---: |" * len(sizes))
     for name in names:
         print(f"| {name} | " + " | ".join(f"{figures[name]:.4g}" for figures in sizes.values()) + " |")
-    memory = event_memory(1000, args.events)
+    memory = event_memory(min(args.sizes), args.events)  # today's network by default
     print(
         f"\nEvents' memory: {memory['bytes_per_event']:.0f} bytes an event, {memory['mib_at_bound']} MiB for "
         f"{args.events} events; and {memory['state_bytes_per_connector']:.0f} bytes a connector for the states "

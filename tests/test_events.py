@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 import pytest
 from bs4 import BeautifulSoup
 
-from otel_chargy.events import EventLog, EventName, StationCondition
+from otel_chargy.events import EventLog, EventName, StationCondition, station_state
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.model import Connector, Device, Snapshot, Station, normalise_raw_state, simple_state_of
@@ -116,6 +116,21 @@ def test_the_sequence_gives_exactly_the_events_it_implies() -> None:
         (BETA, EventName.STATION_RECOVERED),
         (BETA, EventName.CONNECTOR_STATE),
     ]
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        (["available", "unavailable"], "free"),
+        (["charging", "unavailable", "unknown"], "busy"),
+        (["unavailable", "unavailable"], "all unavailable"),
+        (["unavailable", "unknown"], "all unavailable"),
+        (["unknown", "unknown"], "unknown"),
+        ([], "all unavailable"),
+    ],
+)
+def test_a_station_is_free_busy_down_or_unknown_by_its_connectors(states: list[str], expected: str) -> None:
+    assert station_state(states).value == expected
 
 
 def _problems(events: EventLog) -> list[StationCondition]:
