@@ -134,12 +134,28 @@ class Browser:
                     return self._events.pop(index)
             self._events.append(self._read_message(deadline))
 
-    def open(self, url: str, *, javascript: bool = True, width: int = 1280, height: int = 900) -> Tab:
-        """A new tab that has loaded `url` (its load event fired: deferred scripts have run)."""
+    def events_of(self, session: str) -> list[dict[str, Any]]:
+        """The events of a tab received so far and not waited for."""
+        return [event for event in self._events if event.get("sessionId") == session]
+
+    def open(
+        self, url: str, *, javascript: bool = True, width: int = 1280, height: int = 900, watch: bool = False
+    ) -> Tab:
+        """A new tab that has loaded `url` (its load event fired: deferred scripts have run). `watch`: record
+        every request the page makes (`Tab.requests`) and every Content-Security-Policy violation
+        (`Tab.violations`)."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         tab = Tab(self, target, session)
         tab.send("Page.enable")
+        if watch:
+            tab.send("Network.enable")
+            listener = (
+                "window.cspViolations = [];"
+                "document.addEventListener('securitypolicyviolation', event => "
+                "window.cspViolations.push(event.violatedDirective + ' ' + event.blockedURI));"
+            )
+            tab.send("Page.addScriptToEvaluateOnNewDocument", {"source": listener})
         tab.send(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
@@ -159,6 +175,20 @@ class Tab:
 
     def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._browser.send(method, params, self._session)
+
+    def requests(self) -> list[str]:
+        """The URLs this tab has asked for so far (opened with `watch=True`)."""
+        self.evaluate("0")  # reads what Chromium has sent meanwhile
+        return [
+            event["params"]["request"]["url"]
+            for event in self._browser.events_of(self._session)
+            if event.get("method") == "Network.requestWillBeSent"
+        ]
+
+    def violations(self) -> list[str]:
+        """The Content-Security-Policy violations the page met (opened with `watch=True`)."""
+        found: list[str] = self.evaluate("window.cspViolations")
+        return found
 
     def dom(self) -> BeautifulSoup:
         """The document as the browser holds it now."""

@@ -249,6 +249,23 @@ def test_the_map_zooms_and_pans_with_javascript_and_stays_fixed_without(
     tab.close()
 
 
+@pytest.mark.parametrize("path", ["/", "/?q=gare", "/station/"], ids=["page", "filtered", "station"])
+def test_the_page_fetches_nothing_from_outside_and_breaks_no_rule_of_its_policy(
+    sites: Callable[[int], Site], chromium: Browser, path: str
+) -> None:
+    site = sites(1000)
+    if path == "/station/":
+        path += quote(site.network.down[0].name, safe="")
+    tab = chromium.open(site.url + path, watch=True)
+    if not path.startswith("/station/"):
+        tab.click('button[data-zoom="in"]')  # the script at work, under the policy
+    requests = tab.requests()
+    violations = tab.violations()
+    tab.close()
+    assert requests and all(url.startswith(site.url + "/") for url in requests), requests
+    assert violations == []
+
+
 def _inside(ring: list[tuple[float, float]], x: float, y: float) -> bool:
     """Ray casting, written here apart from the page's own."""
     crossings = 0

@@ -17,7 +17,7 @@ from bs4 import BeautifulSoup, Tag
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.health import PushHealth
 from otel_chargy.history import RefreshHistory, RefreshRecord
-from otel_chargy.holder import SnapshotHolder
+from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
 from otel_chargy.publication import Outputs
@@ -320,6 +320,22 @@ def test_the_last_20_refreshes_are_shown_newest_first_and_failing_since_outlives
     # Failing since the first of the 25 failures, though the list no longer holds it.
     assert document["since"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started + 1))
     assert document["next_refresh_at"] is not None
+
+
+def test_one_refresh_is_told_in_the_singular_and_flags_do_not_break_at_their_hyphens(network: Snapshot) -> None:
+    history = RefreshHistory()
+    history.record(
+        RefreshRecord(time.time(), Outcome.NETWORK_ERROR, "name feed.invalid not resolved (x)", 0.1, None, None)
+    )
+    holder = SnapshotHolder(Outputs(observed=(), exposition=False), 600)
+    holder.record(RefreshStatus(Outcome.NETWORK_ERROR, "name feed.invalid not resolved (x)", time.time()))
+    soup = _html(Pages(holder, None, "/metrics", "test feed", Redactor([]), history=history), "/")
+    heading = soup.select_one("#refreshes h2")
+    assert heading is not None and heading.get_text() == "The last refresh"
+    flags = [code.get_text() for code in soup.select("#health code.flag")]
+    assert "--feed.url" in flags
+    css = (Path(__file__).parent.parent / "otel_chargy" / "static" / "status.css").read_text()
+    assert "code.flag { white-space: nowrap;" in css
 
 
 def test_each_new_snapshot_is_rendered_in_the_refresh_thread_and_a_failing_renderer_harms_nothing(
