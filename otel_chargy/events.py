@@ -9,6 +9,7 @@ ring (`--events.max`); the states' "since" outlive it. Pure: no I/O, no clock; t
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from otel_chargy.model import SimpleState, Snapshot, Station
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_EVENTS = 50_000
 """A day of today's network (about 2,700 connectors) with room: measured in benchmarks/events.py."""
@@ -190,7 +193,10 @@ class EventLog:
             with self._lock:
                 self._events.extend(events)
             for listener in self._listeners:
-                listener(events)
+                try:
+                    listener(events)
+                except Exception:  # the refresh must outlive a bug in an output: the events stay kept
+                    logger.exception("passing on the state-change events failed", extra={"events": len(events)})
         return events
 
     def _station(self, name: str, state: StationState, at: float, first: bool, events: list[Event]) -> StationCondition:

@@ -165,6 +165,22 @@ def test_events_are_kept_within_the_bound_newest_first() -> None:
     assert {event.at for event in events.newest(since=190.0)} == {float(step) for step in range(190, 200)}
 
 
+def test_an_output_that_fails_loses_no_event_and_stops_no_refresh(caplog: pytest.LogCaptureFixture) -> None:
+    holder = SnapshotHolder(Outputs(), 600)
+    given: list[int] = []
+
+    def broken(events: object) -> None:
+        raise RuntimeError("the exporter broke")
+
+    holder.events.subscribe(broken)
+    holder.events.subscribe(lambda events: given.append(len(events)))
+    holder.publish(network(0), 10.0)
+    holder.publish(network(1), 20.0)
+    assert holder.latest is not None and holder.latest.snapshot.stations == network(1).stations
+    assert len(holder.events) == 3 and given == [3]
+    assert "passing on the state-change events failed" in caplog.text
+
+
 # --- the service, for real -------------------------------------------------------------------------
 
 
