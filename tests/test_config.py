@@ -73,7 +73,7 @@ def test_the_events_go_as_logs_where_otel_logs_exporter_says_and_their_bound_is_
     protocols = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/protobuf"}
     assert load_config([], protocols).otlp_logs_protocol == "http/protobuf"
     assert config_error([], {"OTEL_LOGS_EXPORTER": "loki"}).startswith("OTEL_LOGS_EXPORTER 'loki'")
-    assert load_config([], {}).events_max == 50_000
+    assert load_config([], {}).events_max == 100_000
     assert load_config(["--events.max", "200"], {}).events_max == 200
     assert load_config([], {"CHARGY_EVENTS_MAX": "1000"}).events_max == 1000
     assert config_error(["--events.max", "10"], {}).startswith("--events.max '10'")

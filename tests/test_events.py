@@ -239,7 +239,7 @@ def test_the_api_lists_exactly_the_events_newest_first(run: Run, protocol: str) 
     assert [_as_tuple(event) for event in document["events"]] == [expected[1:] for expected in reversed(EXPECTED)]
     times = [event["at"] for event in document["events"]]
     assert times == sorted(times, reverse=True) and all(at.endswith("Z") for at in times)
-    assert document["kept"] == len(EXPECTED) and document["max_kept"] == 50_000
+    assert document["kept"] == len(EXPECTED) and document["max_kept"] == 100_000
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
