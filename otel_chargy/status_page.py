@@ -18,7 +18,6 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from http import HTTPStatus
 from importlib import resources
 from urllib.parse import parse_qs, quote, urlencode
@@ -162,7 +161,7 @@ class _Country:
     """Each ring's west, south, east, north."""
 
 
-@cache
+@functools.cache
 def _countries() -> tuple[_Country, ...]:
     """Natural Earth's outlines (static/boundaries/README.md), smallest first: a point is looked for in
     a small country before the large ones around it."""
