@@ -29,9 +29,6 @@ EVENT_BYTES = 345
 ConnectorKey = tuple[str, str, str]
 """(station, device, connector) names: what identifies a connector from one refresh to the next."""
 
-UNKNOWN = "unknown"
-"""The simple state of a status that cannot be read."""
-
 
 class StationState(StrEnum):
     """A station as a person asks after it: can I charge there?"""
@@ -56,9 +53,9 @@ def station_state(states: Iterable[str]) -> StationState:
         return StationState.FREE
     if SimpleState.CHARGING.value in seen:
         return StationState.BUSY
-    if seen and seen <= {UNKNOWN}:
-        return StationState.UNKNOWN
-    return StationState.DOWN
+    if SimpleState.UNAVAILABLE.value in seen:
+        return StationState.DOWN  # every connector whose state is known is unavailable
+    return StationState.UNKNOWN
 
 
 def state_of_station(station: Station) -> StationState:

@@ -37,7 +37,7 @@ CONTENT_SECURITY_POLICY = (
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 HTML_TYPE = "text/html; charset=utf-8"
-SORTS = ("name", "available", "charging", "unavailable", "power")
+SORTS = ("name", "available", "charging", "unavailable", "unknown", "power")
 STATIC_FILES = {"status.css": "text/css; charset=utf-8", "status.js": "text/javascript; charset=utf-8"}
 
 STATION_PAGE_PREFIX = "/station/"
@@ -101,6 +101,12 @@ _CSS_CLASS = {
     StationState.BUSY: "busy",
     StationState.DOWN: "down",
     StationState.UNKNOWN: "unknown",
+}
+_ROW_LABEL = {
+    StationState.FREE: "free",
+    StationState.BUSY: "busy",
+    StationState.DOWN: "all unavailable",
+    StationState.UNKNOWN: "state unknown",
 }
 # Problems last: drawn on top of the others, and larger.
 _DRAWING_ORDER = {StationState.FREE: 0, StationState.BUSY: 1, StationState.UNKNOWN: 2, StationState.DOWN: 3}
@@ -286,6 +292,7 @@ class StationView:
             "available": by_count(SimpleState.AVAILABLE),
             "charging": by_count(SimpleState.CHARGING),
             "unavailable": by_count(SimpleState.UNAVAILABLE),
+            "unknown": by_count(SimpleState.UNKNOWN),
             "power": sorted(by_name, key=lambda index: (-powers[index], rank[index])),
         }
         self._render_map(stations, counts, redactor)
@@ -293,13 +300,17 @@ class StationView:
     @staticmethod
     def _row(station: Station, counts: dict[SimpleState, int], power_kw: float, state: StationState) -> str:
         css = _CSS_CLASS[state]
+        label = _ROW_LABEL[state]
+        if state is StationState.DOWN and counts[SimpleState.UNKNOWN]:
+            label = "none available"  # the others' state is unknown: not known to be all unavailable
         return (
-            f'<tr class="{css}"><td data-label="State"><span class="dot {css}"></span>{state.value}</td>'
+            f'<tr class="{css}"><td data-label="State"><span class="dot {css}"></span>{label}</td>'
             f'<td data-label="Station"><a href="{station_path(station.name)}">{_escape(station.name)}</a></td>'
             f'<td data-label="Address">{_escape(station.address)}</td>'
             f'<td class="n" data-label="Available">{counts[SimpleState.AVAILABLE]}</td>'
             f'<td class="n" data-label="Charging">{counts[SimpleState.CHARGING]}</td>'
             f'<td class="n" data-label="Unavailable">{counts[SimpleState.UNAVAILABLE]}</td>'
+            f'<td class="n" data-label="Unknown">{counts[SimpleState.UNKNOWN]}</td>'
             f'<td class="n" data-label="Power">{_power(power_kw)}</td></tr>\n'
         )
 
@@ -331,7 +342,8 @@ class StationView:
                 title = (
                     f"{station.name}: {station_counts[SimpleState.AVAILABLE]} available, "
                     f"{station_counts[SimpleState.CHARGING]} charging, "
-                    f"{station_counts[SimpleState.UNAVAILABLE]} unavailable"
+                    f"{station_counts[SimpleState.UNAVAILABLE]} unavailable, "
+                    f"{station_counts[SimpleState.UNKNOWN]} unknown"
                 )
                 radius = _PROBLEM_DOT_RADIUS if state.is_problem else _DOT_RADIUS
                 attributes = f'cx="{x:.1f}" cy="{y:.1f}" r="{radius:g}"'
@@ -355,7 +367,7 @@ class StationView:
         tail = (
             '<p class="legend"><span class="dot free"></span>a connector available '
             '<span class="dot busy"></span>all in use <span class="dot down"></span>all unavailable '
-            '<span class="dot unknown"></span>unknown; larger dots: stations with a problem</p>'
+            '<span class="dot unknown"></span>state unknown; larger dots: stations with a problem, drawn on top</p>'
         )
         if unplaced:
             names = ", ".join(_escape(name) for name in unplaced)
@@ -497,7 +509,8 @@ def _health_part(health: FeedHealth, now: float) -> str:
         rows.append(
             (
                 "Snapshot",
-                f"{snapshot.stations} stations, {snapshot.connectors} connectors ({by_state}), "
+                (f"{_escape(snapshot.version)}: " if snapshot.version else "")
+                + f"{snapshot.stations} stations, {snapshot.connectors} connectors ({by_state}), "
                 f"fetched {_time(snapshot.fetched_at, now)}{stale}",
             )
         )
@@ -572,10 +585,11 @@ def _stations_head(view: StationView, query: PageQuery, shown: int, matches: int
         "available": "Available",
         "charging": "Charging",
         "unavailable": "Unavailable",
+        "unknown": "Unknown",
         "power": "Power",
     }
-    for column in ("state", "name", "address", "available", "charging", "unavailable", "power"):
-        numeric = ' class="n"' if column in ("available", "charging", "unavailable", "power") else ""
+    for column in ("state", "name", "address", "available", "charging", "unavailable", "unknown", "power"):
+        numeric = ' class="n"' if column in ("available", "charging", "unavailable", "unknown", "power") else ""
         if column in titles:
             current = ' aria-sort="ascending"' if column == query.sort and column == "name" else ""
             if column == query.sort and column != "name":
@@ -691,7 +705,7 @@ def _event_class(event: Event) -> str:
         return "better"
     if event.name in (EventName.STATION_DOWN, EventName.STATION_UNKNOWN) or event.to_state in (
         SimpleState.UNAVAILABLE.value,
-        "unknown",
+        SimpleState.UNKNOWN.value,
         None,
     ):
         return "worse"

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,6 +63,7 @@ from otel_chargy.metrics import (
     ServedFeed,
     build_meter_provider,
 )
+from otel_chargy.parse import ISSUE_KINDS
 from otel_chargy.publication import Outputs
 
 logger = logging.getLogger(__name__)
@@ -505,6 +506,7 @@ def wire_metrics(
     push_health: PushHealth | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     events: EventLog | None = None,
+    issue_kinds: Iterable[str] = ISSUE_KINDS,
 ) -> MetricsWiring:
     """The one wiring of the metrics, for the service, the tests and the benchmarks.
 
@@ -527,7 +529,7 @@ def wire_metrics(
                 reader.overflow = overflow
         feed = ServedFeed(holder.served)
         providers.append(build_meter_provider(push_readers, resource, feed, overflow, observed, push_health))
-    return MetricsWiring(holder, tuple(providers), RefreshRecorder(providers), exposition)
+    return MetricsWiring(holder, tuple(providers), RefreshRecorder(providers, issue_kinds), exposition)
 
 
 def shut_down(

@@ -126,7 +126,7 @@ def test_the_sequence_gives_exactly_the_events_it_implies() -> None:
         (["unavailable", "unavailable"], "all unavailable"),
         (["unavailable", "unknown"], "all unavailable"),
         (["unknown", "unknown"], "unknown"),
-        ([], "all unavailable"),
+        ([], "unknown"),
     ],
 )
 def test_a_station_is_free_busy_down_or_unknown_by_its_connectors(states: list[str], expected: str) -> None:

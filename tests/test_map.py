@@ -36,8 +36,9 @@ HOURS_AGO, MINUTES_AGO = 2 * 3600, 10 * 60
 
 
 def _down(station: Station) -> bool:
-    """Every connector unavailable: written here from the model, not asked of the page."""
-    return all(c.state is SimpleState.UNAVAILABLE for d in station.devices for c in d.connectors)
+    """No connector available or charging (all unavailable, or of unknown state): written here from the
+    model, not asked of the page."""
+    return all(c.state in (SimpleState.UNAVAILABLE, SimpleState.UNKNOWN) for d in station.devices for c in d.connectors)
 
 
 def _broken(station: Station) -> Station:

@@ -108,7 +108,7 @@
   const complete = table.dataset.complete === "1";
   const rows = Array.from(tableBody.rows);
   const total = complete ? rows.length : Number(shown.dataset.total);
-  const columns = { name: 1, available: 3, charging: 4, unavailable: 5, power: 6 };
+  const columns = { name: 1, available: 3, charging: 4, unavailable: 5, unknown: 6, power: 7 };
   // Every station is on the map, whatever the table shows: typing dims the map at any size.
   const dots = Array.from(document.querySelectorAll(".map circle"));
   const serverSummary = shown.textContent;
@@ -119,7 +119,8 @@
   }
   function stationOfDot(dot) {
     const title = dot.querySelector("title").textContent;
-    // "name: 2 available, 0 charging, 1 unavailable": the counts hold no ": ", so the last one ends the name.
+    // "name: 2 available, 0 charging, 1 unavailable, 0 unknown": the counts hold no ": ", so the last one ends
+    // the name.
     return key(title.slice(0, title.lastIndexOf(": ")));
   }
   const dotNames = dots.map(stationOfDot);
