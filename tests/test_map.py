@@ -29,6 +29,7 @@ from tests.browser import Browser, Tab
 
 ROOT = Path(__file__).parent.parent
 DOWN_RED = (0xCF, 0x22, 0x2E)  # --down in status.css
+UNKNOWN_GREY = (0x8C, 0x95, 0x9F)  # --unknown
 HOME_FILL = (0xFF, 0xFF, 0xFF)  # .map path.home
 LAND_FILL = (0xEA, 0xEE, 0xF2)  # .map path.land
 DESKTOP, PHONE = (1280, 900), (390, 844)
@@ -133,7 +134,7 @@ _PROBLEM_DOTS = """
                                                                       Math.sin(k * Math.PI / 4) * r * 0.6]));
     const seen = points.find(([dx, dy]) => document.elementFromPoint(cx + dx, cy + dy) === dot);
     if (seen) {
-      shown.push([name, cx + seen[0], cy + seen[1]]);
+      shown.push([name, cx + seen[0], cy + seen[1], dot.classList.contains("unknown") ? "unknown" : "down"]);
     } else {
       hidden.push([name, cx, cy]);
     }
@@ -175,7 +176,8 @@ def test_down_stations_lead_the_page_and_every_one_shows_on_the_map(
         picture = tab.picture(
             left + scroll_x, top + scroll_y, map_width, map_height, tmp_path / f"map-{size}-{width}.png"
         )
-        for name, x, y in found["shown"]:
+        for name, x, y, kind in found["shown"]:
+            colour = DOWN_RED if kind == "down" else UNKNOWN_GREY
             column, row = int(x - left), int(y - top)
             around = [
                 picture.rgb(column + dx, row + dy)
@@ -183,8 +185,8 @@ def test_down_stations_lead_the_page_and_every_one_shows_on_the_map(
                 for dy in (-1, 0, 1)
                 if 0 <= column + dx < picture.width and 0 <= row + dy < picture.height
             ]
-            assert any(max(abs(a - b) for a, b in zip(pixel, DOWN_RED, strict=True)) <= 12 for pixel in around), (
-                "no red on the screen where the dot is",
+            assert any(max(abs(a - b) for a, b in zip(pixel, colour, strict=True)) <= 12 for pixel in around), (
+                "the dot's colour is not on the screen where it is",
                 name,
                 around,
             )
@@ -199,11 +201,11 @@ def test_down_stations_lead_the_page_and_every_one_shows_on_the_map(
                 ".map(td => { const r = td.getBoundingClientRect(); return [r.left, r.right, r.width,"
                 " getComputedStyle(td).display, getComputedStyle(td, '::before').content]; })"
             )
-            assert len(cells) == 30 * 7
+            assert len(cells) == 30 * 8
             assert all(cell[2] > 0 and cell[0] >= 0 and cell[1] <= width and cell[3] != "none" for cell in cells)
-            assert {cell[4] for cell in cells[:7]} == {
+            assert {cell[4] for cell in cells[:8]} == {
                 '"State: "', '"Station: "', '"Address: "', '"Available: "', '"Charging: "', '"Unavailable: "',
-                '"Power: "',
+                '"Unknown: "', '"Power: "',
             }  # fmt: skip
     finally:
         tab.close()
