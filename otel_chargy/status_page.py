@@ -638,7 +638,12 @@ def _problems_part(events: EventLog, now: float) -> str:
             '<section id="problems" class="none"><h2>Stations down: none</h2><p>Every station has a connector '
             "available, charging, or whose state the feed tells.</p></section>\n"
         )
-    counts = f"{down} all unavailable" + (f", {unknown} unknown" if unknown else "")
+    counts = ", ".join(
+        part
+        for part in (f"{down} all unavailable" if down else "", f"{unknown} of unknown state" if unknown else "")
+        if part
+    )
+    title = "Stations down" if not unknown else "Stations with a problem"
     items = "".join(
         f'<li class="{_CSS_CLASS[condition.state]}"><span class="dot {_CSS_CLASS[condition.state]}"></span>'
         f'<a href="{station_path(condition.name)}">{_escape(condition.name)}</a> '
@@ -652,7 +657,7 @@ def _problems_part(events: EventLog, now: float) -> str:
             '<a href="/?sort=unavailable#stations">unavailable connectors</a>.</p>'
         )
     return (
-        f'<section id="problems"><h2>Stations down: {counts}</h2><p>Longest first.</p>'
+        f'<section id="problems"><h2>{title}: {counts}</h2><p>Longest first.</p>'
         f'<ol class="problems">{items}</ol>{more}</section>\n'
     )
 

@@ -19,7 +19,7 @@ from bs4 import BeautifulSoup
 from otel_chargy.events import EventLog, EventName, StationCondition, station_state
 from otel_chargy.generator import generate_network, render_kml
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.model import Connector, Device, Snapshot, Station, normalise_raw_state, simple_state_of
+from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station, normalise_raw_state, simple_state_of
 from otel_chargy.publication import Outputs
 from otel_chargy.redact import Redactor
 from otel_chargy.server import Pages
@@ -61,6 +61,13 @@ STEPS: list[dict[tuple[str, str, str], str]] = [
         (GAMMA, "CP3", "CP3 - 1"): "CHARGING",
         (GAMMA, "CP3", "CP3 - 3"): "AVAILABLE",
     },
+    {  # 4: Gamma's operator sends a state no table maps, for both its connectors: Gamma is unknown
+        (ALPHA, "CP1", "CP1 - 1"): "CHARGING",
+        (ALPHA, "CP1", "CP1 - 2"): "FINISHING",
+        (BETA, "CP2", "CP2 - 1"): "AVAILABLE",
+        (GAMMA, "CP3", "CP3 - 1"): "WORKING",
+        (GAMMA, "CP3", "CP3 - 3"): "WORKING",
+    },
 ]
 
 # (step, event, station, device, connector, from, to, from raw, to raw), in the order they happen.
@@ -72,9 +79,12 @@ EXPECTED: list[tuple[int, str, str, str | None, str | None, str | None, str | No
     (2, "chargy.connector.left", GAMMA, "CP3", "CP3 - 2", "available", None, "AVAILABLE", None),
     (3, "chargy.connector.state_change", BETA, "CP2", "CP2 - 1", "unavailable", "available", "OFFLINE", "AVAILABLE"),
     (3, "chargy.station.recovered", BETA, None, None, "all unavailable", "free", None, None),
+    (4, "chargy.connector.state_change", GAMMA, "CP3", "CP3 - 1", "charging", "unknown", "CHARGING", "WORKING"),
+    (4, "chargy.connector.state_change", GAMMA, "CP3", "CP3 - 3", "available", "unknown", "AVAILABLE", "WORKING"),
+    (4, "chargy.station.unknown", GAMMA, None, None, "free", "unknown", None, None),
 ]
 # Severity by the new state: a problem is a warning, a station down an error, the rest information.
-EXPECTED_SEVERITY = ["INFO", "WARN", "ERROR", "INFO", "WARN", "INFO", "INFO"]
+EXPECTED_SEVERITY = ["INFO", "WARN", "ERROR", "INFO", "WARN", "INFO", "INFO", "WARN", "WARN", "WARN"]
 
 
 def network(step: int) -> Snapshot:
@@ -83,8 +93,7 @@ def network(step: int) -> Snapshot:
         by_device: dict[str, list[Connector]] = {}
         for (name, device, connector), raw in STEPS[step].items():
             if name == station:
-                state = simple_state_of(normalise_raw_state(raw))
-                assert state is not None
+                state = simple_state_of(normalise_raw_state(raw)) or SimpleState.UNKNOWN  # as the parser reads it
                 position = int(connector.rsplit(" ", 1)[1])
                 by_device.setdefault(device, []).append(Connector(connector, position, 22.0, raw, state))
         devices = tuple(Device(name, tuple(connectors)) for name, connectors in by_device.items())
@@ -113,9 +122,10 @@ def test_the_sequence_gives_exactly_the_events_it_implies() -> None:
         assert all(event.at == 1000.0 + step for event in made)
     assert seen == EXPECTED
     assert [(e.station, e.name) for e in events.newest(limit=2)] == [
-        (BETA, EventName.STATION_RECOVERED),
-        (BETA, EventName.CONNECTOR_STATE),
+        (GAMMA, EventName.STATION_UNKNOWN),
+        (GAMMA, EventName.CONNECTOR_STATE),
     ]
+    assert [(c.name, c.state.value) for c in events.problems] == [(GAMMA, "unknown")]
 
 
 @pytest.mark.parametrize(
@@ -294,14 +304,19 @@ def test_the_page_shows_the_last_changes_and_reloads_itself_after_a_refresh(run:
     rows = [row for row in tab.dom().select("#changes tbody tr")]
     texts = [" ".join(row.get_text(" ").split()) for row in rows]
     assert len(texts) == len(EXPECTED)
-    newest = texts[0]
-    assert BETA in newest and "recovered: free" in newest
-    assert "CP2 - 1: unavailable → available (OFFLINE → AVAILABLE)" in texts[1]
-    assert "CP3 - 2 left the feed (was available)" in texts[2]
-    assert "CP3 - 3 appeared: available (AVAILABLE)" in texts[3]
-    assert "every connector became unavailable" in texts[4]
+    assert GAMMA in texts[0] and "no connector's state can be read" in texts[0]
+    assert "CP3 - 3: available → unknown (AVAILABLE → WORKING)" in texts[1]
+    assert BETA in texts[3] and "recovered: free" in texts[3]
+    assert "CP2 - 1: unavailable → available (OFFLINE → AVAILABLE)" in texts[4]
+    assert "CP3 - 2 left the feed (was available)" in texts[5]
+    assert "CP3 - 3 appeared: available (AVAILABLE)" in texts[6]
+    assert "every connector became unavailable" in texts[7]
     problems = tab.dom().find(id="problems")
-    assert problems is not None and problems.h2 is not None and problems.h2.get_text() == "Stations down: none"
+    assert problems is not None and problems.h2 is not None
+    assert problems.h2.get_text() == "Stations with a problem: 1 of unknown state"
+    assert [" ".join(item.get_text(" ").split()).split(" for ")[0] for item in problems.select("li")] == [
+        f"{GAMMA} unknown"
+    ]
     # The page reloads itself after the next refresh: a mark set in this page is gone, the page is whole.
     tab.evaluate("window.loadedOnce = true")
     wait_until(lambda: tab.evaluate("window.loadedOnce === undefined && document.readyState === 'complete'"),
@@ -367,7 +382,7 @@ def test_a_bad_events_query_is_a_json_error(run: Run, query: str, status: int, e
 def test_a_station_in_another_case_is_found_and_a_misspelt_one_gets_the_closest_names(run: Run) -> None:
     service = run.services["grpc"]
     found = service.get("/api/v1/stations/" + quote(GAMMA.swapcase(), safe=""))
-    assert found.status_code == 200 and found.json()["name"] == GAMMA and found.json()["state"] == "free"
+    assert found.status_code == 200 and found.json()["name"] == GAMMA and found.json()["state"] == "unknown"
     missing = service.get("/api/v1/stations/" + quote("Gama - P+R", safe=""))
     assert missing.status_code == 404 and missing.json()["closest"][0] == GAMMA
 
