@@ -44,7 +44,7 @@ FEED_SCHEMES = ("http", "https", "file")
 FEED_FORMATS = ("chargy-kml", "ocpi")
 # Paths the server answers itself (/healthz without authentication) and prefixes kept for it: metrics
 # there would be served open, or shadow a page.
-RESERVED_PATHS = ("/healthz", "/readyz", "/api", "/static")
+RESERVED_PATHS = ("/healthz", "/readyz", "/api", "/static", "/station")
 _MINUTE_S = 60.0
 _DAY_S = 86_400.0
 

@@ -228,6 +228,7 @@ BAD_SETTINGS = [
     (["--web.telemetry-path", "/readyz"], {}, "--web.telemetry-path", "taken"),
     (["--web.telemetry-path", "/api/metrics"], {}, "--web.telemetry-path", "taken"),
     (["--web.telemetry-path", "/static/m"], {}, "--web.telemetry-path", "taken"),
+    (["--web.telemetry-path", "/station/metrics"], {}, "--web.telemetry-path", "taken"),
     # Flags: misspelt, abbreviated, unknown; variables: misspelt.
     (["--web.listen-adress", "127.0.0.1:9000"], {}, "--web.listen-adress", "did you mean --web.listen-address"),
     (["--refresh", "5"], {}, "--refresh", "unrecognized"),
