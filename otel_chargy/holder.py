@@ -69,7 +69,7 @@ class SnapshotHolder:
         now = self._monotonic()
         usage = self._usage.observe(snapshot, now, fetched_at)
         # Built before the swap, so the old publication serves until the new one is whole.
-        publication = build_publication(snapshot, usage, self._outputs, fetched_at, now)
+        publication = build_publication(snapshot, usage, self._outputs, fetched_at, now, self._publication)
         self.events.observe(snapshot, fetched_at)
         with self._lock:
             self._publication = publication

@@ -92,10 +92,6 @@ def _power(kw: float) -> str:
     return f"{kw:g} kW"
 
 
-def station_max_power_kw(station: Station) -> float:
-    return max((c.max_power_kw for d in station.devices for c in d.connectors), default=0.0)
-
-
 _CSS_CLASS = {
     StationState.FREE: "free",
     StationState.BUSY: "busy",
@@ -266,7 +262,7 @@ class StationView:
         self.snapshot = snapshot
         stations = snapshot.stations
         counts = [station.count_by_state() for station in stations]
-        powers = [station_max_power_kw(station) for station in stations]
+        powers = [station.max_power_kw for station in stations]
         self.states = [state_of_station(station) for station in stations]
         sort_keys = [station.name.casefold() for station in stations]
         self.match_keys = [filter_key(station.name) for station in stations]
@@ -817,7 +813,7 @@ def render_station_page(
         + f'<section id="station-state" class="{_CSS_CLASS[state]}"><h2><span class="dot {_CSS_CLASS[state]}">'
         + f"</span>{state.value}{since}</h2>"
         + f"<p>{counts[SimpleState.AVAILABLE]} available, {counts[SimpleState.CHARGING]} charging, "
-        + f"{counts[SimpleState.UNAVAILABLE]} unavailable; at most {_power(station_max_power_kw(station))}.</p>"
+        + f"{counts[SimpleState.UNAVAILABLE]} unavailable; at most {_power(station.max_power_kw)}.</p>"
         + f'<p><a href="/api/v1/stations/{quote(station.name, safe="")}">As JSON</a></p></section>\n'
         + '<section id="connectors"><h2>Connectors</h2><div class="scroll"><table class="cards"><thead><tr>'
         + "<th>device</th><th>connector</th><th>state</th><th>feed's state</th><th>since</th>"
