@@ -29,17 +29,12 @@ Handler = Callable[[str, object], None]
 
 
 def read_objects(
-    body: bytes,
-    max_bytes: int,
-    keys: frozenset[str],
-    handle: Handler,
-    not_format: Outcome,
-    issues: Counter[str] | None = None,
+    body: bytes, max_bytes: int, keys: frozenset[str], handle: Handler, not_format: Outcome, issues: Counter[str]
 ) -> int:
     """Calls `handle(key, item)` for each item under one of `keys`; returns how many were handed on.
-    Raises FeedError (outcome `not_format` for a document that is not JSON at all). Text repaired on the
-    way (bytes that are not UTF-8) is counted in `issues`."""
-    reader = _BoundedReader(_open_document(body), max_bytes, issues if issues is not None else Counter())
+    Text that is not UTF-8 is repaired and counted in `issues`. Raises FeedError (outcome `not_format`
+    for a document that is not JSON at all)."""
+    reader = _BoundedReader(_open_document(body), max_bytes, issues)
     found = [0]
     try:
         events = ijson.basic_parse(reader, use_float=True, buf_size=_CHUNK_BYTES)

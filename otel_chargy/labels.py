@@ -42,6 +42,19 @@ def valid_text(text: str, issues: Counter[str]) -> str:
     return replaced
 
 
+def unique_label(name: str, ids: tuple[str, ...], taken: set[str]) -> str:
+    """`name (id)` for the first of `ids` that gives a label not in `taken`, else the last numbered
+    until free; added to `taken`."""
+    candidates = (f"{name} ({identifier})" for identifier in ids)
+    label = next((candidate for candidate in candidates if candidate not in taken), None)
+    number = 2
+    while label is None or label in taken:
+        label = f"{name} ({ids[-1]}) ({number})"
+        number += 1
+    taken.add(label)
+    return label
+
+
 class Utf8Repair:
     """A stream of bytes made UTF-8 chunk by chunk: each sequence that is not UTF-8 becomes U+FFFD, counted
     in `issues` as `invalid_text`. A parser would refuse the whole document for one bad byte in a name."""

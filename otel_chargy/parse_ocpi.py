@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, cast
 
 import ijson
 
-from otel_chargy.labels import LABEL_ISSUE_KINDS, Utf8Repair, label_text, valid_text
+from otel_chargy.labels import LABEL_ISSUE_KINDS, Utf8Repair, label_text, unique_label, valid_text
 from otel_chargy.model import KNOWN_RAW_STATES, Connector, Device, SimpleState, Snapshot, Station, simple_state_of
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import SizeBounds, check_label_size
@@ -385,19 +385,6 @@ def _labelled(locations: dict[tuple[str, str, str], tuple[str, Station, int]]) -
         label = unique_label(station.name, (location_id, f"{country}*{party}*{location_id}"), taken)
         stations.append(replace(station, name=label))
     return stations
-
-
-def unique_label(name: str, ids: tuple[str, ...], taken: set[str]) -> str:
-    """`name (id)` for the first of `ids` that gives a label not in `taken`, else the last numbered
-    until free; added to `taken`."""
-    candidates = (f"{name} ({identifier})" for identifier in ids)
-    label = next((candidate for candidate in candidates if candidate not in taken), None)
-    number = 2
-    while label is None or label in taken:
-        label = f"{name} ({ids[-1]}) ({number})"
-        number += 1
-    taken.add(label)
-    return label
 
 
 def _instant(text: str) -> datetime:
