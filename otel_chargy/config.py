@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from otel_chargy import __version__
+from otel_chargy.events import DEFAULT_MAX_EVENTS, EVENT_BYTES
 from otel_chargy.parse import DEFAULT_MAX_CONNECTORS
 from otel_chargy.parse_ocpi import BoundingBox
 from otel_chargy.redact import REDACTED, redact_url, secrets_of_url
@@ -37,6 +38,7 @@ LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("logfmt", "json")
 METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
 TRACES_EXPORTERS = ("otlp", "console", "none")
+LOGS_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 OTLP_DETAILS = ("connector", "station", "network")
 FEED_SCHEMES = ("http", "https", "file")
@@ -45,7 +47,7 @@ FEED_FORMATS = ("chargy-kml", "ocpi", "datex2", "oicp")
 PAIRED_FORMATS = ("datex2", "oicp")
 # Paths the server answers itself (/healthz without authentication) and prefixes kept for it: metrics
 # there would be served open, or shadow a page.
-RESERVED_PATHS = ("/healthz", "/readyz", "/api", "/static")
+RESERVED_PATHS = ("/healthz", "/readyz", "/api", "/static", "/station")
 _MINUTE_S = 60.0
 _DAY_S = 86_400.0
 
@@ -93,8 +95,11 @@ class Config:
     log_format: str
     metrics_exporters: tuple[str, ...]
     traces_exporters: tuple[str, ...]
+    logs_exporters: tuple[str, ...]
+    """Where the state-change events go as OpenTelemetry log records."""
     otlp_metrics_protocol: str
     otlp_traces_protocol: str
+    otlp_logs_protocol: str
     metric_export_interval_s: float
     """The OTLP push interval: OTEL_METRIC_EXPORT_INTERVAL, at most the refresh interval."""
     metric_export_timeout_s: float
@@ -109,6 +114,8 @@ class Config:
     """TLS and basic auth from --web.config.file."""
     web_max_connections: int
     max_shrink: float
+    events_max: int
+    """State-change events kept in memory for the page and the API."""
     grafana_url: str | None
     created_series: bool
     """The usage counters' `_created` lines in OpenMetrics: PROMETHEUS_DISABLE_CREATED_SERIES unset or false."""
@@ -402,9 +409,12 @@ def _without_userinfo(text: str) -> str:
     return f"{scheme}{separator}{REDACTED}@{after}" if separator and at and userinfo else text
 
 
-def _traces_exporter_default(environ: Mapping[str, str]) -> str:
-    endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    return "otlp" if any(environ.get(variable, "").strip() for variable in endpoints) else "none"
+def _otlp_when_an_endpoint_is_set(signal: str) -> Callable[[Mapping[str, str]], str]:
+    def default(environ: Mapping[str, str]) -> str:
+        endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+        return "otlp" if any(environ.get(variable, "").strip() for variable in endpoints) else "none"
+
+    return default
 
 
 SETTINGS = (
@@ -709,11 +719,31 @@ SETTINGS = (
         "traces_exporters",
         "--traces-exporter",
         "OTEL_TRACES_EXPORTER",
-        _traces_exporter_default,
+        _otlp_when_an_endpoint_is_set("TRACES"),
         _exporter_list(TRACES_EXPORTERS),
         f"where refresh traces go: {', '.join(TRACES_EXPORTERS)}",
         metavar="NAMES",
         help_default="otlp when an OTLP endpoint is set, else none",
+    ),
+    Setting(
+        "logs_exporters",
+        "--logs-exporter",
+        "OTEL_LOGS_EXPORTER",
+        _otlp_when_an_endpoint_is_set("LOGS"),
+        _exporter_list(LOGS_EXPORTERS),
+        f"where the state-change events go as OpenTelemetry log records: {', '.join(LOGS_EXPORTERS)}",
+        metavar="NAMES",
+        help_default="otlp when an OTLP endpoint is set, else none",
+    ),
+    Setting(
+        "events_max",
+        "--events.max",
+        "CHARGY_EVENTS_MAX",
+        str(DEFAULT_MAX_EVENTS),
+        _count(100, 10_000_000, "events"),
+        f"state-change events kept in memory for the page and /api/v1/events, 100 to 10,000,000; "
+        f"about {EVENT_BYTES} bytes each ({DEFAULT_MAX_EVENTS * EVENT_BYTES / 2**20:.0f} MiB at the default)",
+        metavar="COUNT",
     ),
     Setting("otlp_protocol", None, "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", _choice(OTLP_PROTOCOLS), "OTLP protocol"),
     Setting(
@@ -732,6 +762,14 @@ SETTINGS = (
         _choice(OTLP_PROTOCOLS),
         "OTLP protocol of traces",
     ),
+    Setting(
+        "otlp_logs_protocol",
+        None,
+        "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+        None,
+        _choice(OTLP_PROTOCOLS),
+        "OTLP protocol of logs",
+    ),
     Setting("otlp_endpoint", None, "OTEL_EXPORTER_OTLP_ENDPOINT", None, _otlp_endpoint, "OTLP endpoint", secret=True),
     Setting(
         "otlp_metrics_endpoint",
@@ -746,6 +784,15 @@ SETTINGS = (
         "otlp_traces_endpoint",
         None,
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        None,
+        _otlp_endpoint,
+        "OTLP endpoint",
+        secret=True,
+    ),
+    Setting(
+        "otlp_logs_endpoint",
+        None,
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
         None,
         _otlp_endpoint,
         "OTLP endpoint",
@@ -860,6 +907,7 @@ def _header_values(environ: Mapping[str, str]) -> tuple[str, ...]:
         "OTEL_EXPORTER_OTLP_HEADERS",
         "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
     ):
         for pair in environ.get(variable, "").split(","):
             if pair.strip() and "=" not in pair:
@@ -1018,8 +1066,10 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         log_format=values["log_format"],
         metrics_exporters=values["metrics_exporters"],
         traces_exporters=values["traces_exporters"],
+        logs_exporters=values["logs_exporters"],
         otlp_metrics_protocol=values["otlp_metrics_protocol"] or values["otlp_protocol"],
         otlp_traces_protocol=values["otlp_traces_protocol"] or values["otlp_protocol"],
+        otlp_logs_protocol=values["otlp_logs_protocol"] or values["otlp_protocol"],
         # A push interval longer than the refresh interval would skip snapshots; the SDK's default otherwise.
         metric_export_interval_s=min(values["metric_export_interval_ms"] / 1000, refresh_interval_s),
         # The SDK's 30 s bound on a collection was passed at 10 times today's network on a busy 2-core host,
@@ -1035,6 +1085,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         web_config=values["web_config"] or WebConfig(),
         web_max_connections=values["web_max_connections"],
         max_shrink=values["max_shrink"],
+        events_max=values["events_max"],
         grafana_url=values["grafana_url"],
         created_series=values["created_series"],
         check_source=check_source,

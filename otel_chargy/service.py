@@ -10,6 +10,7 @@ from http.server import ThreadingHTTPServer
 from otel_chargy import __version__
 from otel_chargy.catalog import Detail
 from otel_chargy.config import PAIRED_FORMATS, Config
+from otel_chargy.events import EventLog
 from otel_chargy.feeds import feed_parser, open_feed, open_paired_feed, parse_issue_kinds
 from otel_chargy.fetch import DemoSource, FeedSource
 from otel_chargy.health import push_health_of
@@ -21,6 +22,8 @@ from otel_chargy.redact import Redactor
 from otel_chargy.refresh import Refresher
 from otel_chargy.server import ClientLimits, Pages, make_server
 from otel_chargy.telemetry import (
+    EventEmitter,
+    build_logger_provider,
     build_metric_readers,
     build_resource,
     build_tracer_provider,
@@ -54,6 +57,10 @@ class Service:
             self._source = open_paired_feed(config, tracer, propagate_trace_context=propagate)
         else:
             self._source = open_feed(config, config.feed_url, tracer, propagate_trace_context=propagate)
+        events = EventLog(config.events_max)
+        self._logger_provider = build_logger_provider(config, resource, self.push_health)
+        if self._logger_provider is not None:
+            events.subscribe(EventEmitter(self._logger_provider))
         prometheus_reader, push_readers = build_metric_readers(config, self.push_health)
         wiring = wire_metrics(
             prometheus=prometheus_reader,
@@ -62,6 +69,7 @@ class Service:
             max_staleness_s=config.max_staleness_s,
             detail=Detail(config.otlp_detail),
             push_health=self.push_health,
+            events=events,
             created_series=config.created_series,
             issue_kinds=parse_issue_kinds(config),
         )
@@ -113,6 +121,7 @@ class Service:
                 "refresh_interval_s": self._config.refresh_interval_s,
                 "metrics_exporters": ",".join(self._config.metrics_exporters) or "none",
                 "traces_exporters": ",".join(self._config.traces_exporters) or "none",
+                "logs_exporters": ",".join(self._config.logs_exporters) or "none",
                 "otlp_detail": self._config.otlp_detail,
             },
         )
@@ -125,5 +134,5 @@ class Service:
         refresh_thread.join(_SHUTDOWN_GRACE_S)
         if not refresh_thread.is_alive():
             self._source.close()
-        shut_down(self._meter_providers, self._tracer_provider, _TELEMETRY_FLUSH_LIMIT_S)
+        shut_down(self._meter_providers, self._tracer_provider, _TELEMETRY_FLUSH_LIMIT_S, self._logger_provider)
         logger.info("otel-chargy stopped")
