@@ -18,6 +18,7 @@ from opentelemetry import propagate, trace
 
 from otel_chargy import __version__
 from otel_chargy.generator import generate_network, move_states, render_kml
+from otel_chargy.hosts import BAD_HOST, host_is_usable
 from otel_chargy.outcome import FeedError, Outcome, mark_failed
 from otel_chargy.redact import redact_url
 
@@ -72,21 +73,6 @@ def _host_port(url: httpx.URL) -> str:
         host = url.raw_host.decode("ascii")
     port = url.port or (443 if url.scheme == "https" else 80)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-BAD_HOST = "not a valid host name (IDNA): an empty or over-long label, or a malformed xn-- label"
-
-
-def host_is_usable(url: str | httpx.URL) -> bool:
-    """Whether a URL's host can be used the way the fetch uses it: httpx reads a non-ASCII or `xn--`
-    name through IDNA 2008, then the resolver encodes the name again with Python's IDNA codec, which
-    refuses an empty label (`a..b`) or one over 63 characters (a traceback, were it not checked)."""
-    try:
-        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
-        parsed.raw_host.decode("ascii").encode("idna")
-    except (httpx.InvalidURL, UnicodeError):  # idna's IDNAError is a UnicodeError
-        return False
-    return True
 
 
 def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:

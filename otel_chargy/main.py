@@ -9,19 +9,22 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from opentelemetry import trace
-
 from otel_chargy.config import Config, ConfigError, load_config
-from otel_chargy.feeds import feed_parser, open_feed
-from otel_chargy.fetch import Validators
 from otel_chargy.logs import configure_logging
-from otel_chargy.model import SimpleState
-from otel_chargy.outcome import FeedError
 from otel_chargy.redact import Redactor, secrets_of_url
-from otel_chargy.service import Service
+
+# Whatever imports the OpenTelemetry SDK or API is imported once the configuration is checked: they read
+# some of their variables when imported (OTEL_PROPAGATORS, the span limits), with a traceback for a typo.
 
 
 def _check(config: Config, source_url: str, redactor: Redactor) -> int:
+    from opentelemetry import trace
+
+    from otel_chargy.feeds import feed_parser, open_feed
+    from otel_chargy.fetch import Validators
+    from otel_chargy.model import SimpleState
+    from otel_chargy.outcome import FeedError
+
     source = open_feed(config, source_url, trace.NoOpTracer())
     try:
         body = source.fetch(Validators()).body
@@ -64,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_level, config.log_format, redactor)
     if config.check_source is not None:
         return _check(config, config.check_source, redactor)
+    from otel_chargy.service import Service
+
     try:
         service = Service(config, redactor)
     except OSError as error:
