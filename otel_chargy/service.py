@@ -16,7 +16,7 @@ from otel_chargy.health import push_health_of
 from otel_chargy.history import RefreshHistory
 from otel_chargy.metrics import PushHealth
 from otel_chargy.parse import SizeBounds
-from otel_chargy.redact import Redactor
+from otel_chargy.redact import Redactor, redact_snapshot
 from otel_chargy.refresh import Refresher
 from otel_chargy.server import ClientLimits, Pages, make_server
 from otel_chargy.telemetry import (
@@ -42,7 +42,7 @@ class Service:
         resource = build_resource()
         self.push_health = PushHealth(pushed_signals(config))
         """How the OTLP exports of each signal went: for the landing page."""
-        self._tracer_provider = build_tracer_provider(config, resource, self.push_health)
+        self._tracer_provider = build_tracer_provider(config, resource, self.push_health, redactor)
         tracer = self._tracer_provider.get_tracer("otel_chargy", __version__)
         self._source: FeedSource = (
             DemoSource()
@@ -62,6 +62,7 @@ class Service:
         self.holder = wiring.holder
         self._meter_providers = wiring.providers
         history = RefreshHistory()
+        parse = feed_parser(config)
         self._refresher = Refresher(
             self._source,
             self.holder,
@@ -71,7 +72,8 @@ class Service:
             SizeBounds(config.max_connectors),
             config.max_shrink,
             history,
-            parse=feed_parser(config),
+            # Redacted once as it is made: every output of the snapshot shows no secret a feed echoed.
+            parse=lambda body: redact_snapshot(parse(body), redactor),
         )
         pages = Pages(
             self.holder,
