@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 import time
 from http.server import ThreadingHTTPServer
@@ -34,6 +35,25 @@ logger = logging.getLogger(__name__)
 # after the next: the process must end promptly, within 10 s of SIGTERM even with the collector down.
 _SHUTDOWN_GRACE_S = 2.0
 _TELEMETRY_FLUSH_LIMIT_S = 5.0
+# Descriptors beyond one per client connection: the listening socket, the feed's connection and its watched
+# duplicate, OTLP channels, the interpreter's own; measured at 5 to 10 (docs/security.md), doubled.
+_DESCRIPTORS_BESIDE_CLIENTS = 20
+
+
+def ensure_descriptors(max_connections: int) -> None:
+    """Raises the soft limit on open files to what --web.max-connections needs, as far as the hard limit
+    allows (Go programs such as node_exporter do the same); warns when the hard limit is short."""
+    needed = max_connections + _DESCRIPTORS_BESIDE_CLIENTS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    if raised < needed:
+        logger.warning(
+            "the open-file limit is below what --web.max-connections needs: connections past it wait",
+            extra={"limit": raised, "needed": needed, "web_max_connections": max_connections},
+        )
 
 
 class Service:
@@ -85,6 +105,7 @@ class Service:
             grafana_url=config.grafana_url,
             push_health=lambda: push_health_of(self.push_health.status(), time.time()),
         )
+        ensure_descriptors(config.web_max_connections)
         self._server: ThreadingHTTPServer = make_server(
             config.listen_address, pages, config.web_config, ClientLimits(max_connections=config.web_max_connections)
         )

@@ -5,6 +5,9 @@ HTTP server on 127.0.0.1, played against the running service. What the service h
 from __future__ import annotations
 
 import os
+import resource
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -181,3 +184,29 @@ def test_a_host_idna_refuses_is_a_named_outcome(where: str, target: str, outcome
             last_failure(service, outcome)
             assert (service.sample("chargy_feed_refreshes_total", outcome="internal_error") or 0) == 0
             assert "Traceback" not in service.logs()
+
+
+# --- the descriptor limit the service needs: --web.max-connections plus 20, raised at start if it can be
+
+
+def limits_after_start(soft: int, hard: int) -> tuple[str, str]:
+    """The open-file limits the service set itself, from a start with `soft` and `hard`, and its log."""
+    code = (
+        "import logging, resource; logging.basicConfig(level=logging.WARNING)\n"
+        "from otel_chargy.service import ensure_descriptors; ensure_descriptors(512)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.stdout.strip(), result.stderr
+
+
+def test_a_low_open_file_limit_is_raised_to_what_the_connections_need() -> None:
+    assert limits_after_start(64, 4096) == ("(532, 4096)", "")
+    limits, log = limits_after_start(64, 100)
+    assert limits == "(100, 100)" and "open-file limit is below what --web.max-connections needs" in log

@@ -26,7 +26,7 @@ KEY_START = KEY[:12]
 
 def location_echoing_the_key() -> dict[str, Any]:
     """A Location whose every text field holds the key."""
-    location = json.loads(json.dumps(generate_ocpi_network(1, seed=7).locations[0]))
+    location: dict[str, Any] = json.loads(json.dumps(generate_ocpi_network(1, seed=7).locations[0]))
     location |= {"id": KEY, "name": f"Station {KEY}", "address": KEY, "city": KEY, "postal_code": KEY}
     location["operator"] = {"name": KEY}
     for evse in location["evses"]:
@@ -112,7 +112,8 @@ def test_a_key_echoed_from_every_field_shows_in_no_output(feed: FeedServer) -> N
     # The echoes reached every output, redacted: the search below is not vacuous.
     assert "REDACTED" in outputs["/metrics"] and "REDACTED" in outputs["/api/v1/stations"]
     assert b"REDACTED" in wire and "REDACTED" in logs
-    for where, text in [*outputs.items(), ("the log", logs), ("the OTLP wire", wire)]:
+    texts: dict[str, str | bytes] = {**outputs, "the log": logs, "the OTLP wire": wire}
+    for where, text in texts.items():
         assert_holds_no_key(where, text)
     assert "Traceback" not in logs
 
