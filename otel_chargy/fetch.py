@@ -76,7 +76,9 @@ def _host_port(url: httpx.URL) -> str:
 
 
 def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
-    return url.scheme, url.raw_host, url.port
+    """Scheme, host (as sent: an xn-- name IDNA cannot decode compares too) and port, the default port
+    written or not."""
+    return url.scheme, url.raw_host, url.port or {"http": 80, "https": 443}.get(url.scheme)
 
 
 def _os_error_under(error: BaseException) -> OSError | None:
@@ -228,10 +230,15 @@ class HttpSource:
         paged: bool = False,
         accept: str = ACCEPT,
         max_pages: int = MAX_PAGES,
+        authorization: str | None = None,
     ) -> None:
         """`paged`: follow the `Link: <...>; rel="next"` of each answer (OCPI's pagination), within
-        `max_pages`, on the host that gave the link; the pages' bodies are joined, one a line."""
+        `max_pages`, on the host that gave the link; the pages' bodies are joined, one a line.
+        `authorization`: the Authorization header's value, sent with every request to the feed's own
+        scheme, host and port, and to no other (httpx drops it from a redirect to another origin)."""
         self._url = url
+        self._authorization = authorization
+        self._origin = _origin(httpx.URL(url))
         self._paged = paged
         self._max_pages = max_pages
         self.description = redact_url(url)
@@ -375,6 +382,8 @@ class HttpSource:
         *,
         first: bool,
     ) -> _Page:
+        if self._authorization is not None and _origin(url) == self._origin:
+            headers = {**headers, "Authorization": self._authorization}
         try:
             with client.stream("GET", url, headers=headers, extensions={"trace": route.connections.trace}) as response:
                 return self._read_page(response, validators, route, max_bytes, first=first)
@@ -490,6 +499,7 @@ class HttpOptions(TypedDict, total=False):
     paged: bool
     accept: str
     max_pages: int
+    authorization: str | None
 
 
 def open_source(

@@ -205,7 +205,7 @@ _OCPI_STATUSES: dict[str, tuple[int, SimpleState]] = {
     "RESERVED": (2, SimpleState.UNAVAILABLE),
     "OUTOFORDER": (5, SimpleState.UNAVAILABLE),
     "INOPERATIVE": (3, SimpleState.UNAVAILABLE),
-    "UNKNOWN": (8, SimpleState.UNAVAILABLE),
+    "UNKNOWN": (8, SimpleState.UNKNOWN),
 }
 _OCPI_PARTIES = (("NL", "ABC"), ("NL", "XYZ"), ("BE", "BEC"), ("LU", "CGY"))
 # (power_type, max_voltage, max_amperage, max_electric_power or None): power from V x A when None.
@@ -277,7 +277,7 @@ def generate_ocpi_network(
                         position,
                         power_w / 1000,
                         status,
-                        _OCPI_STATUSES.get(status, (0, SimpleState.UNAVAILABLE))[1],
+                        _OCPI_STATUSES.get(status, (0, SimpleState.UNKNOWN))[1],
                     )
                 )
             evses.append(

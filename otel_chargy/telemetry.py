@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -53,6 +53,7 @@ from otel_chargy.metrics import (
     ServedFeed,
     build_meter_provider,
 )
+from otel_chargy.parse import ISSUE_KINDS
 from otel_chargy.publication import Outputs
 from otel_chargy.redact import Redactor
 
@@ -444,6 +445,7 @@ def wire_metrics(
     detail: Detail = Detail.CONNECTOR,
     push_health: PushHealth | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    issue_kinds: Iterable[str] = ISSUE_KINDS,
 ) -> MetricsWiring:
     """The one wiring of the metrics, for the service, the tests and the benchmarks.
 
@@ -465,7 +467,7 @@ def wire_metrics(
                 reader.overflow = overflow
         feed = ServedFeed(holder.served)
         providers.append(build_meter_provider(push_readers, resource, feed, overflow, observed, push_health))
-    return MetricsWiring(holder, tuple(providers), RefreshRecorder(providers), exposition)
+    return MetricsWiring(holder, tuple(providers), RefreshRecorder(providers, issue_kinds), exposition)
 
 
 def shut_down(meter_providers: Sequence[MeterProvider], tracer_provider: TracerProvider, limit_s: float) -> None:
