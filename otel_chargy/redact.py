@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass, fields, is_dataclass, replace
 from enum import Enum
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, unquote_plus
 
-from otel_chargy.model import Snapshot
+from otel_chargy.model import Connector, Device, Snapshot, Station
 
 REDACTED = "REDACTED"
 _SECRET_WORDS = ("key", "token", "secret", "sig", "pass", "auth", "credential")
@@ -163,10 +163,45 @@ def _field_names(kind: type) -> tuple[str, ...]:
     return tuple(field.name for field in fields(kind) if field.init)
 
 
+T = TypeVar("T", Station, Device, Connector)
+
+
+def _named_apart(items: tuple[T, ...]) -> tuple[T, ...]:
+    """`items` with names unique again: a name that redaction made equal to another's (`S <key>` beside
+    `S REDACTED`) gets the first free ` (2)`, ` (3)`, … suffix, so that no two series share their labels."""
+    names = [item.name for item in items]
+    if len(set(names)) == len(names):
+        return items
+    taken = set(names)
+    seen: set[str] = set()
+    renamed = []
+    for item in items:
+        if item.name in seen:
+            number = 2
+            while f"{item.name} ({number})" in taken:
+                number += 1
+            item = replace(item, name=f"{item.name} ({number})")
+            taken.add(item.name)
+        seen.add(item.name)
+        renamed.append(item)
+    return tuple(renamed)
+
+
 def redact_snapshot(snapshot: Snapshot, redactor: Redactor) -> Snapshot:
     """The snapshot with every text a feed wrote (names, addresses, ids, raw states) redacted, once as it is
     made: every output of it, /metrics and OTLP included, then shows no secret the feed echoed."""
     if not redactor.holds_secrets:
         return snapshot
     redacted: Snapshot = _redacted(snapshot, redactor)
-    return redacted
+    if redacted is snapshot:
+        return snapshot
+    stations = tuple(
+        replace(
+            station,
+            devices=_named_apart(
+                tuple(replace(device, connectors=_named_apart(device.connectors)) for device in station.devices)
+            ),
+        )
+        for station in redacted.stations
+    )
+    return replace(redacted, stations=_named_apart(stations))

@@ -82,7 +82,7 @@ def test_a_2_1_1_location_is_read_with_its_voltage_and_amperage() -> None:
 
 
 def test_a_document_mixing_versions_says_both_with_their_counts() -> None:
-    old = {"id": "OLD", "type": "ON_STREET", "name": "Old", "evses": [evse("E9")]}
+    old: dict[str, object] = {"id": "OLD", "type": "ON_STREET", "name": "Old", "evses": [evse("E9")]}
     snapshot = parse(location(evse("E1")), location(evse("E2"), id="LOC2", name="Other"), old)
     assert snapshot.version == "OCPI 2.2+ (2 Locations) and 2.1.1 (1 Locations)"
 
