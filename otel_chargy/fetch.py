@@ -8,7 +8,9 @@ import socket
 import ssl
 import threading
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, Unpack
 from urllib.parse import urlsplit
@@ -59,6 +61,10 @@ class FeedSource(Protocol):
     def fetch(self, validators: Validators) -> Fetched: ...
 
     def close(self) -> None: ...
+
+
+# 200, or 203 (a proxy's copy of it): a partial (206) or an odd success (201, 299, …) is not a whole feed.
+_WHOLE_ANSWERS = frozenset({200, 203})
 
 
 def _too_large(max_bytes: int) -> FeedError:
@@ -231,11 +237,14 @@ class HttpSource:
         accept: str = ACCEPT,
         max_pages: int = MAX_PAGES,
         authorization: str | None = None,
+        access: FeedAccess | None = None,
     ) -> None:
         """`paged`: follow the `Link: <...>; rel="next"` of each answer (OCPI's pagination), within
         `max_pages`, on the host that gave the link; the pages' bodies are joined, one a line.
         `authorization`: the Authorization header's value, sent with every request to the feed's own
-        scheme, host and port, and to no other (httpx drops it from a redirect to another origin)."""
+        scheme, host and port, and to no other (httpx drops it from a redirect to another origin).
+        `access`: the headers and client certificate the feed requires; the headers, like the
+        Authorization, go to the feed's own origin only."""
         self._url = url
         self._authorization = authorization
         self._origin = _origin(httpx.URL(url))
@@ -256,10 +265,20 @@ class HttpSource:
         self._client_options: dict[str, Any] = {
             "timeout": httpx.Timeout(timeout_s),
             "limits": httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            "verify": httpx.create_ssl_context(),
+            "verify": access.ssl_context() if access and access.client_cert else httpx.create_ssl_context(),
             "follow_redirects": True,
-            "headers": {"Accept": accept, "Accept-Encoding": "gzip", "User-Agent": f"otel-chargy/{__version__}"},
+            "headers": {
+                "Accept": accept,
+                "Accept-Encoding": "gzip",
+                "User-Agent": f"otel-chargy/{__version__}",
+                **(access.headers if access else {}),
+            },
         }
+        # httpx keeps every header but Authorization on a redirect to another origin: a key in a header of
+        # its own is taken off there.
+        self._request_hooks: list[Callable[[httpx.Request], None]] = (
+            [partial(_keep_headers_home, self._origin, tuple(access.headers))] if access and access.headers else []
+        )
 
     def close(self) -> None:
         pass  # each fetch closes its own pool
@@ -303,7 +322,8 @@ class HttpSource:
 
         def fetch() -> None:
             try:
-                with httpx.Client(event_hooks={"request": [route.check]}, **self._client_options) as client:
+                hooks: dict[str, list[Callable[..., Any]]] = {"request": [route.check, *self._request_hooks]}
+                with httpx.Client(event_hooks=hooks, **self._client_options) as client:
                     results.append(self._get(client, headers, validators, route))
             except BaseException as error:  # handed to the refresh thread, which decides
                 results.append(error)
@@ -401,14 +421,15 @@ class HttpSource:
     ) -> _Page:
         route.status_codes.append(response.status_code)
         if response.status_code == 304:
-            if not (validators.etag or validators.last_modified):
+            # A later page's 304 is the paging's fault (its caller says so), whatever was asked.
+            if first and not (validators.etag or validators.last_modified):
                 raise FeedError(
                     Outcome.HTTP_ERROR,
                     f"the feed at {_host_port(response.url)} answered 304 Not Modified to a request"
                     " that named no version to compare with",
                 )
             return _Page(response.url, None, validators, None)
-        if not 200 <= response.status_code < 300:
+        if response.status_code not in _WHOLE_ANSWERS:
             raise FeedError(
                 Outcome.HTTP_ERROR,
                 f"the feed at {_host_port(response.url)} answered HTTP {response.status_code}",
@@ -492,6 +513,24 @@ class DemoSource:
         return Fetched(render_kml(self._network))
 
 
+@dataclass(frozen=True)
+class FeedAccess:
+    """What a feed requires of a client: headers (an API key: secrets) and a client certificate and key
+    (files: the key's contents never leave the TLS library)."""
+
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    client_cert: tuple[str, str] | None = None
+    """(certificate file, key file), PEM."""
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The default verification (SSL_CERT_FILE / SSL_CERT_DIR, else certifi), presenting the client
+        certificate."""
+        context = httpx.create_ssl_context(trust_env=True)
+        if self.client_cert is not None:
+            context.load_cert_chain(*self.client_cert)
+        return context
+
+
 class HttpOptions(TypedDict, total=False):
     """What an HTTP source takes beyond what every source does (HttpSource's keyword arguments)."""
 
@@ -500,6 +539,14 @@ class HttpOptions(TypedDict, total=False):
     accept: str
     max_pages: int
     authorization: str | None
+    access: FeedAccess | None
+
+
+def _keep_headers_home(origin: tuple[str, bytes, int | None], names: tuple[str, ...], request: httpx.Request) -> None:
+    """An httpx request hook: the feed's own headers leave a request to another origin (a redirect)."""
+    if _origin(request.url) != origin:
+        for name in names:
+            request.headers.pop(name, None)
 
 
 def open_source(

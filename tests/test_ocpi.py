@@ -455,7 +455,7 @@ def test_feed_settings() -> None:
         (["--feed.url", "/a.json", "--kml-url", "/b.kml"], {}, "--feed.url and --kml-url name two different feeds"),
         ([], {"FEED_URL": "/a.json", "KML_URL": "/b.kml"}, "FEED_URL and KML_URL name two different feeds"),
         (["--feed.format", "json"], {}, "--feed.format 'json': not one of chargy-kml, ocpi"),
-        (["--feed.bbox", "1,2,3,4"], {}, "--feed.bbox filters an OCPI feed"),
+        (["--feed.bbox", "1,2,3,4"], {}, "--feed.bbox filters an OCPI, DATEX II or OICP feed"),
         (["--feed.format", "ocpi", "--feed.bbox", "1,2,3"], {}, "four numbers"),
         (["--feed.format", "ocpi", "--feed.bbox", "1,60,3,50"], {}, "south first"),
         (["--feed.format", "ocpi", "--feed.operator", "NLABC"], {}, "as in NL*ABC,BE*BEC"),
