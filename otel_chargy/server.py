@@ -279,6 +279,7 @@ class _RequestHead(io.BufferedReader):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     rfile: _RequestHead
+    _answer_started = False
     protocol_version = "HTTP/1.1"
     server_version = f"otel-chargy/{__version__}"
     # A response is written as several chunks: without this, Nagle's algorithm and the client's
@@ -327,28 +328,40 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # a scrape every few seconds is not worth a log line
 
     def do_GET(self) -> None:
+        try:
+            self._answer()
+        except Exception:  # a bug in one answer: the client still gets one, and the server goes on
+            logger.exception("answering a request failed")
+            if not self._answer_started:
+                self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR)
+            self.close_connection = True  # an answer cut short cannot be followed by another
+
+    def _answer(self) -> None:
+        self._answer_started = False
         pages = self.server.pages
+        # The query string means nothing to health, readiness or metrics: /healthz?x is /healthz.
+        path = self.path.partition("?")[0]
         declared_body = self.headers.get("Content-Length", "0").strip()
         if declared_body != "0" or "Transfer-Encoding" in self.headers:
             self.close_connection = True  # the body is never read: the connection cannot carry another request
         if not declared_body.isdigit() or int(declared_body) > _MAX_REQUEST_BODY:
             self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"413 request body refused\n", "text/plain; charset=utf-8")
-        elif self.path != "/healthz" and not self.server.auth.allows(self.headers.get("Authorization")):
+        elif path != "/healthz" and not self.server.auth.allows(self.headers.get("Authorization")):
             self._send(
                 HTTPStatus.UNAUTHORIZED,
                 b"401 unauthorized\n",
                 "text/plain; charset=utf-8",
                 {"WWW-Authenticate": 'Basic realm="otel-chargy", charset="UTF-8"'},
             )
-        elif pages.exposition is not None and self.path.split("?", 1)[0] == pages.telemetry_path:
+        elif pages.exposition is not None and path == pages.telemetry_path:
             response = pages.exposition.render(self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
             headers = {"Content-Encoding": "gzip"} if response.gzipped else {}
             self._send(HTTPStatus.OK, response.chunks, response.content_type, headers)
         elif (reply := pages.page(self.path, self.headers.get("Accept-Encoding"))) is not None:
             self._send(reply.status, reply.chunks, reply.content_type, dict(reply.headers))
-        elif self.path == "/healthz":
+        elif path == "/healthz":
             self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
-        elif self.path == "/readyz":
+        elif path == "/readyz":
             ready, text = pages.readiness()
             self._send(
                 HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, text.encode(), "text/plain; charset=utf-8"
@@ -368,6 +381,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         # The metrics come as chunks (cached parts of many MB): written one by one, never joined.
         chunks = [body] if isinstance(body, bytes) else body
+        self._answer_started = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(sum(len(chunk) for chunk in chunks)))

@@ -408,7 +408,8 @@ class PageQuery:
         q = (values.get("q") or [""])[0].strip()[:MAX_QUERY_CHARS]
         sort = (values.get("sort") or ["name"])[0]
         page_text = (values.get("page") or ["1"])[0]
-        page = int(page_text) if page_text.isdigit() and 0 < len(page_text) < 7 else 1
+        # ASCII digits only: "²" is a digit to str.isdigit, not to int().
+        page = int(page_text) if page_text.isascii() and page_text.isdigit() and 0 < len(page_text) < 7 else 1
         return cls(q, sort if sort in SORTS else "name", max(page, 1))
 
     def link(self, **changes: str | int) -> str:

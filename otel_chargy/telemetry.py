@@ -41,6 +41,7 @@ from opentelemetry.sdk.metrics.export import (
     ScopeMetrics,
 )
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -48,6 +49,8 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.trace import Link, Status
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from otel_chargy import __version__
 from otel_chargy.catalog import DETAIL_METRICS, SNAPSHOT_METRICS, Detail
@@ -65,6 +68,7 @@ from otel_chargy.metrics import (
 )
 from otel_chargy.parse import ISSUE_KINDS
 from otel_chargy.publication import Outputs
+from otel_chargy.redact import Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +296,57 @@ class BoundedMetricExporter(MetricExporter):
         self._exporter.shutdown(timeout_millis=timeout_millis)
 
 
+class RedactingSpanExporter(SpanExporter):
+    """Every span leaves with its texts redacted: name, attributes, status description and events (an
+    exception's message and stack trace), whatever put a secret there (a feed that echoes its key)."""
+
+    def __init__(self, exporter: SpanExporter, redactor: Redactor) -> None:
+        self._exporter = exporter
+        self._redactor = redactor
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._exporter.export([self._redacted(span) for span in spans])
+
+    def _redacted(self, span: ReadableSpan) -> ReadableSpan:
+        status = span.status
+        if status.description:
+            status = Status(status.status_code, self._redactor(status.description))
+        return ReadableSpan(
+            name=self._redactor(span.name),
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=self._attributes(span.attributes),
+            events=[
+                SpanEvent(self._redactor(event.name), self._attributes(event.attributes), event.timestamp)
+                for event in span.events
+            ],
+            links=[Link(link.context, self._attributes(link.attributes)) for link in span.links],
+            kind=span.kind,
+            status=status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    def _attributes(self, attributes: Attributes) -> dict[str, AttributeValue]:
+        redacted: dict[str, AttributeValue] = {}
+        for name, value in (attributes or {}).items():
+            if isinstance(value, str):
+                redacted[name] = self._redactor(value)
+            elif isinstance(value, Sequence) and not isinstance(value, bytes):
+                redacted[name] = [self._redactor(item) if isinstance(item, str) else item for item in value]
+            else:
+                redacted[name] = value
+        return redacted
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+
 class CountedSpanExporter(SpanExporter):
     """An OTLP span exporter whose exports are counted in the push health."""
 
@@ -395,8 +450,10 @@ def build_metric_readers(
     return prometheus, readers
 
 
-def build_tracer_provider(config: Config, resource: Resource, health: PushHealth) -> TracerProvider:
-    """Spans are always made; exported as configured."""
+def build_tracer_provider(
+    config: Config, resource: Resource, health: PushHealth, redactor: Redactor | None = None
+) -> TracerProvider:
+    """Spans are always made; exported as configured, every text in them redacted."""
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     for name in config.traces_exporters:
         exporter: SpanExporter
@@ -406,7 +463,7 @@ def build_tracer_provider(config: Config, resource: Resource, health: PushHealth
         else:
             exporter = ConsoleSpanExporter()
         # The batch processor's queue is bounded (OTEL_BSP_MAX_QUEUE_SIZE): a collector that is down costs no memory.
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter, redactor or Redactor([]))))
     return provider
 
 
