@@ -17,7 +17,6 @@ from otel_chargy.history import RefreshRecord
 from otel_chargy.model import SimpleState, Snapshot, Station
 from otel_chargy.redact import Redactor
 from otel_chargy.reply import JSON_TYPE, Reply, json_bytes, json_reply
-from otel_chargy.status_page import station_max_power_kw
 
 STATIONS_PATH = "/api/v1/stations"
 STATUS_PATH = "/api/v1/status"
@@ -35,7 +34,7 @@ def station_document(station: Station) -> dict[str, Any]:
         "latitude": station.latitude,
         "longitude": station.longitude,
         **{state.value: counts[state] for state in SimpleState},
-        "max_power_kw": station_max_power_kw(station),
+        "max_power_kw": station.max_power_kw,
         "devices": [
             {
                 "name": device.name,

@@ -110,6 +110,8 @@ class Config:
     web_max_connections: int
     max_shrink: float
     grafana_url: str | None
+    created_series: bool
+    """The usage counters' `_created` lines in OpenMetrics: PROMETHEUS_DISABLE_CREATED_SERIES unset or false."""
     check_source: str | None = field(repr=False)
     """Set for `otel-chargy check SOURCE`: parse once, report, exit."""
     written_as: Mapping[str, str] = field(repr=False, compare=False)
@@ -165,6 +167,15 @@ def _boolean(text: str) -> bool:
     if value not in ("1", "true", "yes", "0", "false", "no"):
         raise ValueError("not one of 1, true, yes, 0, false, no")
     return value in ("1", "true", "yes")
+
+
+def _created_series(text: str) -> bool:
+    """PROMETHEUS_DISABLE_CREATED_SERIES as prometheus_client reads it (true, 1 or t leave the `_created`
+    series out), except that text it would silently read as false is refused."""
+    value = text.strip().lower()
+    if value not in ("true", "1", "t", "false", "0", "f", ""):
+        raise ValueError("not one of true, 1, t (leave _created out) or false, 0, f (keep it)")
+    return value not in ("true", "1", "t")
 
 
 def _exporter_list(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
@@ -615,7 +626,7 @@ SETTINGS = (
         str(DEFAULT_MAX_CONNECTORS),
         _count(1_000, 10_000_000, "connectors"),
         "largest network accepted, 1,000 to 10,000,000; placemarks (half as many), XML elements "
-        "(6 times as many) and attributes are bounded in proportion",
+        "(6 times as many), attributes and label characters (100 times as many) are bounded in proportion",
         metavar="COUNT",
     ),
     Setting(
@@ -627,6 +638,14 @@ SETTINGS = (
         "fraction of the last good snapshot's connectors a refresh may lose before it is refused as `shrunk` "
         "(accepted the 3rd time in a row), 0.01 to 1; 1 turns the guard off",
         metavar="FRACTION",
+    ),
+    Setting(
+        "created_series",
+        None,
+        "PROMETHEUS_DISABLE_CREATED_SERIES",
+        "false",
+        _created_series,
+        "true leaves the usage counters' _created lines out of OpenMetrics answers",
     ),
     Setting(
         "demo",
@@ -1017,6 +1036,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         web_max_connections=values["web_max_connections"],
         max_shrink=values["max_shrink"],
         grafana_url=values["grafana_url"],
+        created_series=values["created_series"],
         check_source=check_source,
         written_as=written_as,
     )

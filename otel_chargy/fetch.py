@@ -62,6 +62,10 @@ class FeedSource(Protocol):
     def close(self) -> None: ...
 
 
+# 200, or 203 (a proxy's copy of it): a partial (206) or an odd success (201, 299, …) is not a whole feed.
+_WHOLE_ANSWERS = frozenset({200, 203})
+
+
 def _too_large(max_bytes: int) -> FeedError:
     return FeedError(Outcome.TOO_LARGE, f"the feed is larger than the limit of {max_bytes} bytes")
 
@@ -340,14 +344,15 @@ class HttpSource:
         with self._client.stream("GET", url, headers=headers, extensions={"trace": connections.trace}) as response:
             status_codes.append(response.status_code)
             if response.status_code == 304:
-                if not (validators.etag or validators.last_modified):
+                # A later page's 304 is the paging's fault (its caller says so), whatever was asked.
+                if first and not (validators.etag or validators.last_modified):
                     raise FeedError(
                         Outcome.HTTP_ERROR,
                         f"the feed at {_host_port(response.url)} answered 304 Not Modified to a request"
                         " that named no version to compare with",
                     )
                 return _Page(response.url, None, validators, None)
-            if not 200 <= response.status_code < 300:
+            if response.status_code not in _WHOLE_ANSWERS:
                 raise FeedError(
                     Outcome.HTTP_ERROR,
                     f"the feed at {_host_port(response.url)} answered HTTP {response.status_code}",

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import io
 import json
 import random
 import sys
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -154,7 +154,8 @@ def _device_json(device: Device, legacy: bool) -> str:
     entries = []
     for connector in device.connectors:
         entry: dict[str, object] = {
-            "id": zlib.crc32(connector.name.encode()) % 1_000_000,
+            # Unique in the network, as Chargy's are, and kept while the name is.
+            "id": int.from_bytes(hashlib.blake2b(connector.name.encode(), digest_size=6).digest()),
             "maxchspeed": connector.max_power_kw,
             "connector": connector.position,
             "description": connector.raw_state,

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 from otel_chargy.history import RefreshHistory, RefreshRecord
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import SignalHealth
 from otel_chargy.model import SimpleState, Snapshot
-from otel_chargy.outcome import Outcome
+from otel_chargy.outcome import Outcome, SignalHealth
 
 _DEMO_HINT = "To try otel-chargy without the feed, run it with --demo."
 _RETRIED = (

@@ -62,7 +62,7 @@ class SnapshotHolder:
         now = self._monotonic()
         usage = self._usage.observe(snapshot, now, fetched_at)
         # Built before the swap, so the old publication serves until the new one is whole.
-        publication = build_publication(snapshot, usage, self._outputs, fetched_at, now)
+        publication = build_publication(snapshot, usage, self._outputs, fetched_at, now, self._publication)
         with self._lock:
             self._publication = publication
             self._generation += 1

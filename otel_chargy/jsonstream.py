@@ -6,6 +6,7 @@ and decompression). Knows nothing of metrics or HTTP."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,10 +28,13 @@ from otel_chargy.parse_ocpi import (
 Handler = Callable[[str, object], None]
 
 
-def read_objects(body: bytes, max_bytes: int, keys: frozenset[str], handle: Handler, not_format: Outcome) -> int:
+def read_objects(
+    body: bytes, max_bytes: int, keys: frozenset[str], handle: Handler, not_format: Outcome, issues: Counter[str]
+) -> int:
     """Calls `handle(key, item)` for each item under one of `keys`; returns how many were handed on.
-    Raises FeedError (outcome `not_format` for a document that is not JSON at all)."""
-    reader = _BoundedReader(_open_document(body), max_bytes)
+    Text that is not UTF-8 is repaired and counted in `issues`. Raises FeedError (outcome `not_format`
+    for a document that is not JSON at all)."""
+    reader = _BoundedReader(_open_document(body), max_bytes, issues)
     found = [0]
     try:
         events = ijson.basic_parse(reader, use_float=True, buf_size=_CHUNK_BYTES)

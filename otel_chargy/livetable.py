@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from otel_chargy.labels import label_text, unique_label
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
 from otel_chargy.outcome import FeedError, Outcome
 
@@ -88,6 +89,7 @@ class StatusCollector:
         self.issues: Counter[str] = Counter()
 
     def add(self, key: str, status: str) -> None:
+        status = label_text(status, self.issues)
         if not key or not status:
             self.issues["invalid_status"] += 1
             return
@@ -105,18 +107,32 @@ class StatusCollector:
         return StatusUpdate(self.statuses, dict(self.issues))
 
 
-def distinct_site_names(sites: list[tuple[str, Site]]) -> tuple[Site, ...]:
-    """Sites (with their ids) labelled so that no two share a `station` label: a shared name gets the
-    site's id appended."""
-    names = Counter(site.name for _, site in sites)
+def distinct_site_names(sites: list[tuple[str, Site]], issues: Counter[str]) -> tuple[Site, ...]:
+    """Sites (with their ids) labelled as the other formats label theirs: every text bounded and valid
+    (labels.py), no two sites sharing a `station` label (a shared name gets the site's id appended,
+    checked against every label) and no two refill points of a site sharing a `device` label."""
+    bounded = [(site_id, _bounded_site(site, issues)) for site_id, site in sites]
+    names = Counter(site.name for _, site in bounded)
+    taken = set(names)
     return tuple(
-        site if names[site.name] == 1 else Site(f"{site.name} ({site_id})", *_site_rest(site))
-        for site_id, site in sites
+        site if names[site.name] == 1 else replace(site, name=unique_label(site.name, (site_id,), taken))
+        for site_id, site in bounded
     )
 
 
-def _site_rest(site: Site) -> tuple[str, float | None, float | None, tuple[RefillPoint, ...]]:
-    return site.address, site.latitude, site.longitude, site.refill_points
+def _bounded_site(site: Site, issues: Counter[str]) -> Site:
+    devices: set[str] = set()
+    points = []
+    for point in site.refill_points:
+        label = label_text(point.label, issues)
+        if label in devices:
+            label = unique_label(label, (point.key,), devices)
+        devices.add(label)
+        outlets = tuple(replace(outlet, name=label_text(outlet.name, issues)) for outlet in point.outlets)
+        points.append(RefillPoint(point.key, label, outlets))
+    return Site(
+        label_text(site.name, issues), label_text(site.address, issues), site.latitude, site.longitude, tuple(points)
+    )
 
 
 class LiveTable:

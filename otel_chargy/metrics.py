@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -32,7 +32,7 @@ from otel_chargy.catalog import (
     Kind,
     MetricSpec,
 )
-from otel_chargy.outcome import Outcome
+from otel_chargy.outcome import Outcome, SignalHealth
 from otel_chargy.parse import ISSUE_KINDS
 
 if TYPE_CHECKING:
@@ -132,20 +132,6 @@ def _views() -> list[View]:
         )
         for spec in METRICS
     ]
-
-
-@dataclass(frozen=True, slots=True)
-class SignalHealth:
-    """How the OTLP exports of one signal went, for the log, /metrics and the landing page."""
-
-    signal: str
-    """`metrics` or `traces`."""
-    exports: int = 0
-    failed_exports: int = 0
-    last_success_at: float | None = None
-    last_failure_at: float | None = None
-    last_failure_reason: str | None = None
-    """What the exporter said about the last failure, e.g. `Received message larger than max (...)`."""
 
 
 SIGNALS = ("metrics", "traces")

@@ -25,6 +25,7 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException, DTDForbidden
 
 from otel_chargy.jsonstream import read_objects
+from otel_chargy.labels import LABEL_ISSUE_KINDS
 from otel_chargy.livetable import (
     Outlet,
     RefillPoint,
@@ -53,6 +54,7 @@ DATEX2_ISSUE_KINDS: dict[str, str] = {
     "status_of_unknown_refill_point": "a status for a refill point the static part does not hold: not served",
     "unknown_state": "a status outside DATEX II's table: the refill point is served as unknown",
     "static_part_stale": "the static part could not be read: the last good one was kept",
+    **LABEL_ISSUE_KINDS,
 }
 
 # DATEX II v3's RefillPointStatusEnum, compared in lower case.
@@ -176,7 +178,9 @@ class _TableBuilder:
                     Outcome.EMPTY, f"none of the static part's {found} sites is usable and within the filters"
                 )
             raise FeedError(Outcome.NOT_DATEX2, "the static part holds no energyInfrastructureSite")
-        return StaticTable(distinct_site_names(self.sites), dict(self.issues), frozenset(self.filtered), version)
+        return StaticTable(
+            distinct_site_names(self.sites, self.issues), dict(self.issues), frozenset(self.filtered), version
+        )
 
 
 def parse_datex2_table(body: bytes, options: Datex2Options = Datex2Options()) -> StaticTable:
@@ -184,14 +188,18 @@ def parse_datex2_table(body: bytes, options: Datex2Options = Datex2Options()) ->
     builder = _TableBuilder(options)
     if _is_xml(body):
         found = _read_xml(
-            _inflated(body, options.max_bytes), _SITE, lambda element: _xml_site(element, builder), options.bounds
+            _inflated(body, options.max_bytes),
+            _SITE,
+            lambda element: _xml_site(element, builder),
+            options.bounds,
+            builder.issues,
         )
         return builder.table(found, "DATEX II v3 (XML)")
 
     def site(_: str, item: object) -> None:
         _json_site(item, builder)
 
-    found = read_objects(body, options.max_bytes, frozenset({_SITE}), site, Outcome.NOT_DATEX2)
+    found = read_objects(body, options.max_bytes, frozenset({_SITE}), site, Outcome.NOT_DATEX2, builder.issues)
     return builder.table(found, "DATEX II v3 (JSON)")
 
 
@@ -206,11 +214,20 @@ def parse_datex2_status(
 
     if _is_xml(body):
         found = _read_xml(
-            _inflated(body, options.max_bytes), _STATUS, lambda element: keep(*_xml_status(element)), bounds
+            _inflated(body, options.max_bytes),
+            _STATUS,
+            lambda element: keep(*_xml_status(element)),
+            bounds,
+            collector.issues,
         )
     else:
         found = read_objects(
-            body, options.max_bytes, frozenset({_STATUS}), lambda _, item: keep(*_json_status(item)), Outcome.NOT_DATEX2
+            body,
+            options.max_bytes,
+            frozenset({_STATUS}),
+            lambda _, item: keep(*_json_status(item)),
+            Outcome.NOT_DATEX2,
+            collector.issues,
         )
     if not found:
         raise FeedError(Outcome.NOT_DATEX2, "the status part holds no refillPointStatus")
@@ -361,11 +378,14 @@ def _json_status(item: object) -> tuple[str, str]:
 # --- XML
 
 
-def _read_xml(body: bytes, wanted: str, handle: Callable[[Element], None], bounds: SizeBounds) -> int:
-    """Calls `handle(element)` on each element named `wanted` once it is whole, then frees it."""
+def _read_xml(
+    body: bytes, wanted: str, handle: Callable[[Element], None], bounds: SizeBounds, issues: Counter[str]
+) -> int:
+    """Calls `handle(element)` on each element named `wanted` once it is whole, then frees it; text that is
+    not UTF-8 is repaired and counted in `issues`."""
     outside = MAX_ELEMENTS_OUTSIDE_SITES + _OUTSIDE_ELEMENTS_PER_CONNECTOR * bounds.connectors
     try:
-        return _stream_elements(_element_events(body), wanted, handle, outside)
+        return _stream_elements(_element_events(body, issues), wanted, handle, outside)
     except DTDForbidden as error:
         if str(error.name).lower() == "html":
             raise FeedError(Outcome.NOT_DATEX2, "the document is an HTML page, not DATEX II") from None

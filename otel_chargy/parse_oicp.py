@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from otel_chargy.jsonstream import read_objects
+from otel_chargy.labels import LABEL_ISSUE_KINDS
 from otel_chargy.livetable import (
     Outlet,
     RefillPoint,
@@ -42,6 +43,7 @@ OICP_ISSUE_KINDS: dict[str, str] = {
     "status_of_unknown_refill_point": "a status for an EVSE the EVSEData does not hold: not served",
     "unknown_state": "a status outside OICP's table: the EVSE is served as unknown",
     "static_part_stale": "the EVSEData could not be read: the last good one was kept",
+    **LABEL_ISSUE_KINDS,
 }
 
 _STATES: dict[str, SimpleState | None] = {
@@ -205,14 +207,14 @@ class _TableBuilder:
             (address or name, Site(site.name, site.address, site.latitude, site.longitude, tuple(points)))
             for (name, address), (site, points) in self.sites.items()
         ]
-        return StaticTable(distinct_site_names(sites), dict(self.issues), frozenset(self.filtered), "OICP")
+        return StaticTable(distinct_site_names(sites, self.issues), dict(self.issues), frozenset(self.filtered), "OICP")
 
 
 def parse_oicp_data(body: bytes, options: OicpOptions = OicpOptions()) -> StaticTable:
     """The EVSEs of an OICP EVSEData document, as stations. Raises FeedError."""
     builder = _TableBuilder(options)
     keys = frozenset({"EVSEDataRecord", "EvseDataRecord"})
-    found = read_objects(body, options.max_bytes, keys, builder.add, Outcome.NOT_OICP)
+    found = read_objects(body, options.max_bytes, keys, builder.add, Outcome.NOT_OICP, builder.issues)
     return builder.table(found)
 
 
@@ -229,7 +231,7 @@ def parse_oicp_status(
         collector.add(key, _text(record.get("EVSEStatus", record.get("EvseStatus"))))
 
     keys = frozenset({"EVSEStatusRecord", "EvseStatusRecord"})
-    found = read_objects(body, options.max_bytes, keys, keep, Outcome.NOT_OICP)
+    found = read_objects(body, options.max_bytes, keys, keep, Outcome.NOT_OICP, collector.issues)
     if not found:
         raise FeedError(Outcome.NOT_OICP, "the EVSEStatus holds no EVSEStatusRecord")
     return collector.update()

@@ -44,6 +44,10 @@ class PerSnapshot(Generic[Rendered]):
         self._cached: tuple[Snapshot, Rendered] | None = None
         self._lock = threading.Lock()
 
+    def forget(self) -> None:
+        with self._lock:
+            self._cached = None
+
     def get(self, snapshot: Snapshot) -> Rendered:
         cached = self._cached
         if cached is not None and cached[0] is snapshot:

@@ -94,10 +94,17 @@ class Pages:
         self._station_documents = PerSnapshot(lambda snapshot: StationDocuments.render(snapshot, redactor))
         self._state_counts = PerSnapshot(Snapshot.count_by_state)
         if history is not None:
-            history.render_each_snapshot(self.prepare)
+            history.on_each_snapshot(self.forget)
+
+    def forget(self, _: Snapshot) -> None:
+        """What the page and the API rendered of the snapshot before is let go: the first request that
+        needs the new one renders it. Nothing is built, or kept, for a page nobody reads."""
+        self._state_counts.forget()
+        self._station_views.forget()
+        self._station_documents.forget()
 
     def prepare(self, snapshot: Snapshot) -> None:
-        """Renders what the page and the API show of `snapshot`, so that no request has to."""
+        """Renders what the page and the API show of `snapshot`: what the first request after a refresh does."""
         self._state_counts.get(snapshot)
         self._station_views.get(snapshot)
         self._station_documents.get(snapshot)

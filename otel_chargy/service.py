@@ -62,6 +62,7 @@ class Service:
             max_staleness_s=config.max_staleness_s,
             detail=Detail(config.otlp_detail),
             push_health=self.push_health,
+            created_series=config.created_series,
             issue_kinds=parse_issue_kinds(config),
         )
         self.holder = wiring.holder

@@ -63,10 +63,6 @@ def _power(kw: float) -> str:
     return f"{kw:g} kW"
 
 
-def station_max_power_kw(station: Station) -> float:
-    return max((c.max_power_kw for d in station.devices for c in d.connectors), default=0.0)
-
-
 def availability(counts: dict[SimpleState, int]) -> str:
     """free: a connector is available; busy: none is, some charge; down: every connector whose state is
     known is unavailable; unknown: the feed gives no state we can read (the operator's data, not its
@@ -87,7 +83,7 @@ class StationView:
         self.snapshot = snapshot
         stations = snapshot.stations
         counts = [station.count_by_state() for station in stations]
-        powers = [station_max_power_kw(station) for station in stations]
+        powers = [station.max_power_kw for station in stations]
         self.match_keys = [station.name.casefold() for station in stations]
         self.rows = [
             redactor(self._row(station, station_counts, power)).encode()

@@ -389,6 +389,7 @@ def wire_metrics(
     detail: Detail = Detail.CONNECTOR,
     push_health: PushHealth | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    created_series: bool = True,
     issue_kinds: Iterable[str] = ISSUE_KINDS,
 ) -> MetricsWiring:
     """The one wiring of the metrics, for the service, the tests and the benchmarks.
@@ -396,7 +397,8 @@ def wire_metrics(
     Two providers, so that the Prometheus reader never collects the snapshot metrics, which are
     rendered once per snapshot instead (exposition.py); the push readers collect those of `detail`."""
     observed = DETAIL_METRICS[detail] if push_readers else ()
-    holder = SnapshotHolder(Outputs(observed=observed, exposition=prometheus is not None), max_staleness_s, monotonic)
+    outputs = Outputs(observed=observed, exposition=prometheus is not None, created_series=created_series)
+    holder = SnapshotHolder(outputs, max_staleness_s, monotonic)
     overflow = OverflowTally([spec.name for spec in SNAPSHOT_METRICS])
     providers: list[MeterProvider] = []
     exposition = None

@@ -26,6 +26,7 @@ from otel_chargy.generator_afir import (
     render_oicp_status,
     with_new_statuses,
 )
+from otel_chargy.labels import MAX_LABEL_CHARS
 from otel_chargy.livetable import LiveTable
 from otel_chargy.main import main
 from otel_chargy.model import SimpleState
@@ -39,7 +40,7 @@ from otel_chargy.parse_datex2 import (
     parse_datex2_status,
     parse_datex2_table,
 )
-from otel_chargy.parse_oicp import OICP_ISSUE_KINDS, parse_oicp_status
+from otel_chargy.parse_oicp import OICP_ISSUE_KINDS, parse_oicp_data, parse_oicp_status
 from tests.feedserver import FeedResponse, FeedServer
 from tests.rig import Rig
 from tests.truth import assert_serves
@@ -555,3 +556,19 @@ def test_connectors_that_repeat_an_evse_id_stay_apart() -> None:
     parsed = parse_datex2_table(json.dumps(table).encode())
     (refill_point,) = [p for site in parsed.sites for p in site.refill_points if p.key == point["idG"]]
     assert [outlet.name for outlet in refill_point.outlets] == [f"{point['idG']} - 1", f"{point['idG']} - 2"]
+
+
+def test_oicp_labels_are_bounded_and_stay_distinct_as_the_other_formats_labels() -> None:
+    """A hostile EVSEData: one station name of 20 KiB, and two stations whose names collide with each
+    other's suffixed form. Every label fits MAX_LABEL_CHARS and no two stations share one."""
+    document = json.loads(read(OICP / "opendata-swiss-EVSEData-reduced.json.gz"))
+    records = [record for operator in document["EVSEData"] for record in operator["EVSEDataRecord"]]
+    first, second, third = records[0], records[1], records[2]
+    first["ChargingStationNames"] = [{"lang": "de", "value": "N" * 20_480}]
+    second["ChargingStationNames"] = [{"lang": "de", "value": "Twin"}]
+    third["ChargingStationNames"] = [{"lang": "de", "value": "Twin"}]
+    table = parse_oicp_data(json.dumps(document).encode())
+    names = [site.name for site in table.sites]
+    assert len(names) == len(set(names))
+    assert max(len(name) for name in names) == MAX_LABEL_CHARS
+    assert table.issues["long_text"] == 1

@@ -404,22 +404,22 @@ def test_the_last_20_refreshes_are_shown_newest_first_and_failing_since_outlives
     assert document["next_refresh_at"] is not None
 
 
-def test_each_new_snapshot_is_rendered_in_the_refresh_thread_and_a_failing_renderer_harms_nothing(
+def test_each_new_snapshot_is_told_in_the_refresh_thread_and_a_failing_listener_harms_nothing(
     network: Snapshot, caplog: pytest.LogCaptureFixture
 ) -> None:
     history = RefreshHistory()
-    rendered: list[Snapshot] = []
+    told: list[Snapshot] = []
 
     def broken(snapshot: Snapshot) -> None:
         raise RuntimeError("a bug in a page")
 
-    history.render_each_snapshot(broken)
-    history.render_each_snapshot(rendered.append)
+    history.on_each_snapshot(broken)
+    history.on_each_snapshot(told.append)
     history.record(RefreshRecord(time.time(), Outcome.SUCCESS, "ok", 0.1, 530, 1800), network)
     history.record(RefreshRecord(time.time(), Outcome.NOT_MODIFIED, "the feed has not changed", 0.1, None, None))
-    assert rendered == [network]
+    assert told == [network]
     assert len(history.records) == 2
-    assert "rendering a snapshot for the status page failed" in caplog.text
+    assert "the status page failed to take a new snapshot" in caplog.text
 
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 800), (412, 900)], ids=["desktop", "phone"])

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from otel_chargy.generator import generate_network, render_kml
+from otel_chargy.labels import MAX_LABEL_CHARS
 from otel_chargy.model import SimpleState, Snapshot
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import ISSUE_KINDS, SizeBounds, parse_kml
@@ -259,18 +260,56 @@ def test_hostile_documents_are_refused(text: str) -> None:
         (document(placemark("S", device()))[:-20].encode(), Outcome.INVALID_XML),
         (b"<kml><Document><Placemark></Document></kml>", Outcome.INVALID_XML),
         (b"", Outcome.INVALID_XML),
-        (document(placemark("S\xff", device())).encode().replace(b"S\xc3\xbf", b"S\xff\xfe"), Outcome.INVALID_XML),
+        (
+            document(placemark("S\xff", device()), declaration='<?xml version="1.0" encoding="US-ASCII"?>')
+            .encode()
+            .replace(b"S\xc3\xbf", b"S\xff\xfe"),
+            Outcome.INVALID_XML,
+        ),
         (b'{"stations": []}', Outcome.NOT_KML),
         (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><hr></body></html>", Outcome.NOT_KML),
         (b"<html><body><p>Maintenance<br></body></html>", Outcome.NOT_KML),
         (b'<?xml version="1.0"?><rss><channel/></rss>', Outcome.NOT_KML),
     ],
-    ids=["truncated", "mismatched", "empty-body", "bad-utf8", "json", "html-doctype", "html", "other-xml"],
+    ids=["truncated", "mismatched", "empty-body", "bad-ascii", "json", "html-doctype", "html", "other-xml"],
 )
 def test_unusable_documents(body: bytes, outcome: Outcome) -> None:
     with pytest.raises(FeedError) as caught:
         parse_kml(body)
     assert caught.value.outcome is outcome
+
+
+@pytest.mark.parametrize("declaration", ['<?xml version="1.0" encoding="UTF-8"?>', '<?xml version="1.0"?>', ""])
+def test_bytes_that_are_not_utf8_in_a_utf8_document_become_replacement_characters(declaration: str) -> None:
+    text = document(placemark("Gare \xff", device(), address="Rue \xff"), declaration=declaration)
+    body = text.encode().replace("\xff".encode(), b"\xff\xfe")  # two bytes that begin no UTF-8 character
+    snapshot = parse_kml(body)
+    assert (snapshot.stations[0].name, snapshot.stations[0].address) == ("Gare \ufffd\ufffd", "Rue \ufffd\ufffd")
+    assert snapshot.issues == {"invalid_text": 4}
+
+
+def test_a_utf8_replacement_character_the_feed_wrote_is_no_issue() -> None:
+    snapshot = parse(document(placemark("Gare \ufffd", device())))
+    assert snapshot.stations[0].name == "Gare \ufffd" and not snapshot.issues
+
+
+def test_a_lone_surrogate_escape_in_device_json_becomes_a_replacement_character() -> None:
+    connector = {"id": 1, "name": "CP1 - \udc00", "maxchspeed": 22.0, "connector": 1, "description": "AVAILABLE"}
+    snapshot = parse(document(placemark("S", device("CP1", connector))))
+    assert only_connector(snapshot)[2].name == "CP1 - \ufffd" and snapshot.issues == {"invalid_text": 1}
+
+
+def test_every_label_is_cut_at_its_bound_and_counted() -> None:
+    long = "x" * (MAX_LABEL_CHARS + 1)
+    connector = {"id": 1, "name": "C" + long, "maxchspeed": 22.0, "connector": 1, "description": "A" + long}
+    snapshot = parse(document(placemark("S" + long, device("D" + long, connector), address="R" + long)))
+    station, device_read, connector_read = next(iter(snapshot.connectors()))
+    texts = [station.name, station.address, device_read.name, connector_read.name, connector_read.raw_state]
+    assert [len(text) for text in texts] == [MAX_LABEL_CHARS] * 5 and all(text.endswith("…") for text in texts)
+    assert [text[0] for text in texts] == ["S", "R", "D", "C", "A"]
+    assert snapshot.issues == {"long_text": 5, "unknown_state": 1}
+    exact = "y" * MAX_LABEL_CHARS
+    assert parse(document(placemark(exact, device()))).stations[0].name == exact
 
 
 def test_kml_without_placemarks_is_empty() -> None:
