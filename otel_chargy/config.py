@@ -14,6 +14,7 @@ import ipaddress
 import math
 import os
 import re
+import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,9 @@ TRACES_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 OTLP_DETAILS = ("connector", "station", "network")
 FEED_SCHEMES = ("http", "https", "file")
-FEED_FORMATS = ("chargy-kml", "ocpi")
+FEED_FORMATS = ("chargy-kml", "ocpi", "datex2", "oicp")
+# Formats published in two parts: a static table (--feed.url) and live statuses (--feed.status-url).
+PAIRED_FORMATS = ("datex2", "oicp")
 # Paths the server answers itself (/healthz without authentication) and prefixes kept for it: metrics
 # there would be served open, or shadow a page.
 RESERVED_PATHS = ("/healthz", "/readyz", "/api", "/static")
@@ -67,6 +70,13 @@ class Config:
     feed_bbox: BoundingBox | None
     feed_operators: frozenset[str]
     """`CC*PARTY` of the OCPI parties kept; empty keeps all."""
+    feed_status_url: str | None = field(repr=False)
+    """datex2, oicp: the status publication; --feed.url is the static one."""
+    feed_static_interval_s: float
+    feed_headers: tuple[tuple[str, str], ...] = field(repr=False)
+    """(name, value) sent with every feed request: the values are secrets."""
+    feed_client_cert: tuple[str, str] | None
+    """(certificate file, key file) for the feed's TLS client authentication."""
     feed_token: str | None = field(repr=False)
     """Sent as `Authorization: Token ...` to the feed's host: a secret."""
     feed_token_encoding: str
@@ -274,6 +284,41 @@ def _bbox(text: str) -> BoundingBox:
     return BoundingBox(west, south, east, north)
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers httpx or the fetch set from what it does: a configured value would break the exchange.
+_RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
+
+
+def _feed_header(text: str) -> tuple[str, str]:
+    """'Name: value', as curl takes it. Errors never repeat the value: it is a key."""
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not _HEADER_NAME.fullmatch(name):
+        raise ValueError("not 'Name: value' with a header name of letters, digits and -")
+    if name.lower() in _RESERVED_HEADERS:
+        raise ValueError(f"{name} is set by the HTTP client itself")
+    if not value or any(ord(character) < 0x20 or ord(character) == 0x7F for character in value):
+        raise ValueError(f"the value of {name} is empty or holds control characters")
+    return name, value
+
+
+def _shown_header(text: str) -> str:
+    name, colon, _ = text.partition(":")
+    return f"{name.strip()[:60]}: {REDACTED}" if colon else REDACTED
+
+
+def _readable_file(text: str) -> str:
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError("no such file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot be read: {error.strerror}") from None
+    return text
+
+
 def _operators(text: str) -> frozenset[str]:
     operators = frozenset(part.strip().upper() for part in text.split(",") if part.strip())
     if not operators or not all(re.fullmatch(r"[A-Z]{2}\*[A-Z0-9]{3}", operator) for operator in operators):
@@ -334,12 +379,18 @@ class Setting:
     """For a flag that takes no value (--demo): the value it stands for."""
     secret: bool = False
     """The value may hold a secret: shown redacted in help and errors."""
+    repeatable: bool = False
+    """The flag may be given several times, the variable hold one value a line: the value is a tuple."""
+    show: Callable[[str], str] | None = None
+    """How a value is shown in errors, where redact_url does not fit."""
     hidden: bool = False
     """The whole value is a secret (a token): never shown."""
 
     def shown(self, text: str) -> str:
         if self.hidden:
             return REDACTED
+        if self.show is not None:
+            return self.show(text)
         return redact_url(_without_userinfo(text)) if self.secret else text
 
 
@@ -394,7 +445,7 @@ SETTINGS = (
         "CHARGY_FEED_BBOX",
         None,
         _bbox,
-        "ocpi: keep only the Locations inside this box, west,south,east,north in degrees",
+        "ocpi, datex2, oicp: keep only the Locations (sites, EVSEs) inside this box, west,south,east,north in degrees",
         metavar="W,S,E,N",
         help_default="none: the whole network",
     ),
@@ -428,6 +479,61 @@ SETTINGS = (
         "ocpi: keep only the Locations of these parties, a comma list of CC*PARTY (NL*ABC)",
         metavar="PARTIES",
         help_default="none: every party",
+    ),
+    Setting(
+        "feed_status_url",
+        "--feed.status-url",
+        "CHARGY_FEED_STATUS_URL",
+        None,
+        _feed_url,
+        "datex2, oicp: the status publication (live states); --feed.url is then the static one",
+        metavar="URL",
+        help_default="none",
+        secret=True,
+    ),
+    Setting(
+        "feed_static_interval_s",
+        "--feed.static-interval",
+        "CHARGY_FEED_STATIC_INTERVAL",
+        "86400",
+        _number(1, 7 * _DAY_S),
+        "datex2, oicp: time between fetches of the static part, 1 s to 7 days; asked conditionally when the "
+        "server sent validators",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "feed_headers",
+        "--feed.header",
+        "CHARGY_FEED_HEADER",
+        None,
+        _feed_header,
+        "a header sent with every feed request, 'Name: value' (an API key), repeatable; the variable holds one a "
+        "line. Values are secrets",
+        metavar="'NAME: VALUE'",
+        help_default="none",
+        repeatable=True,
+        show=_shown_header,
+    ),
+    Setting(
+        "feed_client_cert",
+        "--feed.client-cert",
+        "CHARGY_FEED_CLIENT_CERT",
+        None,
+        _readable_file,
+        "PEM certificate the feed's server authenticates this client by (Mobilithek machine access); needs "
+        "--feed.client-key",
+        metavar="FILE",
+        help_default="none",
+    ),
+    Setting(
+        "feed_client_key",
+        "--feed.client-key",
+        "CHARGY_FEED_CLIENT_KEY",
+        None,
+        _readable_file,
+        "PEM private key of --feed.client-cert (unencrypted); its contents are never shown",
+        metavar="FILE",
+        help_default="none",
     ),
     Setting(
         "refresh_interval_s",
@@ -520,7 +626,7 @@ SETTINGS = (
         str(DEFAULT_MAX_CONNECTORS),
         _count(1_000, 10_000_000, "connectors"),
         "largest network accepted, 1,000 to 10,000,000; placemarks (half as many), XML elements "
-        "(6 times as many) and attributes are bounded in proportion",
+        "(6 times as many), attributes and label characters (100 times as many) are bounded in proportion",
         metavar="COUNT",
     ),
     Setting(
@@ -682,6 +788,8 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         options: dict[str, Any] = {"dest": setting.dest, "default": argparse.SUPPRESS}
         if setting.flag_value is not None:
             options |= {"action": "store_const", "const": setting.flag_value}
+        elif setting.repeatable:
+            options |= {"action": "append", "metavar": setting.metavar}
         else:
             options |= {"metavar": setting.metavar}
         help_text = f"{setting.help} ({environment}default {default})"
@@ -763,14 +871,14 @@ def _header_values(environ: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _read(
-    settings: Sequence[Setting], given: Mapping[str, str], environ: Mapping[str, str]
+    settings: Sequence[Setting], given: Mapping[str, Any], environ: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Each setting's value and the name it was given by: flag, else variable, else default."""
     values: dict[str, Any] = {}
     written_as: dict[str, str] = {}
     for setting in settings:
         name = setting.flag or setting.variable or setting.dest
-        text: str | None
+        text: Any
         if setting.dest in given:
             text = given[setting.dest]
         elif setting.variable and (text := _environment_value(environ, setting.variable)) is not None:
@@ -781,11 +889,26 @@ def _read(
         if text is None:
             values[setting.dest] = None
             continue
+        texts: list[str] = (
+            (list(text) if isinstance(text, list) else [line for line in text.splitlines() if line.strip()])
+            if setting.repeatable
+            else [text]
+        )
         try:
-            values[setting.dest] = setting.convert(text)
+            converted = [setting.convert(entry) for entry in texts]
         except ValueError as error:
-            raise ConfigError(f"{name} {setting.shown(text)!r}: {error}") from None
+            shown = next(setting.shown(entry) for entry in texts if _fails(setting, entry))
+            raise ConfigError(f"{name} {shown!r}: {error}") from None
+        values[setting.dest] = tuple(converted) if setting.repeatable else converted[0]
     return values, written_as
+
+
+def _fails(setting: Setting, text: str) -> bool:
+    try:
+        setting.convert(text)
+    except ValueError:
+        return True
+    return False
 
 
 def _one_feed_url(values: Mapping[str, Any], written_as: Mapping[str, str]) -> tuple[str, str] | None:
@@ -798,6 +921,29 @@ def _one_feed_url(values: Mapping[str, Any], written_as: Mapping[str, str]) -> t
             " of --feed.url, give one"
         )
     return given[0] if given else None
+
+
+def _client_cert(values: Mapping[str, Any], written_as: Mapping[str, str]) -> tuple[str, str] | None:
+    """Both files or neither; a pair that TLS cannot load is refused now, not at the first refresh."""
+    cert, key = values["feed_client_cert"], values["feed_client_key"]
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        given, missing = (
+            ("feed_client_cert", "feed_client_key") if key is None else ("feed_client_key", "feed_client_cert")
+        )
+        raise ConfigError(f"{written_as[given]} needs {written_as[missing]} (or its variable) too")
+    context = ssl.create_default_context()
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as error:
+        reason = getattr(error, "reason", None) or type(error).__name__
+        # Not the library's message: it may quote the file's contents.
+        raise ConfigError(
+            f"{written_as['feed_client_cert']} and {written_as['feed_client_key']}: not a PEM certificate and its"
+            f" unencrypted private key ({str(reason).replace('_', ' ').lower()})"
+        ) from None
+    return cert, key
 
 
 def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -814,20 +960,33 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
             f"{written_as['demo']} and {written_as[feed_url[0]]} exclude each other: the demo serves a generated "
             "network, not a feed"
         )
-    if values["feed_format"] == "ocpi":
+    feed_format = values["feed_format"]
+    if feed_format != "chargy-kml":
         if values["demo"]:
             raise ConfigError(
-                f"{written_as['demo']} serves a generated Chargy KML network: not with {written_as['feed_format']} ocpi"
+                f"{written_as['demo']} serves a generated Chargy KML network: not with {written_as['feed_format']}"
+                f" {feed_format}"
             )
         if feed_url is None and args.get("source") is None:
             raise ConfigError(
-                f"{written_as['feed_format']} ocpi needs the feed's URL: --feed.url (env FEED_URL); the default is"
-                " the Chargy KML feed"
+                f"{written_as['feed_format']} {feed_format} needs the feed's URL: --feed.url (env FEED_URL); the"
+                " default is the Chargy KML feed"
             )
-    else:
-        for dest in ("feed_bbox", "feed_operators"):
-            if values[dest] is not None:
-                raise ConfigError(f"{written_as[dest]} filters an OCPI feed: it needs --feed.format ocpi")
+    if values["feed_bbox"] is not None and feed_format == "chargy-kml":
+        raise ConfigError(f"{written_as['feed_bbox']} filters an OCPI, DATEX II or OICP feed: not {feed_format}")
+    if values["feed_operators"] is not None and feed_format != "ocpi":
+        raise ConfigError(f"{written_as['feed_operators']} filters an OCPI feed: it needs --feed.format ocpi")
+    if feed_format in PAIRED_FORMATS:
+        if values["feed_status_url"] is None and args.get("source") is None:
+            raise ConfigError(
+                f"{written_as['feed_format']} {feed_format} is published in two parts: --feed.url names the static"
+                " one, --feed.status-url (env CHARGY_FEED_STATUS_URL) the live statuses"
+            )
+    elif values["feed_status_url"] is not None:
+        raise ConfigError(
+            f"{written_as['feed_status_url']} names the status part of a datex2 or oicp feed: not {feed_format}"
+        )
+    client_cert = _client_cert(values, written_as)
     check_source: str | None = args.get("source")
     if check_source is not None:
         try:
@@ -841,6 +1000,10 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         feed_format=values["feed_format"],
         feed_bbox=values["feed_bbox"],
         feed_operators=values["feed_operators"] or frozenset(),
+        feed_status_url=values["feed_status_url"],
+        feed_static_interval_s=values["feed_static_interval_s"],
+        feed_headers=values["feed_headers"] or (),
+        feed_client_cert=client_cert,
         feed_token=values["feed_token"],
         feed_token_encoding=values["feed_token_encoding"],
         refresh_interval_s=refresh_interval_s,

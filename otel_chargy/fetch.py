@@ -8,7 +8,9 @@ import socket
 import ssl
 import threading
 import zlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, Unpack
 from urllib.parse import urlsplit
@@ -58,6 +60,10 @@ class FeedSource(Protocol):
     def fetch(self, validators: Validators) -> Fetched: ...
 
     def close(self) -> None: ...
+
+
+# 200, or 203 (a proxy's copy of it): a partial (206) or an odd success (201, 299, …) is not a whole feed.
+_WHOLE_ANSWERS = frozenset({200, 203})
 
 
 def _too_large(max_bytes: int) -> FeedError:
@@ -170,11 +176,14 @@ class HttpSource:
         accept: str = ACCEPT,
         max_pages: int = MAX_PAGES,
         authorization: str | None = None,
+        access: FeedAccess | None = None,
     ) -> None:
         """`paged`: follow the `Link: <...>; rel="next"` of each answer (OCPI's pagination), within
         `max_pages`, on the host that gave the link; the pages' bodies are joined, one a line.
         `authorization`: the Authorization header's value, sent with every request to the feed's own
-        scheme, host and port, and to no other (httpx drops it from a redirect to another origin)."""
+        scheme, host and port, and to no other (httpx drops it from a redirect to another origin).
+        `access`: the headers and client certificate the feed requires; the headers, like the
+        Authorization, go to the feed's own origin only."""
         self._url = url
         self._authorization = authorization
         self._origin = _origin(httpx.URL(url))
@@ -195,7 +204,18 @@ class HttpSource:
             # polls minutes apart gain nothing from keeping one open.
             limits=httpx.Limits(max_keepalive_connections=0),
             follow_redirects=True,
-            headers={"Accept": accept, "Accept-Encoding": "gzip", "User-Agent": f"otel-chargy/{__version__}"},
+            headers={
+                "Accept": accept,
+                "Accept-Encoding": "gzip",
+                "User-Agent": f"otel-chargy/{__version__}",
+                **(access.headers if access else {}),
+            },
+            verify=access.ssl_context() if access and access.client_cert else True,
+            # httpx keeps every header but Authorization on a redirect to another origin: a key in a
+            # header of its own is taken off there.
+            event_hooks={"request": [partial(_keep_headers_home, self._origin, tuple(access.headers))]}
+            if access and access.headers
+            else {},
         )
 
     def close(self) -> None:
@@ -324,14 +344,15 @@ class HttpSource:
         with self._client.stream("GET", url, headers=headers, extensions={"trace": connections.trace}) as response:
             status_codes.append(response.status_code)
             if response.status_code == 304:
-                if not (validators.etag or validators.last_modified):
+                # A later page's 304 is the paging's fault (its caller says so), whatever was asked.
+                if first and not (validators.etag or validators.last_modified):
                     raise FeedError(
                         Outcome.HTTP_ERROR,
                         f"the feed at {_host_port(response.url)} answered 304 Not Modified to a request"
                         " that named no version to compare with",
                     )
                 return _Page(response.url, None, validators, None)
-            if not 200 <= response.status_code < 300:
+            if response.status_code not in _WHOLE_ANSWERS:
                 raise FeedError(
                     Outcome.HTTP_ERROR,
                     f"the feed at {_host_port(response.url)} answered HTTP {response.status_code}",
@@ -415,6 +436,24 @@ class DemoSource:
         return Fetched(render_kml(self._network))
 
 
+@dataclass(frozen=True)
+class FeedAccess:
+    """What a feed requires of a client: headers (an API key: secrets) and a client certificate and key
+    (files: the key's contents never leave the TLS library)."""
+
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    client_cert: tuple[str, str] | None = None
+    """(certificate file, key file), PEM."""
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The default verification (SSL_CERT_FILE / SSL_CERT_DIR, else certifi), presenting the client
+        certificate."""
+        context = httpx.create_ssl_context(trust_env=True)
+        if self.client_cert is not None:
+            context.load_cert_chain(*self.client_cert)
+        return context
+
+
 class HttpOptions(TypedDict, total=False):
     """What an HTTP source takes beyond what every source does (HttpSource's keyword arguments)."""
 
@@ -423,11 +462,19 @@ class HttpOptions(TypedDict, total=False):
     accept: str
     max_pages: int
     authorization: str | None
+    access: FeedAccess | None
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     """Scheme, host and port, the default port written or not."""
     return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+def _keep_headers_home(origin: tuple[str, str, int | None], names: tuple[str, ...], request: httpx.Request) -> None:
+    """An httpx request hook: the feed's own headers leave a request to another origin (a redirect)."""
+    if _origin(request.url) != origin:
+        for name in names:
+            request.headers.pop(name, None)
 
 
 def open_source(

@@ -1,19 +1,20 @@
 """Synthetic Chargy networks: the demo's feed, the tests' truth and the benchmarks' load.
 
 `python -m otel_chargy.generator --placemarks 1000 > feed.kml` writes one;
-`python -m otel_chargy.generator --format ocpi --placemarks 1000 > locations.json` an OCPI network.
+`python -m otel_chargy.generator --format ocpi --placemarks 1000 > locations.json` an OCPI network;
+`--format datex2|oicp --part static|status` one part of a two-part network (generator_afir).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import io
 import json
 import random
 import sys
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -153,7 +154,8 @@ def _device_json(device: Device, legacy: bool) -> str:
     entries = []
     for connector in device.connectors:
         entry: dict[str, object] = {
-            "id": zlib.crc32(connector.name.encode()) % 1_000_000,
+            # Unique in the network, as Chargy's are, and kept while the name is.
+            "id": int.from_bytes(hashlib.blake2b(connector.name.encode(), digest_size=6).digest()),
             "maxchspeed": connector.max_power_kw,
             "connector": connector.position,
             "description": connector.raw_state,
@@ -364,10 +366,27 @@ def zipped(body: bytes, name: str = "locations.json") -> bytes:
     return archive.getvalue()
 
 
+def _two_part_document(feed_format: str, part: str, encoding: str, sites: int, seed: int) -> bytes:
+    from otel_chargy import generator_afir as afir  # the two-part formats' own module
+
+    network = afir.generate_two_part_network(sites, seed)
+    if feed_format == "oicp":
+        return afir.render_oicp_data(network) if part == "static" else afir.render_oicp_status(network)
+    if encoding == "xml":
+        return afir.render_datex2_table_xml(network) if part == "static" else afir.render_datex2_status_xml(network)
+    return afir.render_datex2_table_json(network) if part == "static" else afir.render_datex2_status_json(network)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m otel_chargy.generator", description=__doc__)
     parser.add_argument("--placemarks", type=int, default=1000, help="stations in the network (default 1000)")
-    parser.add_argument("--format", choices=("chargy-kml", "ocpi"), default="chargy-kml", help="the feed's format")
+    parser.add_argument(
+        "--format", choices=("chargy-kml", "ocpi", "datex2", "oicp"), default="chargy-kml", help="the feed's format"
+    )
+    parser.add_argument(
+        "--part", choices=("static", "status"), default="static", help="datex2, oicp: which publication to write"
+    )
+    parser.add_argument("--encoding", choices=("json", "xml"), default="json", help="datex2: JSON or XML")
     parser.add_argument(
         "--form", choices=("array", "envelope", "wrapped"), default="array", help="OCPI: the document's shape"
     )
@@ -378,7 +397,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.format == "chargy-kml":
         sys.stdout.buffer.write(render_kml(generate_network(args.placemarks, args.seed), legacy=args.legacy))
         return
-    body = render_ocpi(generate_ocpi_network(args.placemarks, args.seed).locations, form=args.form)
+    if args.format in ("datex2", "oicp"):
+        body = _two_part_document(args.format, args.part, args.encoding, args.placemarks, args.seed)
+    else:
+        body = render_ocpi(generate_ocpi_network(args.placemarks, args.seed).locations, form=args.form)
     sys.stdout.buffer.write({"none": body, "gzip": gzipped(body), "zip": zipped(body)}[args.compress])
 
 

@@ -6,34 +6,76 @@ import os
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
 from opentelemetry import trace
 
-from otel_chargy.config import Config, ConfigError, load_config
-from otel_chargy.feeds import feed_authorization, feed_parser, open_feed, parse_issue_kinds
+from otel_chargy.config import PAIRED_FORMATS, Config, ConfigError, load_config
+from otel_chargy.feeds import (
+    feed_authorization,
+    feed_parser,
+    open_feed,
+    open_paired_feed,
+    parse_issue_kinds,
+    part_parsers,
+)
 from otel_chargy.fetch import Validators
 from otel_chargy.logs import configure_logging
-from otel_chargy.model import SimpleState
+from otel_chargy.model import SimpleState, Snapshot
 from otel_chargy.outcome import FeedError
 from otel_chargy.redact import Redactor, secrets_of_url
 from otel_chargy.service import Service
 
 
-def _check(config: Config, source_url: str, redactor: Redactor) -> int:
+class _Unusable(Exception):
+    """`check`'s source could not be read: its description (secrets redacted) and why."""
+
+    def __init__(self, description: str, error: FeedError) -> None:
+        super().__init__(error.reason)
+        self.description = description
+        self.error = error
+
+
+def _read_once(config: Config, source_url: str) -> tuple[str, Snapshot]:
+    """The source's description and what it holds; a datex2 or oicp source is the static part, joined
+    with --feed.status-url when it is given (else every refill point is unknown). Raises _Unusable."""
+    if config.feed_format in PAIRED_FORMATS and config.feed_status_url is not None:
+        paired = open_paired_feed(config, trace.NoOpTracer(), static_url=source_url)
+        try:
+            snapshot = paired.read(in_service=False).snapshot
+        except FeedError as error:
+            raise _Unusable(paired.description, error) from None
+        finally:
+            paired.close()
+        assert snapshot is not None  # nothing is in service: both parts are read whole
+        return paired.description, snapshot
     source = open_feed(config, source_url, trace.NoOpTracer())
     try:
-        body = source.fetch(Validators()).body
-        snapshot = feed_parser(config)(body or b"")
+        body = source.fetch(Validators()).body or b""
+        if config.feed_format in PAIRED_FORMATS:
+            parse_static, _, live_table = part_parsers(config)
+            live = live_table()
+            live.replace_table(parse_static(body))
+            return source.description, live.snapshot(Counter())
+        return source.description, feed_parser(config)(body)
     except FeedError as error:
-        print(redactor(f"{source.description}: not usable: {error.outcome.value}: {error.reason}"))
-        _print_issues(error.issues, parse_issue_kinds(config), redactor)
-        return 1
+        raise _Unusable(source.description, error) from None
     finally:
         source.close()
+
+
+def _check(config: Config, source_url: str, redactor: Redactor) -> int:
+    try:
+        description, snapshot = _read_once(config, source_url)
+    except _Unusable as unusable:
+        error = unusable.error
+        print(redactor(f"{unusable.description}: not usable: {error.outcome.value}: {error.reason}"))
+        _print_issues(error.issues, parse_issue_kinds(config), redactor)
+        return 1
     counts = snapshot.count_by_state()
-    print(redactor(f"source: {source.description}"))
+    print(redactor(f"source: {description}"))
     if snapshot.version:
         print(f"format: {snapshot.version}")
     print(f"stations: {len(snapshot.stations)}")
@@ -75,13 +117,20 @@ def token_secrets(config: Config) -> list[str]:
 def _configuration_error(error: ConfigError, argv: Sequence[str]) -> int:
     # The message shows URLs redacted already; redacting every secret the command line, FEED_URL and
     # KML_URL carry makes sure of it, whatever argparse echoes back.
-    given = (*argv, os.environ.get("FEED_URL", ""), os.environ.get("KML_URL", ""))
+    given = (
+        *argv,
+        os.environ.get("FEED_URL", ""),
+        os.environ.get("KML_URL", ""),
+        os.environ.get("CHARGY_FEED_STATUS_URL", ""),
+    )
     tokens = [argv[index + 1] for index, arg in enumerate(argv[:-1]) if arg == "--feed.token"]
     tokens += [arg.partition("=")[2] for arg in argv if arg.startswith("--feed.token=")]
     tokens += [os.environ.get("CHARGY_FEED_TOKEN", "")]
+    headers = (*argv, *os.environ.get("CHARGY_FEED_HEADER", "").splitlines())
     redactor = Redactor(
         [secret for text in given for secret in secrets_of_url(text)]
         + [token.strip() for token in tokens if token.strip()]
+        + [value for text in headers if (value := text.partition(":")[2].strip())]
     )
     print(redactor(f"otel-chargy: error: {error}").replace("\n", " "), file=sys.stderr)
     return 2
@@ -97,8 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         [
             *secrets_of_url(config.kml_url),
             *secrets_of_url(config.check_source or ""),
+            *secrets_of_url(config.feed_status_url or ""),
             *config.otlp_header_values,
             *token_secrets(config),
+            *(value for _, value in config.feed_headers),
         ]
     )
     configure_logging(config.log_level, config.log_format, redactor)

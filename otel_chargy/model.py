@@ -55,6 +55,9 @@ class Connector:
     max_power_kw: float
     raw_state: str
     state: SimpleState
+    identity: str = field(default="", compare=False)
+    """The feed's own id for the connector, unique in the snapshot, kept from one refresh to the next
+    whatever its labels; empty where the feed gives none (then its labels identify it)."""
 
     @property
     def speed(self) -> str:
@@ -66,6 +69,9 @@ class Connector:
 class Device:
     name: str
     connectors: tuple[Connector, ...]
+    identity: str = field(default="", compare=False)
+    """The feed's own id for the device, unique in its station; empty where the feed gives none (then
+    its name identifies it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,9 @@ class Station:
     latitude: float | None
     longitude: float | None
     devices: tuple[Device, ...]
+    identity: str = field(default="", compare=False)
+    """The feed's own id for the station, unique in the snapshot; empty where the feed gives none (then
+    its name, unique in the snapshot, identifies it)."""
 
     @property
     def max_power_kw(self) -> float:

@@ -9,12 +9,13 @@ from http.server import ThreadingHTTPServer
 
 from otel_chargy import __version__
 from otel_chargy.catalog import Detail
-from otel_chargy.config import Config
-from otel_chargy.feeds import feed_parser, open_feed, parse_issue_kinds
+from otel_chargy.config import PAIRED_FORMATS, Config
+from otel_chargy.feeds import feed_parser, open_feed, open_paired_feed, parse_issue_kinds
 from otel_chargy.fetch import DemoSource, FeedSource
 from otel_chargy.health import push_health_of
 from otel_chargy.history import RefreshHistory
 from otel_chargy.metrics import PushHealth
+from otel_chargy.paired import PairedFeed
 from otel_chargy.parse import SizeBounds
 from otel_chargy.redact import Redactor
 from otel_chargy.refresh import Refresher
@@ -44,12 +45,15 @@ class Service:
         """How the OTLP exports of each signal went: for the landing page."""
         self._tracer_provider = build_tracer_provider(config, resource, self.push_health)
         tracer = self._tracer_provider.get_tracer("otel_chargy", __version__)
-        self._source: FeedSource = (
-            DemoSource()
-            if config.demo
-            # The feed is a third party: it learns a trace context only when the traces go somewhere.
-            else open_feed(config, config.feed_url, tracer, propagate_trace_context=bool(config.traces_exporters))
-        )
+        # The feed is a third party: it learns a trace context only when the traces go somewhere.
+        propagate = bool(config.traces_exporters)
+        self._source: FeedSource | PairedFeed
+        if config.demo:
+            self._source = DemoSource()
+        elif config.feed_format in PAIRED_FORMATS:
+            self._source = open_paired_feed(config, tracer, propagate_trace_context=propagate)
+        else:
+            self._source = open_feed(config, config.feed_url, tracer, propagate_trace_context=propagate)
         prometheus_reader, push_readers = build_metric_readers(config, self.push_health)
         wiring = wire_metrics(
             prometheus=prometheus_reader,

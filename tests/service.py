@@ -62,6 +62,27 @@ def run_together(count: int, work: Callable[[int], None]) -> None:
         thread.join()
 
 
+def before_a_hang(work: Callable[[], T], what: str, limit_s: float = WAIT_LIMIT_S) -> T:
+    """Runs `work` and returns what it returns; fails only if it has not returned after `limit_s`, a bound
+    that only a hang can miss (how long it took is a benchmark's figure, not the test's)."""
+    outcome: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=run, name=what, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    assert not thread.is_alive(), f"{what} hung"
+    if errors:
+        raise errors[0]
+    return outcome[0]
+
+
 def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10) -> int:
     """SIGTERM, then SIGKILL if the process has not ended after `grace_s`."""
     if process.poll() is None:

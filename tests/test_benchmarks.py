@@ -58,3 +58,17 @@ def test_burst_benchmark_smoke_run(tmp_path: Path) -> None:
     (only,) = json.loads(output.read_text())["bursts"]
     assert only["answered_whole"] == 10 and only["failures"] == []
     assert "| 1 | 10 |" in result.stdout
+
+
+def test_afir_benchmark_smoke_run(tmp_path: Path) -> None:
+    output = tmp_path / "afir.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/afir.py", "--refill-points", "300", "--output", str(output)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(output.read_text())
+    whole = report["cases"]["whole network"]
+    assert [refresh["outcome"] for refresh in whole.values()] == ["success", "success"]
+    assert whole["status only (table cached)"]["connectors"] > 0
+    assert "| whole network | status only (table cached) |" in result.stdout

@@ -185,9 +185,9 @@ def test_a_station_that_leaves_and_returns() -> None:
     assert view.stations["B"].created == WALL_OFFSET_S
     for t in (900, 1200, 1500):
         view = at(t, a)
-    assert "B" in view.stations  # last seen at 600: 900 s ago, not more
+    assert "B" in view.stations and "150" in view.network  # last seen at 600: 900 s ago, not more
     view = at(1501, a)
-    assert "B" not in view.stations and view.network["150"].seconds == (0, 300, 300, 0)
+    assert "B" not in view.stations and "150" not in view.network  # no connector of 150 kW since 600
     assert view.stations["A"].seconds == (1501, 1501, 0, 0)
     view = at(1800, a, station("B", charging, speed_kw=150))  # a new start: zeros, a new _created, no session
     assert view.stations["B"] == replace(view.stations["B"], seconds=(0, 0, 0, 0), sessions=0)
@@ -195,7 +195,8 @@ def test_a_station_that_leaves_and_returns() -> None:
     at(2100, a, station("B", available, speed_kw=150))
     view = at(2400, a, station("B", charging, speed_kw=150))
     assert view.stations["B"].seconds == (300, 300, 0, 0) and view.stations["B"].sessions == 1
-    assert view.network["150"].seconds == (300, 600, 300, 0) and view.network["150"].sessions == 1
+    assert view.network["150"].seconds == (300, 300, 0, 0) and view.network["150"].sessions == 1  # also since 1800
+    assert view.network["150"].created == 1800 + WALL_OFFSET_S
     assert view.network["22"].created == WALL_OFFSET_S and view.stations["A"].sessions == 0
 
 
