@@ -150,7 +150,7 @@ OTLP_EXPORTS = MetricSpec(
     "chargy_otlp_exports_total",
     Kind.COUNTER,
     "{export}",
-    "OTLP exports by signal (metrics, traces) and how they ended (success, failure); "
+    "OTLP exports by signal (metrics, traces, logs) and how they ended (success, failure); "
     "a failed export's data is lost. 0 for a signal that is not pushed over OTLP.",
     ("signal", "outcome"),
 )

@@ -18,11 +18,14 @@ import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from otel_chargy import __version__
+from otel_chargy.events import DEFAULT_MAX_EVENTS, EVENT_BYTES
+from otel_chargy.hosts import BAD_HOST, host_is_usable
 from otel_chargy.parse import DEFAULT_MAX_CONNECTORS
 from otel_chargy.parse_ocpi import BoundingBox
 from otel_chargy.redact import REDACTED, redact_url, secrets_of_url
@@ -37,7 +40,20 @@ LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("logfmt", "json")
 METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
 TRACES_EXPORTERS = ("otlp", "console", "none")
+LOGS_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+OTLP_COMPRESSIONS = ("gzip", "deflate", "none")
+# The SDK's span limits: a whole number, or empty for none; anything else is a traceback when the SDK is imported.
+SPAN_LIMIT_VARIABLES = (
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+)
 OTLP_DETAILS = ("connector", "station", "network")
 FEED_SCHEMES = ("http", "https", "file")
 FEED_FORMATS = ("chargy-kml", "ocpi", "datex2", "oicp")
@@ -45,7 +61,7 @@ FEED_FORMATS = ("chargy-kml", "ocpi", "datex2", "oicp")
 PAIRED_FORMATS = ("datex2", "oicp")
 # Paths the server answers itself (/healthz without authentication) and prefixes kept for it: metrics
 # there would be served open, or shadow a page.
-RESERVED_PATHS = ("/healthz", "/readyz", "/api", "/static")
+RESERVED_PATHS = ("/healthz", "/readyz", "/api", "/static", "/station")
 _MINUTE_S = 60.0
 _DAY_S = 86_400.0
 
@@ -93,8 +109,11 @@ class Config:
     log_format: str
     metrics_exporters: tuple[str, ...]
     traces_exporters: tuple[str, ...]
+    logs_exporters: tuple[str, ...]
+    """Where the state-change events go as OpenTelemetry log records."""
     otlp_metrics_protocol: str
     otlp_traces_protocol: str
+    otlp_logs_protocol: str
     metric_export_interval_s: float
     """The OTLP push interval: OTEL_METRIC_EXPORT_INTERVAL, at most the refresh interval."""
     metric_export_timeout_s: float
@@ -109,6 +128,8 @@ class Config:
     """TLS and basic auth from --web.config.file."""
     web_max_connections: int
     max_shrink: float
+    events_max: int
+    """State-change events kept in memory for the page and the API."""
     grafana_url: str | None
     created_series: bool
     """The usage counters' `_created` lines in OpenMetrics: PROMETHEUS_DISABLE_CREATED_SERIES unset or false."""
@@ -211,12 +232,21 @@ def parse_listen_address(text: str) -> ListenAddress:
         host = _ipv6(host[1:-1])
     elif ":" in host:
         raise ValueError("an IPv6 address goes in brackets, as in [::1]:9000")
+    else:
+        try:
+            host.encode("idna")  # as the resolver encodes the name it binds to
+        except UnicodeError:
+            raise ValueError(f"the host is {BAD_HOST}") from None
     return ListenAddress(host or "0.0.0.0", _port(port_text))
 
 
 def _telemetry_path(text: str) -> str:
     if not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*", text):
         raise ValueError("a path starts with / and holds no space, ? or #")
+    if any(segment in (".", "..") for segment in text.split("/")):
+        raise ValueError("a path holds no . or .. segment (clients resolve them before asking)")
+    # http.server reads a request for //metrics as /metrics: the path is served as it will be asked.
+    text = "/" + text.lstrip("/")
     if text == "/" or any(text == reserved or text.startswith(f"{reserved}/") for reserved in RESERVED_PATHS):
         raise ValueError(f"taken by the server: not /, nor {', '.join(RESERVED_PATHS)} or a path under them")
     return text
@@ -243,6 +273,8 @@ def _check_http_url(parts: SplitResult) -> None:
         raise ValueError(f"no host after {parts.scheme}://")
     if parts.netloc.rpartition("@")[2].startswith("["):
         _ipv6(unquote(parts.hostname).partition("%")[0])
+    elif not host_is_usable(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"):
+        raise ValueError(f"the host is {BAD_HOST}")
     try:
         parts.port  # noqa: B018  # raises on a port out of range or not a number
     except ValueError:
@@ -345,6 +377,38 @@ def _grafana_url(text: str) -> str:
     return text
 
 
+def _sdk_timeout(text: str) -> float:
+    """An OTLP exporter's timeout: the SDK reads it with float(), in seconds, and fails on anything else."""
+    return _number(0, _DAY_S)(text)
+
+
+def _span_limit(text: str) -> int | None:
+    """A span limit as the SDK reads it: a whole number from 0, or empty for no limit."""
+    if not text.strip():
+        return None
+    return int(_count(0, 2**31 - 1, "")(text))
+
+
+def _exact_choice(choices: Sequence[str]) -> Callable[[str], str]:
+    """For a variable the SDK compares as written: neither case nor spaces are forgiven."""
+
+    def convert(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"not one of {', '.join(choices)} (as written: lower case, no spaces)")
+        return text
+
+    return convert
+
+
+def _propagators(text: str) -> str:
+    """OTEL_PROPAGATORS as the API reads it, when first imported: each name an installed propagator, or none."""
+    installed = {entry.name for entry in entry_points(group="opentelemetry_propagator")}
+    for name in (part.strip() for part in text.split(",")):
+        if name.lower() != "none" and name not in installed:
+            raise ValueError(f"{name!r} is not an installed propagator: {', '.join(sorted(installed))} or none")
+    return text
+
+
 def _token(text: str) -> str:
     """A token as an HTTP header can carry it (the reason never holds the text: it is a secret)."""
     token = text.strip()
@@ -379,6 +443,8 @@ class Setting:
     """For a flag that takes no value (--demo): the value it stands for."""
     secret: bool = False
     """The value may hold a secret: shown redacted in help and errors."""
+    empty_is_a_value: bool = False
+    """An OTEL_* variable that the SDK reads even when empty (and fails on): checked then too."""
     repeatable: bool = False
     """The flag may be given several times, the variable hold one value a line: the value is a tuple."""
     show: Callable[[str], str] | None = None
@@ -402,9 +468,12 @@ def _without_userinfo(text: str) -> str:
     return f"{scheme}{separator}{REDACTED}@{after}" if separator and at and userinfo else text
 
 
-def _traces_exporter_default(environ: Mapping[str, str]) -> str:
-    endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    return "otlp" if any(environ.get(variable, "").strip() for variable in endpoints) else "none"
+def _otlp_when_an_endpoint_is_set(signal: str) -> Callable[[Mapping[str, str]], str]:
+    def default(environ: Mapping[str, str]) -> str:
+        endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+        return "otlp" if any(environ.get(variable, "").strip() for variable in endpoints) else "none"
+
+    return default
 
 
 SETTINGS = (
@@ -709,11 +778,31 @@ SETTINGS = (
         "traces_exporters",
         "--traces-exporter",
         "OTEL_TRACES_EXPORTER",
-        _traces_exporter_default,
+        _otlp_when_an_endpoint_is_set("TRACES"),
         _exporter_list(TRACES_EXPORTERS),
         f"where refresh traces go: {', '.join(TRACES_EXPORTERS)}",
         metavar="NAMES",
         help_default="otlp when an OTLP endpoint is set, else none",
+    ),
+    Setting(
+        "logs_exporters",
+        "--logs-exporter",
+        "OTEL_LOGS_EXPORTER",
+        _otlp_when_an_endpoint_is_set("LOGS"),
+        _exporter_list(LOGS_EXPORTERS),
+        f"where the state-change events go as OpenTelemetry log records: {', '.join(LOGS_EXPORTERS)}",
+        metavar="NAMES",
+        help_default="otlp when an OTLP endpoint is set, else none",
+    ),
+    Setting(
+        "events_max",
+        "--events.max",
+        "CHARGY_EVENTS_MAX",
+        str(DEFAULT_MAX_EVENTS),
+        _count(100, 10_000_000, "events"),
+        f"state-change events kept in memory for the page and /api/v1/events, 100 to 10,000,000; "
+        f"about {EVENT_BYTES} bytes each ({DEFAULT_MAX_EVENTS * EVENT_BYTES / 2**20:.0f} MiB at the default)",
+        metavar="COUNT",
     ),
     Setting("otlp_protocol", None, "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", _choice(OTLP_PROTOCOLS), "OTLP protocol"),
     Setting(
@@ -731,6 +820,14 @@ SETTINGS = (
         None,
         _choice(OTLP_PROTOCOLS),
         "OTLP protocol of traces",
+    ),
+    Setting(
+        "otlp_logs_protocol",
+        None,
+        "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+        None,
+        _choice(OTLP_PROTOCOLS),
+        "OTLP protocol of logs",
     ),
     Setting("otlp_endpoint", None, "OTEL_EXPORTER_OTLP_ENDPOINT", None, _otlp_endpoint, "OTLP endpoint", secret=True),
     Setting(
@@ -752,6 +849,15 @@ SETTINGS = (
         secret=True,
     ),
     Setting(
+        "otlp_logs_endpoint",
+        None,
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        None,
+        _otlp_endpoint,
+        "OTLP endpoint",
+        secret=True,
+    ),
+    Setting(
         "metric_export_interval_ms",
         None,
         "OTEL_METRIC_EXPORT_INTERVAL",
@@ -766,6 +872,105 @@ SETTINGS = (
         None,
         _number(1, _DAY_S * 1000, "ms"),
         "OTLP collection and export timeout",
+    ),
+    # Variables only the SDK reads: checked here, so that a typo is one line and exit code 2 rather than a
+    # traceback from an exporter or the tracer provider; the SDK still reads each itself.
+    Setting(
+        "otlp_timeout_s",
+        None,
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        None,
+        _sdk_timeout,
+        "OTLP export timeout, seconds",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_metrics_timeout_s",
+        None,
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+        None,
+        _sdk_timeout,
+        "OTLP export timeout, seconds",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_traces_timeout_s",
+        None,
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        None,
+        _sdk_timeout,
+        "OTLP export timeout, seconds",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_logs_timeout_s",
+        None,
+        "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+        None,
+        _sdk_timeout,
+        "OTLP export timeout, seconds",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_compression",
+        None,
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        None,
+        _choice(OTLP_COMPRESSIONS),
+        "OTLP compression",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_metrics_compression",
+        None,
+        "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+        None,
+        _choice(OTLP_COMPRESSIONS),
+        "OTLP compression",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_traces_compression",
+        None,
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        None,
+        _choice(OTLP_COMPRESSIONS),
+        "OTLP compression",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_logs_compression",
+        None,
+        "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+        None,
+        _choice(OTLP_COMPRESSIONS),
+        "OTLP compression",
+        empty_is_a_value=True,
+    ),
+    *(
+        Setting(variable.lower(), None, variable, None, _span_limit, "span limit", empty_is_a_value=True)
+        for variable in SPAN_LIMIT_VARIABLES
+    ),
+    Setting("bsp_max_queue_size", None, "OTEL_BSP_MAX_QUEUE_SIZE", "2048", _count(1, 2**31 - 1, "spans"), "span queue"),
+    Setting(
+        "bsp_max_export_batch_size",
+        None,
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "512",
+        _count(1, 2**31 - 1, "spans"),
+        "span export batch",
+    ),
+    Setting("bsp_schedule_delay_ms", None, "OTEL_BSP_SCHEDULE_DELAY", None, _count(1, 2**31 - 1, "ms"), "span delay"),
+    Setting("bsp_export_timeout_ms", None, "OTEL_BSP_EXPORT_TIMEOUT", None, _count(0, 2**31 - 1, "ms"), "span export"),
+    Setting("propagators", None, "OTEL_PROPAGATORS", None, _propagators, "propagators", empty_is_a_value=True),
+    Setting(
+        "metrics_exemplar_filter",
+        None,
+        "OTEL_METRICS_EXEMPLAR_FILTER",
+        None,
+        _exact_choice(("trace_based", "always_on", "always_off")),
+        "exemplar filter",
+        empty_is_a_value=True,
     ),
 )
 _FLAGS = ("-h", "--help", "--version", *(setting.flag for setting in SETTINGS if setting.flag))
@@ -844,10 +1049,16 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _environment_value(environ: Mapping[str, str], variable: str) -> str | None:
-    value = environ.get(variable)
+def _environment_value(environ: Mapping[str, str], setting: Setting) -> str | None:
+    assert setting.variable is not None
+    value = environ.get(setting.variable)
     # The OpenTelemetry specification reads an empty OTEL_* variable as unset; ours are errors when empty.
-    if value is not None and variable.startswith("OTEL_") and not value.strip():
+    if (
+        value is not None
+        and setting.variable.startswith("OTEL_")
+        and not value.strip()
+        and not setting.empty_is_a_value
+    ):
         return None
     return value
 
@@ -860,6 +1071,7 @@ def _header_values(environ: Mapping[str, str]) -> tuple[str, ...]:
         "OTEL_EXPORTER_OTLP_HEADERS",
         "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
     ):
         for pair in environ.get(variable, "").split(","):
             if pair.strip() and "=" not in pair:
@@ -881,7 +1093,7 @@ def _read(
         text: Any
         if setting.dest in given:
             text = given[setting.dest]
-        elif setting.variable and (text := _environment_value(environ, setting.variable)) is not None:
+        elif setting.variable and (text := _environment_value(environ, setting)) is not None:
             name = setting.variable
         else:
             text = setting.default(environ) if callable(setting.default) else setting.default
@@ -923,6 +1135,26 @@ def _one_feed_url(values: Mapping[str, Any], written_as: Mapping[str, str]) -> t
     return given[0] if given else None
 
 
+def _check_sdk_combinations(values: Mapping[str, Any], written_as: Mapping[str, str]) -> None:
+    """What the SDK refuses of variables that are valid alone: its gRPC exporters take gzip or nothing, and
+    a span export batch must fit the span queue."""
+    for signal in ("metrics", "traces", "logs"):
+        exporters = values[f"{signal}_exporters"]
+        protocol = values[f"otlp_{signal}_protocol"] or values["otlp_protocol"]
+        if "otlp" not in exporters or protocol != "grpc":
+            continue
+        dest = f"otlp_{signal}_compression" if values[f"otlp_{signal}_compression"] else "otlp_compression"
+        if values[dest] not in (None, "gzip"):
+            raise ConfigError(
+                f"{written_as[dest]} {values[dest]!r}: the gRPC exporter takes gzip, or the variable unset for none"
+            )
+    if values["bsp_max_export_batch_size"] > values["bsp_max_queue_size"]:
+        raise ConfigError(
+            f"{written_as['bsp_max_export_batch_size']} {values['bsp_max_export_batch_size']}: above "
+            f"{written_as['bsp_max_queue_size']} {values['bsp_max_queue_size']}, the span queue it is taken from"
+        )
+
+
 def _client_cert(values: Mapping[str, Any], written_as: Mapping[str, str]) -> tuple[str, str] | None:
     """Both files or neither; a pair that TLS cannot load is refused now, not at the first refresh."""
     cert, key = values["feed_client_cert"], values["feed_client_key"]
@@ -954,6 +1186,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
     _refuse_unknown_variables(environ)
     args = vars(build_parser().parse_args(argv))
     values, written_as = _read(SETTINGS, args, environ)
+    _check_sdk_combinations(values, written_as)
     feed_url = _one_feed_url(values, written_as)
     if values["demo"] and feed_url is not None:
         raise ConfigError(
@@ -1018,8 +1251,10 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         log_format=values["log_format"],
         metrics_exporters=values["metrics_exporters"],
         traces_exporters=values["traces_exporters"],
+        logs_exporters=values["logs_exporters"],
         otlp_metrics_protocol=values["otlp_metrics_protocol"] or values["otlp_protocol"],
         otlp_traces_protocol=values["otlp_traces_protocol"] or values["otlp_protocol"],
+        otlp_logs_protocol=values["otlp_logs_protocol"] or values["otlp_protocol"],
         # A push interval longer than the refresh interval would skip snapshots; the SDK's default otherwise.
         metric_export_interval_s=min(values["metric_export_interval_ms"] / 1000, refresh_interval_s),
         # The SDK's 30 s bound on a collection was passed at 10 times today's network on a busy 2-core host,
@@ -1035,6 +1270,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         web_config=values["web_config"] or WebConfig(),
         web_max_connections=values["web_max_connections"],
         max_shrink=values["max_shrink"],
+        events_max=values["events_max"],
         grafana_url=values["grafana_url"],
         created_series=values["created_series"],
         check_source=check_source,

@@ -134,7 +134,7 @@ def _views() -> list[View]:
     ]
 
 
-SIGNALS = ("metrics", "traces")
+SIGNALS = ("metrics", "traces", "logs")
 
 
 class PushHealth:

@@ -71,7 +71,7 @@ class SignalHealth:
     """How the OTLP exports of one signal went, for the log, /metrics and the landing page."""
 
     signal: str
-    """`metrics` or `traces`."""
+    """`metrics`, `traces` or `logs`."""
     exports: int = 0
     failed_exports: int = 0
     last_success_at: float | None = None

@@ -170,3 +170,18 @@ class ServiceProcess:
             lambda: (self.sample("chargy_feed_refreshes_total", outcome=outcome) or 0) >= count,
             f"{count} refreshes with outcome {outcome}",
         )
+
+
+def raw_get(port: int, target: str, authorization: str | None = None) -> tuple[int, bytes]:
+    """The status and body of one GET of `target` exactly as written, on a connection of its own."""
+    head = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    if authorization:
+        head += f"Authorization: {authorization}\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(head.encode("latin-1") + b"\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    assert answer, f"no answer to GET {target}"
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]

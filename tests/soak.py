@@ -21,6 +21,7 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
+from otel_chargy.events import EventLog
 from otel_chargy.exposition import CountingPrometheusReader
 from otel_chargy.fetch import HttpSource
 from otel_chargy.generator import generate_network, move_states, render_kml
@@ -37,6 +38,11 @@ FAULTS = [
     FeedResponse(b"<html><body>maintenance</body></html>"),
     FeedResponse(b"<kml><Document/></kml>"),
 ]
+
+
+SOAK_MAX_EVENTS = 200
+"""10 % of the connectors move at each refresh: some 5 events a refresh even at 40 placemarks, so the ring is
+full within the first 100 refreshes at any size the soak runs."""
 
 
 def resources() -> dict[str, Any]:
@@ -88,6 +94,9 @@ def main() -> None:
         push_readers=[push_reader],
         resource=build_resource(),
         max_staleness_s=3600,
+        # The ring of state changes is full well before the 100th refresh: from there on it must stay
+        # flat, so that an event kept past the bound would show as a leak.
+        events=EventLog(max_events=SOAK_MAX_EVENTS),
     )
     holder, exposition = wiring.holder, wiring.exposition
     assert exposition is not None

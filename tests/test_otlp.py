@@ -355,7 +355,9 @@ def test_detail_levels(detail: str, feed: FeedServer, feed_url: str, receiver: O
     if detail == "network":
         assert not any(name.startswith("chargy.station.") for name in names)
         per_export = Counter(point.time_unix_nano for _, point in receiver.metric_points())
-        assert max(per_export.values()) < 100
+        # Tens of points whatever the network's size: feed health, the network's totals by speed and state,
+        # the usage counters, the OTLP exports by signal (metrics, traces, logs) and outcome.
+        assert max(per_export.values()) <= 110
     else:
         _, stations = receiver.latest_metric("chargy.station.connectors")  # type: ignore[misc]
         expected = {

@@ -12,8 +12,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from otel_chargy.fetch import HttpSource, Validators
 from otel_chargy.generator import generate_network, render_kml
+from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
 from otel_chargy.outcome import FeedError
-from otel_chargy.redact import Redactor, redact_url, secrets_of_url
+from otel_chargy.redact import Redactor, redact_snapshot, redact_url, secrets_of_url
 from tests.conftest import TEST_API_KEY
 from tests.feedserver import FeedResponse, FeedServer
 from tests.service import ServiceProcess, free_port
@@ -198,3 +199,31 @@ def test_service_shows_no_key_of_the_user_part(form: str, feed: FeedServer) -> N
     output = service.logs() + "".join(pages)
     assert "REDACTED@127.0.0.1" in output
     assert KEY not in output
+
+
+def test_a_secret_cut_short_is_redacted_from_its_8th_character() -> None:
+    redactor = Redactor([KEY, "short"])
+    for cut in (8, 20, 40, len(KEY)):
+        assert redactor(f"keys: ({KEY[:cut]}), x") == "keys: (REDACTED), x", cut
+    assert redactor(KEY[:7]) == KEY[:7]  # seven characters say too little to be taken for the key
+    assert redactor("a brief secret: short, shor") == "a brief secret: REDACTED, shor"
+
+
+def test_redaction_never_makes_two_labels_one() -> None:
+    connectors = tuple(
+        Connector(name, 1, 22.0, "AVAILABLE", SimpleState.AVAILABLE) for name in (f"C {KEY}", "C REDACTED")
+    )
+    devices = (Device(f"D {KEY}", connectors), Device("D REDACTED", connectors[:1]))
+    stations = tuple(Station(name, "", None, None, devices) for name in (f"S {KEY}", "S REDACTED", "S REDACTED (2)"))
+    redacted = redact_snapshot(Snapshot(stations), Redactor([KEY]))
+    assert [station.name for station in redacted.stations] == ["S REDACTED", "S REDACTED (3)", "S REDACTED (2)"]
+    for station in redacted.stations:
+        assert [device.name for device in station.devices] == ["D REDACTED", "D REDACTED (2)"]
+        assert [connector.name for connector in station.devices[0].connectors] == ["C REDACTED", "C REDACTED (2)"]
+    assert KEY not in repr(redacted)
+
+
+def test_a_snapshot_without_a_secret_is_served_as_it_came() -> None:
+    network = generate_network(20)
+    assert redact_snapshot(network, Redactor([KEY])) is network
+    assert redact_snapshot(network, Redactor([])) is network
