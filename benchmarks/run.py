@@ -120,7 +120,9 @@ def start(
             env["PYTHONPATH"] = str(compare.resolve())  # the other checkout's package comes first
     else:
         command = [sys.executable, str(HERE / "naive_exporter.py"), feed_url, str(port), str(interval_s)]
-    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    # `python -m` puts the working directory first on the path: the compared checkout's own root.
+    cwd = compare if kind == COMPARED else None
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=cwd)
 
 
 def refresh_times(log: Path) -> list[float]:
@@ -281,6 +283,7 @@ def main() -> None:
     parser.add_argument(
         "--compare", type=Path, help="another otel-chargy checkout (its root) to run side by side, as `compared`"
     )
+    parser.add_argument("--skip-otlp", action="store_true", help="leave out the in-process OTLP figures")
     args = parser.parse_args()
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -302,10 +305,11 @@ def main() -> None:
                     figures[kind] = measure(kind, url, args.repeats, Path(directory), args.compare)
             finally:
                 server.shutdown()
-            for kind, milliseconds in otlp_collection_ms(network, args.repeats).items():
-                figures[kind]["otlp_collect_cpu_ms"] = milliseconds
+            if not args.skip_otlp:
+                for kind, milliseconds in otlp_collection_ms(network, args.repeats).items():
+                    figures[kind]["otlp_collect_cpu_ms"] = milliseconds
             size = {"placemarks": placemarks, "connectors": network.connector_count, **figures}
-            size["otlp"] = otlp_figures(network, args.repeats)
+            size["otlp"] = {} if args.skip_otlp else otlp_figures(network, args.repeats)
             report["sizes"].append(size)
     if (note := load_note()) is not None:
         report["load_notes"].append(f"at the end: {note}")
@@ -338,6 +342,8 @@ def table(report: dict[str, Any]) -> str:
                 row += f" {'-' if other is None else f'{other:,.4g}'} | {_ratio(other, theirs)} |"
             lines.append(row)
         levels = size["otlp"]
+        if not levels:
+            continue
         lines += [
             "",
             "OTLP, one export:",
