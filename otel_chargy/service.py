@@ -58,6 +58,7 @@ class Service:
             max_staleness_s=config.max_staleness_s,
             detail=Detail(config.otlp_detail),
             push_health=self.push_health,
+            max_connectors=config.max_connectors,
         )
         self.holder = wiring.holder
         self._meter_providers = wiring.providers

@@ -18,6 +18,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 
+from otel_chargy.metrics import ReleasingUnobserved
+
 Attributes = dict[str, Any]
 
 COLLECTOR_MAX_GRPC_BYTES = 4 * 1024 * 1024
@@ -192,12 +194,14 @@ def point_values(metric: Metric) -> dict[frozenset[tuple[str, Any]], float]:
     return values
 
 
-class KeepingReader(MetricReader):
-    """A push reader that keeps what it collected, so that its export can be sent, or measured, apart."""
+class KeepingReader(ReleasingUnobserved, MetricReader):
+    """A push reader that keeps what it collected, so that its export can be sent, or measured, apart;
+    it releases unobserved attribute sets as the service's push readers do."""
 
     metrics_data: MetricsData | None = None
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        self._release_unobserved(metrics_data)
         self.metrics_data = metrics_data
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
