@@ -90,8 +90,9 @@ class UsageTracker:
         if previous is not None and previous.snapshot is snapshot:
             # Nothing changed (304): the same states, no session began.
             self._previous = _Refresh(monotonic_s, snapshot, previous.states, previous.by_station, previous.by_speed)
-            for name in previous.by_station:
-                self._stations[name].last_seen = monotonic_s
+            for totals, keys in ((self._stations, previous.by_station), (self._network, previous.by_speed)):
+                for key in keys:
+                    totals[key].last_seen = monotonic_s
         else:
             self._previous = self._count(snapshot, monotonic_s, wall_s, previous)
         self._forget_departed(monotonic_s)
@@ -123,8 +124,11 @@ class UsageTracker:
                     speed_counts = by_speed.get(speed)
                     if speed_counts is None:
                         speed_counts = by_speed[speed] = [0] * len(STATES)
-                        if speed not in self._network:
+                        speed_totals = self._network.get(speed)
+                        if speed_totals is None:
                             self._network[speed] = _Totals(wall_s, monotonic_s)
+                        else:
+                            speed_totals.last_seen = monotonic_s
                     index = index_of[state]
                     station_counts[index] += 1
                     speed_counts[index] += 1
@@ -136,10 +140,12 @@ class UsageTracker:
         return _Refresh(monotonic_s, snapshot, states, by_station, by_speed)
 
     def _forget_departed(self, monotonic_s: float) -> None:
-        """A station absent from the feed for longer than the maximum staleness is no longer exported;
-        if it returns, its counters start again from zero (a reset, with a new `_created`)."""
-        departed = [
-            name for name, totals in self._stations.items() if monotonic_s - totals.last_seen > self._max_staleness_s
-        ]
-        for name in departed:
-            del self._stations[name]
+        """A station, or a speed, absent from the feed for longer than the maximum staleness is no longer
+        exported; if it returns, its counters start again from zero (a reset, with a new `_created`). A feed
+        that changes names or powers at every refresh thus holds a few refreshes' worth, not its history."""
+        for totals_by_key in (self._stations, self._network):
+            departed = [
+                key for key, totals in totals_by_key.items() if monotonic_s - totals.last_seen > self._max_staleness_s
+            ]
+            for key in departed:
+                del totals_by_key[key]

@@ -33,7 +33,7 @@ from otel_chargy.catalog import (
 )
 from otel_chargy.config import load_config
 from otel_chargy.exposition import CountingPrometheusReader
-from otel_chargy.generator import generate_network, move_states, render_kml
+from otel_chargy.generator import generate_network, move_states, relabel, render_kml
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import OverflowTally, ServedFeed, build_meter_provider
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
@@ -177,7 +177,7 @@ def test_a_station_that_leaves_and_returns() -> None:
         view = at(t, a)
     assert "B" in view.stations  # last seen at 600: 900 s ago, not more
     view = at(1501, a)
-    assert "B" not in view.stations and view.network["150"].seconds == (0, 300, 300)
+    assert "B" not in view.stations and "150" not in view.network  # B's speed went with it
     assert view.stations["A"].seconds == (1501, 1501, 0)
     view = at(1800, a, station("B", charging, speed_kw=150))  # a new start: zeros, a new _created, no session
     assert view.stations["B"] == replace(view.stations["B"], seconds=(0, 0, 0), sessions=0)
@@ -185,8 +185,27 @@ def test_a_station_that_leaves_and_returns() -> None:
     at(2100, a, station("B", available, speed_kw=150))
     view = at(2400, a, station("B", charging, speed_kw=150))
     assert view.stations["B"].seconds == (300, 300, 0) and view.stations["B"].sessions == 1
-    assert view.network["150"].seconds == (300, 600, 300) and view.network["150"].sessions == 1
+    assert view.network["150"].seconds == (300, 300, 0) and view.network["150"].sessions == 1
+    assert view.network["150"].created == 1800 + WALL_OFFSET_S
     assert view.network["22"].created == WALL_OFFSET_S and view.stations["A"].sessions == 0
+
+
+def test_a_feed_that_changes_names_and_powers_at_every_refresh_holds_only_the_recent_ones() -> None:
+    """New station names and new powers (so new speeds) at every refresh: the counters hold those seen
+    within the maximum staleness, not every one the feed ever showed."""
+    base = generate_network(30, seed=3)
+    tracker = UsageTracker(MAX_STALENESS_S)
+    shown: list[tuple[float, Snapshot]] = []
+    for generation in range(1, 31):
+        t = generation * 300.0
+        shown.append((t, relabel(base, generation)))
+        view = tracker.observe(shown[-1][1], t, t + WALL_OFFSET_S)
+        recent = [network for seen_at, network in shown if t - seen_at <= MAX_STALENESS_S]
+        assert set(view.stations) == {station.name for network in recent for station in network.stations}
+        assert set(view.network) == {connector.speed for network in recent for _, _, connector in network.connectors()}
+    assert len(view.network) < len(
+        {connector.speed for _, network in shown for _, _, connector in network.connectors()}
+    )
 
 
 class Clock:
