@@ -151,7 +151,7 @@ def move_states(network: Snapshot, rng: random.Random, fraction: float = 0.1) ->
 
 def relabel(network: Snapshot, generation: int, fraction: float = 0.2) -> Snapshot:
     """The network as a feed whose labels keep changing shows it at its `generation`-th version: about
-    `fraction` of the stations renamed, of the devices with ids never issued before, of the connectors
+    `fraction` of the stations renamed, of the devices (`CP<number>`) with numbers never issued before, of the connectors
     with a new maximum power (so a new `speed`) and of them in a raw state never seen before (read as
     unavailable), each new value unique to the generation."""
     rng = random.Random(generation)
@@ -160,7 +160,8 @@ def relabel(network: Snapshot, generation: int, fraction: float = 0.2) -> Snapsh
     for station in network.stations:
         devices = []
         for device in station.devices:
-            device_name = f"{device.name}-{generation}" if rng.random() < fraction else device.name
+            renumbered = f"CP{int(device.name.removeprefix('CP')) + generation * 1_000_000}"
+            device_name = renumbered if rng.random() < fraction else device.name
             connectors = []
             for connector in device.connectors:
                 power = connector.max_power_kw + generation if rng.random() < fraction else connector.max_power_kw
