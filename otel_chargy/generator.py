@@ -151,9 +151,9 @@ def move_states(network: Snapshot, rng: random.Random, fraction: float = 0.1) ->
 
 def relabel(network: Snapshot, generation: int, fraction: float = 0.2) -> Snapshot:
     """The network as a feed whose labels keep changing shows it at its `generation`-th version: about
-    `fraction` of the stations renamed, of the devices (`CP<number>`) with numbers never issued before, of the connectors
-    with a new maximum power (so a new `speed`) and of them in a raw state never seen before (read as
-    unavailable), each new value unique to the generation."""
+    `fraction` of the stations renamed, of the devices (`CP<number>`) with numbers never issued before,
+    of the connectors with a new maximum power (so a new `speed`) and of them in a raw state never seen
+    before (read as unavailable), each new value unique to the generation."""
     rng = random.Random(generation)
     unseen_state = f"STATE_{generation}"
     stations = []

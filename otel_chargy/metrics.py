@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import logging
 import threading
@@ -53,7 +54,7 @@ def series_limit(max_connectors: int) -> int:
     The widest family is a connector's state set (one series per simple state); every other one has a
     series per connector or fewer, or per station (at most half as many stations as connectors, parse.py).
     Twice that: the sets of one collection are released only after the next collection has observed its
-    own (ReleasingUnobserved), so a feed that renames every connector holds both for a moment."""
+    own (PushCollections), so a feed that renames every connector holds both for a moment."""
     return 2 * max_connectors * len(SimpleState)
 
 
@@ -99,19 +100,67 @@ class OverflowCounting(MetricReader):
 _SDK_VERSION = importlib.metadata.version("opentelemetry-sdk")
 
 
-class ReleasingUnobserved(MetricReader):
-    """Mixed into a reader: after each collection, what the SDK holds for an attribute set that the
-    collection did not observe is released, so that memory follows the network in service, not every
-    label value a feed ever showed.
+class _CyclicGcPause:
+    """Pauses Python's cyclic garbage collector while any collection of a push reader runs (concurrent ones
+    counted), and gives it back as it was found."""
 
-    Written against opentelemetry-sdk 1.45.2, which keeps the aggregation of every attribute set an
-    asynchronous instrument ever observed under cumulative temporality (`MetricReaderStorage.
-    _new_view_instrument_match`: only synchronous instruments under delta are reset) and has no setting
-    to release them. The hook reads the reader's storage (`_ViewInstrumentMatch._attributes_aggregation`)
-    and keeps the aggregations whose data point this collection exported. tests/test_metrics.py checks
-    both that the SDK still keeps them itself and that this releases them."""
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._was_enabled = False
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        with self._lock:
+            if self._running == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0 and self._was_enabled:
+                    gc.enable()
+
+
+_GC_PAUSE = _CyclicGcPause()
+
+
+class PushCollections(MetricReader):
+    """Mixed into a push reader: what otel-chargy adds to the SDK's collections, written against
+    opentelemetry-sdk 1.45.2 and checked by tests/test_metrics.py (which fails if an upgrade changes
+    what they rely on).
+
+    - After each collection, what the SDK holds for an attribute set the collection did not observe is
+      released, so that memory follows the network in service, not every label value a feed ever
+      showed. The SDK keeps the aggregation of every set an asynchronous instrument ever observed under
+      cumulative temporality (`MetricReaderStorage._new_view_instrument_match` resets only synchronous
+      instruments under delta) and has no setting to release them: this keeps, in the reader's storage
+      (`_ViewInstrumentMatch._attributes_aggregation`), the aggregations whose data point the collection
+      exported.
+    - The cyclic garbage collector pauses while the SDK collects (the callbacks and the data points, not
+      the export). The SDK allocates some fifteen objects a data point; at ten times today's network,
+      millions, which set off full passes over the million objects the SDK and the publication hold: a
+      fifth of the collection's CPU (benchmarks/README.md). None of them forms a cycle: reference
+      counting frees them; cycles other threads leave meanwhile wait for the next pass."""
 
     _release_warned = False
+    _consumer: Any = None
+    """The provider's measurement consumer, whose `collect` this reader's collections call."""
+
+    def _set_collect_callback(self, func: Any) -> None:  # type: ignore[misc]
+        self._consumer = getattr(func, "__self__", None)
+        if func is None:
+            super()._set_collect_callback(None)
+            return
+
+        def collect_with_gc_paused(reader: MetricReader, *args: Any, **kwargs: Any) -> Any:
+            with _GC_PAUSE.paused():
+                return func(reader, *args, **kwargs)
+
+        super()._set_collect_callback(collect_with_gc_paused)
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
         if metrics_data is not None:
@@ -127,7 +176,7 @@ class ReleasingUnobserved(MetricReader):
             for metric in scope_metrics.metrics
         }
         try:
-            consumer = self._collect.__self__  # type: ignore[union-attr]
+            consumer = self._consumer
             storage = consumer._reader_storages[self]
             with consumer._lock:  # no collection of this provider's readers meanwhile
                 for instrument, matches in list(storage._instrument_view_instrument_matches.items()):
@@ -147,8 +196,8 @@ class ReleasingUnobserved(MetricReader):
                                 if id(aggregation._attributes) in observed
                             }
         except (AttributeError, KeyError, TypeError) as error:
-            if not ReleasingUnobserved._release_warned:
-                ReleasingUnobserved._release_warned = True
+            if not PushCollections._release_warned:
+                PushCollections._release_warned = True
                 logger.warning(
                     "attribute sets no longer observed cannot be released: memory grows with every label value the "
                     "feed shows",
@@ -158,7 +207,8 @@ class ReleasingUnobserved(MetricReader):
 
 def held_attribute_sets_by_metric(reader: MetricReader) -> dict[str, int]:
     """How many attribute sets the SDK holds for `reader`, by metric (for the soak and the tests)."""
-    storage = reader._collect.__self__._reader_storages[reader]  # type: ignore[union-attr]
+    consumer = reader._consumer if isinstance(reader, PushCollections) else reader._collect.__self__  # type: ignore[union-attr]
+    storage = consumer._reader_storages[reader]
     return {
         match._name: len(match._attributes_aggregation)
         for matches in storage._instrument_view_instrument_matches.values()

@@ -46,9 +46,9 @@ from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import (
     OverflowCounting,
     OverflowTally,
+    PushCollections,
     PushHealth,
     RefreshRecorder,
-    ReleasingUnobserved,
     ServedFeed,
     build_meter_provider,
 )
@@ -68,7 +68,7 @@ def build_resource() -> Resource:
     return Resource.create(defaults).merge(OTELResourceDetector().detect())
 
 
-class CountingPeriodicReader(OverflowCounting, ReleasingUnobserved, PeriodicExportingMetricReader):
+class CountingPeriodicReader(OverflowCounting, PushCollections, PeriodicExportingMetricReader):
     """The SDK's push reader, counting overflow points as they pass and releasing the attribute sets
     each collection did not observe."""
 

@@ -20,7 +20,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 
-from otel_chargy.metrics import ReleasingUnobserved
+from otel_chargy.metrics import PushCollections
 
 Attributes = dict[str, Any]
 
@@ -211,7 +211,7 @@ def point_values(metric: Metric) -> dict[frozenset[tuple[str, Any]], float]:
     return values
 
 
-class KeepingReader(ReleasingUnobserved, MetricReader):
+class KeepingReader(PushCollections, MetricReader):
     """A push reader that keeps what it collected, so that its export can be sent, or measured, apart;
     it releases unobserved attribute sets as the service's push readers do."""
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from opentelemetry.metrics import Observation
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, MetricsData
 from prometheus_client import generate_latest
@@ -124,7 +125,7 @@ def exported_by_metric(metrics_data: MetricsData) -> Counter[str]:
 
 
 def test_the_sdk_itself_keeps_every_attribute_set_an_observable_gauge_showed() -> None:
-    """Why ReleasingUnobserved exists (opentelemetry-sdk 1.45.2): once an upgrade releases them itself,
+    """Why PushCollections releases attribute sets (opentelemetry-sdk 1.45.2): once an upgrade releases them itself,
     this fails, and the hook can go."""
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
@@ -155,6 +156,28 @@ def test_attribute_sets_a_collection_did_not_observe_are_released() -> None:
         assert held_by_metric(reader) == exported_by_metric(reader.metrics_data)
     # The same provider's plain reader, without the hook, kept every one.
     assert sum(held_by_metric(plain).values()) > 2 * sum(held_by_metric(reader).values())
+
+
+def test_the_cyclic_gc_pauses_while_the_sdk_collects_and_is_given_back_as_found() -> None:
+    reader = KeepingReader()
+    provider = MeterProvider(metric_readers=[reader])
+    seen: list[bool] = []
+
+    def observe(_: CallbackOptions) -> list[Observation]:
+        seen.append(gc.isenabled())
+        return [Observation(1)]
+
+    provider.get_meter("test").create_observable_gauge("gauge", [observe])
+    assert gc.isenabled()
+    reader.collect()
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        reader.collect()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    provider.shutdown()
 
 
 def test_counters_observed_at_every_collection_keep_their_start() -> None:
