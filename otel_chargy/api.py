@@ -105,6 +105,7 @@ def status_document(health: FeedHealth) -> dict[str, Any]:
             "connectors": snapshot.connectors,
             "connectors_by_state": {state.value: count for state, count in snapshot.connectors_by_state.items()},
             "parse_issues": dict(snapshot.parse_issues),
+            "format": snapshot.version,
         },
         "refreshes": [_record_document(record) for record in health.refreshes],
         "otlp_push": [

@@ -33,7 +33,8 @@ CONNECTOR_STATE = MetricSpec(
     "chargy_connector_state",
     Kind.GAUGE,
     "{connector}",
-    f"1 for the connector's current simple state (available, charging, unavailable), 0 for the others. {_CACHED}",
+    "1 for the connector's current simple state (available, charging, unavailable, or unknown: a status the "
+    f"feed gives that no table maps, neither up nor down), 0 for the others. {_CACHED}",
     ("station", "device", "connector", "speed", "chargy_connector_state"),
 )
 CONNECTOR_DETAILED_STATE = MetricSpec(
@@ -65,7 +66,7 @@ STATION_CONNECTORS = MetricSpec(
     "chargy_station_connectors",
     Kind.GAUGE,
     "{connector}",
-    f"Connectors of the station in each simple state (available, charging, unavailable). {_CACHED}",
+    f"Connectors of the station in each simple state (available, charging, unavailable, unknown). {_CACHED}",
     ("station", "chargy_connector_state"),
 )
 NETWORK_CONNECTORS = MetricSpec(
@@ -149,7 +150,8 @@ OTLP_EXPORTS = MetricSpec(
 
 _USAGE = (
     "Counted at each successful refresh from the states the feed showed at the one before; a gap longer than "
-    "--max-staleness counts in no state."
+    "--max-staleness counts in no state. Uptime is judged on the connector-seconds whose state is known: "
+    "those in `unknown` count neither up nor down."
 )
 STATION_CONNECTOR_TIME = MetricSpec(
     "chargy.station.connector",

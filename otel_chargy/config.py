@@ -67,6 +67,10 @@ class Config:
     feed_bbox: BoundingBox | None
     feed_operators: frozenset[str]
     """`CC*PARTY` of the OCPI parties kept; empty keeps all."""
+    feed_token: str | None = field(repr=False)
+    """Sent as `Authorization: Token ...` to the feed's host: a secret."""
+    feed_token_encoding: str
+    """base64 (OCPI 2.2.1's form) or raw (OCPI 2.1.1's, and feeds that want it as given)."""
     refresh_interval_s: float
     listen_address: ListenAddress
     telemetry_path: str
@@ -285,6 +289,18 @@ def _grafana_url(text: str) -> str:
     return text
 
 
+def _token(text: str) -> str:
+    """A token as an HTTP header can carry it (the reason never holds the text: it is a secret)."""
+    token = text.strip()
+    if not token:
+        raise ValueError("an empty token")
+    if len(token) > 4096:
+        raise ValueError("a token of over 4,096 characters")
+    if not all(" " < character < "\x7f" for character in token):
+        raise ValueError("a token of printable ASCII characters without spaces")
+    return token
+
+
 def _web_config(text: str) -> WebConfig:
     return load_web_config(Path(text))  # WebConfigError is a ValueError
 
@@ -307,8 +323,12 @@ class Setting:
     """For a flag that takes no value (--demo): the value it stands for."""
     secret: bool = False
     """The value may hold a secret: shown redacted in help and errors."""
+    hidden: bool = False
+    """The whole value is a secret (a token): never shown."""
 
     def shown(self, text: str) -> str:
+        if self.hidden:
+            return REDACTED
         return redact_url(_without_userinfo(text)) if self.secret else text
 
 
@@ -354,7 +374,7 @@ SETTINGS = (
         "CHARGY_FEED_FORMAT",
         "chargy-kml",
         _choice(FEED_FORMATS),
-        f"the feed's format: {', '.join(FEED_FORMATS)} (OCPI 2.2.1 Locations, any network)",
+        f"the feed's format: {', '.join(FEED_FORMATS)} (OCPI Locations, 2.1.1 to 2.3, any network)",
         metavar="FORMAT",
     ),
     Setting(
@@ -366,6 +386,27 @@ SETTINGS = (
         "ocpi: keep only the Locations inside this box, west,south,east,north in degrees",
         metavar="W,S,E,N",
         help_default="none: the whole network",
+    ),
+    Setting(
+        "feed_token",
+        "--feed.token",
+        "CHARGY_FEED_TOKEN",
+        None,
+        _token,
+        "sent as `Authorization: Token ...` on every page of the feed, to the feed's host only (never across a"
+        " redirect or a next link to another host); a secret, never shown",
+        metavar="TOKEN",
+        help_default="none",
+        hidden=True,
+    ),
+    Setting(
+        "feed_token_encoding",
+        "--feed.token-encoding",
+        "CHARGY_FEED_TOKEN_ENCODING",
+        "base64",
+        _choice(("base64", "raw")),
+        "how --feed.token is sent: base64 (OCPI 2.2.1's form) or raw (OCPI 2.1.1's, and feeds that want it as given)",
+        metavar="ENCODING",
     ),
     Setting(
         "feed_operators",
@@ -781,6 +822,8 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         feed_format=values["feed_format"],
         feed_bbox=values["feed_bbox"],
         feed_operators=values["feed_operators"] or frozenset(),
+        feed_token=values["feed_token"],
+        feed_token_encoding=values["feed_token_encoding"],
         refresh_interval_s=refresh_interval_s,
         listen_address=values["listen_address"],
         telemetry_path=values["telemetry_path"],

@@ -169,10 +169,15 @@ class HttpSource:
         paged: bool = False,
         accept: str = ACCEPT,
         max_pages: int = MAX_PAGES,
+        authorization: str | None = None,
     ) -> None:
         """`paged`: follow the `Link: <...>; rel="next"` of each answer (OCPI's pagination), within
-        `max_pages`, on the host that gave the link; the pages' bodies are joined, one a line."""
+        `max_pages`, on the host that gave the link; the pages' bodies are joined, one a line.
+        `authorization`: the Authorization header's value, sent with every request to the feed's own
+        scheme, host and port, and to no other (httpx drops it from a redirect to another origin)."""
         self._url = url
+        self._authorization = authorization
+        self._origin = _origin(httpx.URL(url))
         self._paged = paged
         self._max_pages = max_pages
         self.description = redact_url(url)
@@ -314,6 +319,8 @@ class HttpSource:
         *,
         first: bool,
     ) -> _Page:
+        if self._authorization is not None and _origin(url) == self._origin:
+            headers = {**headers, "Authorization": self._authorization}
         with self._client.stream("GET", url, headers=headers, extensions={"trace": connections.trace}) as response:
             status_codes.append(response.status_code)
             if response.status_code == 304:
@@ -415,6 +422,12 @@ class HttpOptions(TypedDict, total=False):
     paged: bool
     accept: str
     max_pages: int
+    authorization: str | None
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port, the default port written or not."""
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
 
 
 def open_source(

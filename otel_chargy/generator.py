@@ -153,7 +153,7 @@ def relabel(network: Snapshot, generation: int, fraction: float = 0.2) -> Snapsh
     """The network as a feed whose labels keep changing shows it at its `generation`-th version: about
     `fraction` of the stations renamed, of the devices (`CP<number>`) with numbers never issued before,
     of the connectors with a new maximum power (so a new `speed`) and of them in a raw state never seen
-    before (read as unavailable), each new value unique to the generation."""
+    before (read as unknown), each new value unique to the generation."""
     rng = random.Random(generation)
     unseen_state = f"STATE_{generation}"
     stations = []
@@ -166,7 +166,7 @@ def relabel(network: Snapshot, generation: int, fraction: float = 0.2) -> Snapsh
             for connector in device.connectors:
                 power = connector.max_power_kw + generation if rng.random() < fraction else connector.max_power_kw
                 raw_state, state = (
-                    (unseen_state, SimpleState.UNAVAILABLE)
+                    (unseen_state, SimpleState.UNKNOWN)
                     if rng.random() < fraction
                     else (connector.raw_state, connector.state)
                 )
@@ -235,7 +235,7 @@ _OCPI_STATUSES: dict[str, tuple[int, SimpleState]] = {
     "RESERVED": (2, SimpleState.UNAVAILABLE),
     "OUTOFORDER": (5, SimpleState.UNAVAILABLE),
     "INOPERATIVE": (3, SimpleState.UNAVAILABLE),
-    "UNKNOWN": (8, SimpleState.UNAVAILABLE),
+    "UNKNOWN": (8, SimpleState.UNKNOWN),
 }
 _OCPI_PARTIES = (("NL", "ABC"), ("NL", "XYZ"), ("BE", "BEC"), ("LU", "CGY"))
 # (power_type, max_voltage, max_amperage, max_electric_power or None): power from V x A when None.
@@ -307,7 +307,7 @@ def generate_ocpi_network(
                         position,
                         power_w / 1000,
                         status,
-                        _OCPI_STATUSES.get(status, (0, SimpleState.UNAVAILABLE))[1],
+                        _OCPI_STATUSES.get(status, (0, SimpleState.UNKNOWN))[1],
                     )
                 )
             evses.append(

@@ -69,6 +69,8 @@ class SnapshotSummary:
     connectors_by_state: Mapping[SimpleState, int]
     parse_issues: Mapping[str, int]
     """Parse issue kind -> count, in the document of this snapshot."""
+    version: str
+    """The format and version read ("KML", "OCPI 2.1.1")."""
     fresh: bool
     """False once it is older than --max-staleness: then the metrics and the page no longer serve it."""
 
@@ -195,7 +197,7 @@ def advise(outcome: Outcome | None, reason: str) -> Advice | None:
     if outcome in (Outcome.INVALID_JSON, Outcome.FORBIDDEN_JSON, Outcome.NOT_OCPI):
         return Advice(
             f"The feed's answer is not usable OCPI Locations ({reason}).",
-            "Check that --feed.url serves OCPI 2.2.1 Locations and that --feed.format is ocpi; " + _CHECK,
+            "Check that --feed.url serves OCPI Locations and that --feed.format is ocpi; " + _CHECK,
         )
     if outcome in (Outcome.INVALID_XML, Outcome.NOT_KML, Outcome.EMPTY):
         return Advice(
@@ -227,6 +229,7 @@ def read_health(
             connectors=sum(counts.values()),
             connectors_by_state=counts,
             parse_issues=dict(published.snapshot.issues),
+            version=published.snapshot.version,
             fresh=holder.current is not None,
         )
     records = history.records if history is not None else []

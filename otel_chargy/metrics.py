@@ -241,7 +241,8 @@ def _no_exemplars(_: Any) -> Callable[..., ExemplarReservoir]:
 class RefreshRecorder:
     """The synchronous instruments a refresh updates, on every MeterProvider that exports them."""
 
-    def __init__(self, providers: Sequence[MeterProvider]) -> None:
+    def __init__(self, providers: Sequence[MeterProvider], issue_kinds: Iterable[str] = ISSUE_KINDS) -> None:
+        """`issue_kinds`: the parse issues of the feed's format, each exported at 0 from the start."""
         meters = [provider.get_meter(METER_NAME, __version__) for provider in providers]
         self._refreshes = [
             meter.create_counter(FEED_REFRESHES.name, FEED_REFRESHES.unit, FEED_REFRESHES.description)
@@ -258,10 +259,11 @@ class RefreshRecorder:
             for meter in meters
         ]
         # Every label value is exported from the start, as Prometheus practice wants for counters.
+        kinds = tuple(issue_kinds)
         for refreshes, issues in zip(self._refreshes, self._issues, strict=True):
             for outcome in Outcome:
                 refreshes.add(0, {"outcome": outcome.value})
-            for kind in ISSUE_KINDS:
+            for kind in kinds:
                 issues.add(0, {"kind": kind})
 
     def record_refresh(self, outcome: Outcome, duration_s: float, issues: Mapping[str, int]) -> None:

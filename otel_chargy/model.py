@@ -9,11 +9,12 @@ from types import MappingProxyType
 
 
 class SimpleState(StrEnum):
-    """The three states of the original exporter's state set."""
+    """The original exporter's three states, and `unknown`: a status the feed gives that no table maps."""
 
     AVAILABLE = "available"
     CHARGING = "charging"
     UNAVAILABLE = "unavailable"
+    UNKNOWN = "unknown"
 
 
 # FEED.md's table, plus the values public parsers of the same feed have seen.
@@ -87,6 +88,10 @@ class Snapshot:
     stations: tuple[Station, ...]
     # parse issue kind -> how many times it was met in this document
     issues: Mapping[str, int] = field(default_factory=dict)
+    version: str = ""
+    """The format and version read ("KML", "OCPI 2.1.1"), as `check`, the log and the page say it."""
+    power_rules: Mapping[str, int] = field(default_factory=dict)
+    """How each connector's power was read (a rule's description -> connectors): what `check` shows."""
 
     def connectors(self) -> Iterator[tuple[Station, Device, Connector]]:
         for station in self.stations:
@@ -107,3 +112,11 @@ class Snapshot:
         for _, _, connector in self.connectors():
             counts[connector.state] += 1
         return counts
+
+    def unknown_raw_states(self) -> dict[str, int]:
+        """The raw states no table maps, with the connectors showing each: most frequent first."""
+        counts: dict[str, int] = {}
+        for _, _, connector in self.connectors():
+            if connector.state is SimpleState.UNKNOWN:
+                counts[connector.raw_state] = counts.get(connector.raw_state, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))

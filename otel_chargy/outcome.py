@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 from opentelemetry import trace
@@ -45,10 +46,12 @@ class FeedError(Exception):
     built from redacted parts only.
     """
 
-    def __init__(self, outcome: Outcome, reason: str) -> None:
+    def __init__(self, outcome: Outcome, reason: str, issues: Mapping[str, int] | None = None) -> None:
         super().__init__(reason)
         self.outcome = outcome
         self.reason = reason
+        self.issues: Mapping[str, int] = issues or {}
+        """The parse issues met before the document was refused: counted all the same."""
 
 
 def mark_failed(span: trace.Span, outcome: Outcome, reason: str) -> None:

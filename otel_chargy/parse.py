@@ -35,7 +35,8 @@ ISSUE_KINDS: dict[str, str] = {
     "duplicate_connector": "a connector whose station, device and name were already seen was skipped",
     "duplicate_station": "a placemark named like an earlier one: its devices were added to that station, "
     "whose address and coordinates were kept",
-    "unknown_state": "a connector state not in the state table; it counts as unavailable",
+    "unknown_state": "a connector state not in the state table: it counts as unknown, neither up nor down, "
+    "and keeps its raw value in chargy_connector_detailed_state_info",
 }
 
 _DEVICE_DATA_NAME = "chargingdevice"
@@ -104,14 +105,15 @@ def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
             raise FeedError(Outcome.NOT_KML, "the document is not XML") from None
         raise FeedError(Outcome.INVALID_XML, f"the document is not well-formed XML: {error}") from None
     if not stations:
-        raise FeedError(Outcome.EMPTY, "the document holds no usable placemark")
-    snapshot = Snapshot(stations=tuple(stations), issues=dict(issues))
+        raise FeedError(Outcome.EMPTY, "the document holds no usable placemark", dict(issues))
+    snapshot = Snapshot(stations=tuple(stations), issues=dict(issues), version="KML")
     if snapshot.connector_count == 0:
         # Valid KML whose placemarks lost their devices is a feed that changed shape, not an empty network.
         counted = ", ".join(f"{kind}: {count}" for kind, count in sorted(issues.items()))
         raise FeedError(
             Outcome.EMPTY,
             f"the document's {len(stations)} stations hold no usable connector" + (f" ({counted})" if counted else ""),
+            dict(issues),
         )
     return snapshot
 
@@ -336,5 +338,5 @@ def _read_connector(device_name: str, index: int, entry: object, issues: Counter
     state = simple_state_of(raw_state)
     if state is None:
         issues["unknown_state"] += 1
-        state = SimpleState.UNAVAILABLE
+        state = SimpleState.UNKNOWN
     return Connector(name=name.strip(), position=position, max_power_kw=float(power), raw_state=raw_state, state=state)

@@ -1,8 +1,9 @@
-"""OCPI 2.2.1 Locations -> Snapshot. Knows nothing of metrics or HTTP.
+"""OCPI Locations (2.1.1, 2.2, 2.2.1, 2.3) -> Snapshot. Knows nothing of metrics or HTTP.
 
 The body is what the fetch gathered: one JSON value, or several one after the other (the pages of a
 paged feed), each a JSON array of Locations, an OCPI response envelope (`{"data": [...], "status_code":
-1000}`), a `{"Locations": [...]}` wrapper or a single Location; as it is, gzip-compressed, or the one
+1000}`), a wrapper operators use (`{"Locations": [...]}`, `{"locations": [...]}`, `{"items": [...]}`,
+`{"data": {"locations": {"data": [...]}}}`) or a single Location; as it is, gzip-compressed, or the one
 file of a zip archive; with or without a UTF-8 byte-order mark. It is read as a stream of JSON events
 (ijson): one Location at a time stands in memory, so a national file costs the snapshot it yields,
 and a Location that a filter drops costs nothing once read.
@@ -23,24 +24,31 @@ from typing import Any, BinaryIO, cast
 
 import ijson
 
-from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
+from otel_chargy.model import KNOWN_RAW_STATES, Connector, Device, SimpleState, Snapshot, Station, simple_state_of
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import SizeBounds
 
 # Kinds of parse issue met in OCPI feeds (the `kind` label of `chargy_feed_parse_issues_total`).
 OCPI_ISSUE_KINDS: dict[str, str] = {
-    "invalid_location": "a Location that is not a JSON object, or has no id, was skipped",
+    "invalid_location": "a Location that is not a JSON object, or that nothing identifies (no id, no party and "
+    "name, no EVSE id), was skipped",
+    "location_without_id": "a Location without an id was kept, identified by its party and name or its EVSEs' ids",
     "duplicate_location": "a Location whose country code, party and id were already seen: the one last updated "
     "was kept",
     "invalid_coordinates": "a station's coordinates could not be read; it is kept without them",
-    "invalid_evse": "an EVSE that is not a JSON object, or has no uid, was skipped",
+    "invalid_evse": "an EVSE that is not a JSON object, or has no uid, evse_id or id, was skipped",
+    "evse_without_uid": "an EVSE without a uid was kept, identified by its evse_id or id",
     "invalid_connector": "a connector that is not a JSON object, or has no id, was skipped",
     "duplicate_connector": "a connector whose Location, EVSE uid and id were already seen was skipped",
     "invalid_power": "a connector's power is missing or not a number; 0 is used",
-    "unknown_state": "an EVSE status not in OCPI's table; its connectors count as unavailable",
+    "power_in_kilowatts": "a connector's max_electric_power under 1,000 W (no charger is that small): read as kW",
+    "nonstandard_state": "an EVSE status in lower case or under an OCPP name (PREPARING, SUSPENDEDEV...), read "
+    "by the state table",
+    "unknown_state": "an EVSE status in no state table: its connectors count as unknown, neither up nor down",
 }
 
 # OCPI's EVSE statuses. PLANNED and REMOVED EVSEs do not exist (yet, or any more): they are left out.
+# OCPI's UNKNOWN says the operator does not know: not that the charger is down.
 _SIMPLE_STATE_OF_STATUS: dict[str, SimpleState] = {
     "AVAILABLE": SimpleState.AVAILABLE,
     "CHARGING": SimpleState.CHARGING,
@@ -48,9 +56,33 @@ _SIMPLE_STATE_OF_STATUS: dict[str, SimpleState] = {
     "RESERVED": SimpleState.UNAVAILABLE,
     "OUTOFORDER": SimpleState.UNAVAILABLE,
     "INOPERATIVE": SimpleState.UNAVAILABLE,
-    "UNKNOWN": SimpleState.UNAVAILABLE,
+    "UNKNOWN": SimpleState.UNKNOWN,
+}
+# OCPP's connector statuses, which some operators publish as they are: folded as the Chargy feed's table
+# folds them (model.py), with and without OCPP 1.6's missing underscore (SuspendedEV).
+_SIMPLE_STATE_OF_OCPP_STATUS: dict[str, SimpleState] = {
+    **{raw: simple_state_of(raw) or SimpleState.UNKNOWN for raw in KNOWN_RAW_STATES},
+    "SUSPENDEDEV": SimpleState.CHARGING,
+    "SUSPENDEDEVSE": SimpleState.CHARGING,
+    "OCCUPIED": SimpleState.CHARGING,
 }
 _ABSENT_STATUSES = frozenset({"PLANNED", "REMOVED"})
+# The keys under which operators' wrappers hold the array of Locations (`content`: a Spring Data page).
+_LIST_KEYS = frozenset({"data", "Locations", "locations", "items", "content"})
+# {"data": {"locations": {"data": [...]}}}: a wrapper is read at most this deep.
+_MAX_WRAPPER_DEPTH = 4
+# Three-phase voltages from this up are line to line (400 V, 415 V): real feeds give them so, though
+# OCPI's text says line to neutral (230 V, 240 V).
+LINE_TO_LINE_MIN_VOLTS = 380.0
+# How a connector's power was read: Snapshot.power_rules' keys, what `check` prints.
+POWER_GIVEN = "max_electric_power as given"
+POWER_GIVEN_IN_KW = "max_electric_power read as kW (under 1,000: no charger is that small in W)"
+# IEC 61851's smallest charge, 6 A at 230 V, is 1.38 kW: a smaller figure in W is a figure in kW.
+_SMALLEST_WATTS = 1000.0
+POWER_SINGLE = "voltage x amperage (DC or one phase)"
+POWER_LINE_TO_LINE = "voltage x amperage x sqrt(3) (three phases, voltage of 380 V or more: line to line)"
+POWER_LINE_TO_NEUTRAL = "voltage x amperage x 3 (three phases, voltage under 380 V: line to neutral)"
+POWER_MISSING = "none readable: 0 W"
 _SUCCESS_STATUS_CODE = 1000
 
 # A real Location nests 5 deep (Location, evses, EVSE, connectors, connector, tariff_ids) and holds some
@@ -189,6 +221,10 @@ class _Network:
     def __init__(self, options: OcpiOptions) -> None:
         self._options = options
         self.issues: Counter[str] = Counter()
+        self.left_out: Counter[str] = Counter()
+        """What was left out by design, not by fault: unpublished, filtered, planned or removed."""
+        self.versions: Counter[str] = Counter()
+        self.power_rules: Counter[str] = Counter()
         self._locations: dict[tuple[str, str, str], tuple[str, Station, int]] = {}
         self._connectors = 0
         self.locations_read = 0
@@ -196,7 +232,7 @@ class _Network:
 
     def add(self, item: object) -> None:
         self.locations_read += 1
-        location = _read_location(item, self._options, self.issues)
+        location = _read_location(item, self._options, self)
         if location is None:
             return
         key, last_updated, station = location
@@ -220,17 +256,49 @@ class _Network:
     def snapshot(self) -> Snapshot:
         if not self._locations:
             if self.locations_read:
-                raise FeedError(
-                    Outcome.EMPTY,
-                    f"none of the document's {self.locations_read} Locations is published, usable and within the"
-                    " filters",
-                )
-            raise FeedError(Outcome.EMPTY, "the document holds no Location")
+                raise self._refusal(f"none of the document's {self.locations_read} Locations is usable")
+            raise FeedError(Outcome.EMPTY, "the document holds no Location", dict(self.issues))
         stations = _labelled(self._locations)
-        snapshot = Snapshot(stations=tuple(stations), issues=dict(self.issues))
+        snapshot = Snapshot(
+            stations=tuple(stations),
+            issues=dict(self.issues),
+            version=_version_read(self.versions),
+            power_rules=dict(self.power_rules),
+        )
         if snapshot.connector_count == 0:
-            raise FeedError(Outcome.EMPTY, f"the document's {len(stations)} Locations hold no usable connector")
+            raise self._refusal(f"the document's {len(stations)} Locations hold no usable connector")
         return snapshot
+
+    def _refusal(self, what: str) -> FeedError:
+        """`empty`, naming the largest cause with its count, the parse issues counted all the same."""
+        causes = Counter({_CAUSES[kind]: count for kind, count in self.issues.items() if kind in _CAUSES})
+        causes.update(self.left_out)
+        if causes:
+            cause, count = max(causes.items(), key=lambda item: (item[1], item[0]))
+            what = f"{what}: {count} {cause}"
+        return FeedError(Outcome.EMPTY, what, dict(self.issues))
+
+
+# The parse issues and the things left out that leave a document empty, as its refusal names them.
+_CAUSES = {
+    "invalid_location": "Locations without id, party and name, or EVSE ids",
+    "invalid_evse": "EVSEs without uid, evse_id or id",
+    "invalid_connector": "connectors without id",
+    "duplicate_connector": "connectors seen twice",
+}
+_UNPUBLISHED = "Locations not published (publish: false)"
+_FILTERED = "Locations outside --feed.bbox or --feed.operator"
+_ABSENT = "EVSEs PLANNED or REMOVED"
+
+
+def _version_read(versions: Counter[str]) -> str:
+    """The version read, "OCPI 2.1.1" or "OCPI 2.2+", by the fields the Locations use; both when the
+    document mixes them, with their counts."""
+    if not versions:
+        return "OCPI"
+    if len(versions) == 1:
+        return f"OCPI {next(iter(versions))}"
+    return "OCPI " + " and ".join(f"{version} ({count} Locations)" for version, count in versions.most_common())
 
 
 def _labelled(locations: dict[tuple[str, str, str], tuple[str, Station, int]]) -> list[Station]:
@@ -292,44 +360,80 @@ def _read_locations(events: Iterator[tuple[str, Any]], reader: _BoundedReader, n
 
 
 def _read_top_object(events: Iterator[tuple[str, Any]], reader: _BoundedReader, network: _Network) -> None:
-    """An envelope, a wrapper or a single Location. The Locations of `data` or `Locations` are read as a
-    stream; any other member is read whole, all of them within the bounds of one Location."""
+    """An envelope, a wrapper or a single Location."""
+    members, streamed = _read_object(events, reader, network, 1, [MAX_LOCATION_VALUES])
+    if streamed:
+        _check_status(members)
+        return
+    if "status_code" in members or "data" in members:
+        _check_status(members)
+        data = members.get("data")
+        if isinstance(data, dict) and _looks_like_location(data):
+            network.add(data)  # an envelope around a single Location
+            return
+        if isinstance(data, dict):
+            raise FeedError(Outcome.NOT_OCPI, f"the response's `data` holds no Locations (keys: {_keys(data)})")
+        raise FeedError(Outcome.NOT_OCPI, "the response holds no array of Locations in `data`")
+    if _looks_like_location(members):
+        network.add(members)  # a single Location
+        return
+    raise FeedError(
+        Outcome.NOT_OCPI, f"a JSON object that is neither OCPI Locations nor a response (keys: {_keys(members)})"
+    )
+
+
+def _read_object(
+    events: Iterator[tuple[str, Any]], reader: _BoundedReader, network: _Network, depth: int, budget: list[int]
+) -> tuple[dict[str, object], bool]:
+    """The members of an object at the top of the document or in a wrapper, up to its end, and whether
+    it held an array of Locations. Such an array, under one of _LIST_KEYS, at once or within a wrapper
+    object under one of them, is read as a stream; any other member is read whole, all of them, in the
+    object and the wrappers within it, within the bounds of one Location (`budget`, shared)."""
     members: dict[str, object] = {}
     streamed = False
-    budget = [MAX_LOCATION_VALUES]
     for event, key in events:
         if event == "end_map":
-            break
+            return members, streamed
         event, value = next(events)
-        if key in ("data", "Locations", "locations") and event == "start_array":
+        if key in _LIST_KEYS and event == "start_array":
             streamed = True
-            _read_locations(events, reader, network, depth=2)
-        else:
-            members[key] = _build(event, value, events, 2, budget)
+            _read_locations(events, reader, network, depth=depth + 1)
+        elif key in _LIST_KEYS and event == "start_map" and depth < _MAX_WRAPPER_DEPTH:
+            inner, inner_streamed = _read_object(events, reader, network, depth + 1, budget)
+            streamed = streamed or inner_streamed
+            if not inner_streamed:
+                members[key] = inner
             budget[0] -= 1
             if budget[0] < 0:
                 raise _too_many_values()
-    else:
-        raise ijson.IncompleteJSONError("the top-level object is not closed")
-    if "status_code" in members or "data" in members or streamed:
-        _check_status(members)
-        data = members.get("data")
-        if isinstance(data, dict):
-            network.add(data)  # an envelope around a single Location
-        elif not streamed:
-            raise FeedError(Outcome.NOT_OCPI, "the response holds no array of Locations in `data`")
-        return
-    if "id" in members and ("evses" in members or "coordinates" in members):
-        network.add(members)  # a single Location
-        return
-    shown = ", ".join(sorted(str(key)[:40] for key in members)[:8])
-    raise FeedError(Outcome.NOT_OCPI, f"a JSON object that is neither OCPI Locations nor a response (keys: {shown})")
+        else:
+            members[key] = _build(event, value, events, depth + 1, budget)
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise _too_many_values()
+    raise ijson.IncompleteJSONError("a top-level object is not closed")
+
+
+def _looks_like_location(members: dict[str, object]) -> bool:
+    return "evses" in members or ("id" in members and "coordinates" in members)
+
+
+def _keys(members: dict[str, object]) -> str:
+    """The keys of an object that is not OCPI, as a refusal names them: the feed's text, so shortened."""
+    shown = sorted(str(key)[:40] for key in members)
+    return ", ".join(shown[:8]) + (f" and {len(shown) - 8} more" if len(shown) > 8 else "") if shown else "none"
 
 
 def _check_status(members: dict[str, object]) -> None:
-    """OCPI's status_code: 1000 for success; 2xxx client errors, 3xxx server errors, 4xxx hub errors. Its
-    status_message is not repeated: it is the provider's text, which may echo a token."""
+    """OCPI's status_code: 1000 for success (as a number, as text, or "Success" as one operator sends it);
+    2xxx client errors, 3xxx server errors, 4xxx hub errors. Its status_message is not repeated: it is the
+    provider's text, which may echo a token."""
     status_code = members.get("status_code")
+    if isinstance(status_code, str):  # real feeds send "1000", and "Success"
+        text = status_code.strip()
+        if text.lower() in ("success", "ok"):
+            return
+        status_code = int(text) if text.isascii() and text.isdigit() and len(text) < 6 else status_code
     if status_code is None or status_code == _SUCCESS_STATUS_CODE:
         return
     shown = status_code if isinstance(status_code, (int, float)) else repr(str(status_code)[:40])
@@ -396,27 +500,35 @@ def _identifier(value: object) -> str:
 
 
 def _read_location(
-    item: object, options: OcpiOptions, issues: Counter[str]
+    item: object, options: OcpiOptions, network: _Network
 ) -> tuple[tuple[str, str, str], str, Station] | None:
+    issues = network.issues
     if not isinstance(item, dict):
         issues["invalid_location"] += 1
         return None
-    location_id = _identifier(item.get("id"))
-    if not location_id:
-        issues["invalid_location"] += 1
-        return None
     if item.get("publish") is False:
+        network.left_out[_UNPUBLISHED] += 1
         return None
     country, party = _text(item.get("country_code")).upper(), _text(item.get("party_id")).upper()
     if options.operators and f"{country}*{party}" not in options.operators:
+        network.left_out[_FILTERED] += 1
         return None
     latitude, longitude = _read_coordinates(item.get("coordinates"), issues)
     if options.bbox is not None and (
         latitude is None or longitude is None or not options.bbox.holds(latitude, longitude)
     ):
+        network.left_out[_FILTERED] += 1
         return None
+    evses = item.get("evses")
+    location_id = _identifier(item.get("id")) or _location_identity(item, party, evses)
+    if not location_id:
+        issues["invalid_location"] += 1
+        return None
+    if not _identifier(item.get("id")):
+        issues["location_without_id"] += 1
+    network.versions[_version_of(item, evses)] += 1
     key = (country, party, location_id)
-    devices = _read_evses(item.get("evses"), issues)
+    devices = _read_evses(evses, network)
     name = _text(item.get("name")) or _text(item.get("address")) or location_id
     station = Station(
         name=name,
@@ -426,6 +538,40 @@ def _read_location(
         devices=tuple(devices),
     )
     return key, _text(item.get("last_updated")), station
+
+
+def _location_identity(item: dict[str, Any], party: str, evses: object) -> str:
+    """What identifies a Location without an id: its party and name, else its EVSEs' ids, else nothing."""
+    name = _text(item.get("name"))
+    if party and name:
+        return f"name:{name}"
+    ids = sorted(
+        {
+            identity
+            for evse in (evses if isinstance(evses, list) else [])
+            if isinstance(evse, dict) and (identity := _evse_identity(evse)[0])
+        }
+    )
+    return "evses:" + ",".join(ids) if ids else ""
+
+
+def _version_of(item: dict[str, Any], evses: object) -> str:
+    """2.1.1 or 2.2+, by the fields each version alone has: 2.2 added country_code, party_id, publish and
+    the connector's max_voltage, max_amperage and max_electric_power; 2.1.1 has voltage and amperage."""
+    if any(key in item for key in ("country_code", "party_id", "publish", "parking_type")):
+        return "2.2+"
+    connectors = [
+        connector
+        for evse in (evses if isinstance(evses, list) else [])
+        if isinstance(evse, dict) and isinstance(evse.get("connectors"), list)
+        for connector in evse["connectors"]
+        if isinstance(connector, dict)
+    ]
+    if any(key in connector for connector in connectors for key in ("max_voltage", "max_amperage")):
+        return "2.2+"
+    if "type" in item or any(key in connector for connector in connectors for key in ("voltage", "amperage")):
+        return "2.1.1"
+    return "2.2+"
 
 
 def _address(item: dict[str, Any]) -> str:
@@ -448,36 +594,66 @@ def _degrees(value: object, limit: float) -> float | None:
     return number if number is not None and -limit <= number <= limit else None
 
 
-def _read_evses(value: object, issues: Counter[str]) -> list[Device]:
+def _evse_identity(evse: dict[str, Any]) -> tuple[str, bool]:
+    """An EVSE's uid; without one, its evse_id, else its id (True: the uid was missing)."""
+    uid = _identifier(evse.get("uid"))
+    if uid:
+        return uid, False
+    return _identifier(evse.get("evse_id")) or _identifier(evse.get("id")), True
+
+
+def _read_state(status: object, issues: Counter[str]) -> tuple[str, SimpleState]:
+    """The raw status, upper-cased, and its simple state: OCPI's table, else OCPP's names, else unknown."""
+    given = _text(status) if isinstance(status, str) else _identifier(status)
+    raw_status = given.upper()
+    state = _SIMPLE_STATE_OF_STATUS.get(raw_status)
+    if state is not None:
+        if given != raw_status:
+            issues["nonstandard_state"] += 1
+        return raw_status, state
+    state = _SIMPLE_STATE_OF_OCPP_STATUS.get(raw_status)
+    if state is not None:
+        issues["nonstandard_state"] += 1
+        return raw_status, state
+    issues["unknown_state"] += 1
+    return raw_status, SimpleState.UNKNOWN
+
+
+def _read_evses(value: object, network: _Network) -> list[Device]:
+    issues = network.issues
     devices: list[Device] = []
     names: set[str] = set()
     seen_uids: set[str] = set()
     for evse in value if isinstance(value, list) else []:
-        if not isinstance(evse, dict) or not (uid := _identifier(evse.get("uid"))):
+        if not isinstance(evse, dict):
             issues["invalid_evse"] += 1
             continue
-        raw_status = _text(evse.get("status")).upper()
-        if raw_status in _ABSENT_STATUSES:
+        uid, without_uid = _evse_identity(evse)
+        if not uid:
+            issues["invalid_evse"] += 1
             continue
+        if _text(evse.get("status")).upper() in _ABSENT_STATUSES:
+            network.left_out[_ABSENT] += 1
+            continue
+        if without_uid:
+            issues["evse_without_uid"] += 1
         entries = evse.get("connectors")
         if uid in seen_uids:
             issues["duplicate_connector"] += len(entries) if isinstance(entries, list) else 1
             continue
         seen_uids.add(uid)
-        state = _SIMPLE_STATE_OF_STATUS.get(raw_status)
-        if state is None:
-            issues["unknown_state"] += 1
-            state = SimpleState.UNAVAILABLE
-        name = _text(evse.get("evse_id")) or uid
+        raw_status, state = _read_state(evse.get("status"), issues)
+        name = _identifier(evse.get("evse_id")) or uid
         if name in names:
             name = f"{name} ({uid})"  # two EVSEs that give one evse_id stay two devices
         names.add(name)
-        connectors = _read_connectors(entries, raw_status, state, issues)
+        connectors = _read_connectors(entries, raw_status, state, network)
         devices.append(Device(name=name, connectors=tuple(connectors)))
     return devices
 
 
-def _read_connectors(value: object, raw_status: str, state: SimpleState, issues: Counter[str]) -> list[Connector]:
+def _read_connectors(value: object, raw_status: str, state: SimpleState, network: _Network) -> list[Connector]:
+    issues = network.issues
     connectors: list[Connector] = []
     seen: set[str] = set()
     for index, entry in enumerate(value if isinstance(value, list) else []):
@@ -493,7 +669,7 @@ def _read_connectors(value: object, raw_status: str, state: SimpleState, issues:
             Connector(
                 name=connector_id,
                 position=int(connector_id) if numbered else index + 1,
-                max_power_kw=_power_kw(entry, issues),
+                max_power_kw=_power_kw(entry, network),
                 raw_state=raw_status,
                 state=state,
             )
@@ -518,16 +694,37 @@ def _power_figure(value: object) -> float | None:
     return number if number is not None and 0 <= number < 1e9 else None
 
 
-def _power_kw(connector: dict[str, Any], issues: Counter[str]) -> float:
-    """max_electric_power (W), else voltage x amperage, x 3 for AC_3_PHASE (OCPI's voltage is line to
-    neutral there)."""
-    watts = _power_figure(connector.get("max_electric_power"))
+def _power_kw(connector: dict[str, Any], network: _Network) -> float:
+    """max_electric_power (W) first, read as kW under 1,000 (real feeds give 22 for 22 kW). Else voltage x
+    amperage (2.2's max_voltage and max_amperage, 2.1.1's voltage and amperage); for AC_3_PHASE, x sqrt(3)
+    for a voltage of 380 V or more, which is line to line (400 V: every real three-phase connector seen that
+    gives both voltage and power), x 3 for a lower one, line to neutral (230 V) as OCPI's text says."""
+    watts = _power_figure(connector.get("max_electric_power")) or None  # 0 says nothing: V x A may
+    rule = POWER_GIVEN
+    if watts is not None and watts < _SMALLEST_WATTS:
+        network.issues["power_in_kilowatts"] += 1
+        watts, rule = watts * 1000, POWER_GIVEN_IN_KW
     if watts is None:
-        voltage, amperage = _power_figure(connector.get("max_voltage")), _power_figure(connector.get("max_amperage"))
-        if voltage is None or amperage is None:
-            issues["invalid_power"] += 1
+        voltage = _first_figure(connector, "max_voltage", "voltage")
+        amperage = _first_figure(connector, "max_amperage", "amperage")
+        if not voltage or not amperage:  # missing, or 0 as some feeds give it
+            network.issues["invalid_power"] += 1
+            network.power_rules[POWER_MISSING] += 1
             return 0.0
-        phases = 3 if _text(connector.get("power_type")).upper() == "AC_3_PHASE" else 1
-        watts = voltage * amperage * phases
+        if _text(connector.get("power_type")).upper() != "AC_3_PHASE":
+            watts, rule = voltage * amperage, POWER_SINGLE
+        elif voltage >= LINE_TO_LINE_MIN_VOLTS:
+            watts, rule = voltage * amperage * math.sqrt(3), POWER_LINE_TO_LINE
+        else:
+            watts, rule = voltage * amperage * 3, POWER_LINE_TO_NEUTRAL
+    network.power_rules[rule] += 1
     kilowatts = watts / 1000
     return kilowatts if kilowatts < 1e6 else 0.0
+
+
+def _first_figure(connector: dict[str, Any], *keys: str) -> float | None:
+    for key in keys:
+        figure = _power_figure(connector.get(key))
+        if figure is not None:
+            return figure
+    return None

@@ -7,8 +7,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from opentelemetry import trace
 
@@ -35,6 +35,16 @@ class RefreshResult:
     outcome: Outcome
     reason: str
     snapshot: Snapshot | None
+    refused_issues: Mapping[str, int] = field(default_factory=dict)
+    """The parse issues of a document that was refused: counted like those of one that was used."""
+
+    @property
+    def issues(self) -> Mapping[str, int]:
+        return self.snapshot.issues if self.snapshot is not None else self.refused_issues
+
+
+def _by_kind(issues: Mapping[str, int]) -> str:
+    return ", ".join(f"{kind}={count}" for kind, count in sorted(issues.items()))
 
 
 class Refresher:
@@ -97,7 +107,7 @@ class Refresher:
             self._guard_shrink(snapshot, span)
         except FeedError as error:
             span.record_exception(error)
-            return RefreshResult(error.outcome, error.reason, None)
+            return RefreshResult(error.outcome, error.reason, None, error.issues)
         digest = hashlib.blake2b(fetched.body, digest_size=16).digest()
         changed = digest != self._body_digest
         self._body_digest = digest
@@ -122,6 +132,8 @@ class Refresher:
                 snapshot = self._parse_body(body)
             except FeedError as error:
                 mark_failed(span, error.outcome, error.reason)
+                for kind, count in error.issues.items():
+                    span.add_event("chargy.parse_issue", {"kind": kind, "count": count})
                 raise
             span.set_attributes(
                 {
@@ -169,7 +181,7 @@ class Refresher:
                 last_success_at=finished_at if succeeded else previous.last_success_at,
             )
         )
-        self._recorder.record_refresh(result.outcome, duration_s, result.snapshot.issues if result.snapshot else {})
+        self._recorder.record_refresh(result.outcome, duration_s, result.issues)
         if self._history is not None:
             new_snapshot = result.snapshot
             self._history.record(
@@ -190,7 +202,12 @@ class Refresher:
             self._consecutive_failures = 0 if result.outcome is Outcome.SHRUNK else self._consecutive_failures + 1
             logger.warning(
                 f"refresh failed; {self._what_is_served()}",
-                extra={"outcome": result.outcome.value, "duration_s": round(duration_s, 3), "reason": result.reason},
+                extra={
+                    "outcome": result.outcome.value,
+                    "duration_s": round(duration_s, 3),
+                    "reason": result.reason,
+                    **({"parse_issues": _by_kind(result.issues)} if result.issues else {}),
+                },
             )
             return
         self._consecutive_failures = 0
@@ -204,6 +221,7 @@ class Refresher:
                 "stations": len(snapshot.stations) if snapshot else 0,
                 "connectors": snapshot.connector_count if snapshot else 0,
                 "parse_issues": sum(result.snapshot.issues.values()) if result.snapshot else 0,
+                **({"format": snapshot.version} if snapshot and snapshot.version else {}),
             },
         )
 

@@ -10,7 +10,7 @@ from http.server import ThreadingHTTPServer
 from otel_chargy import __version__
 from otel_chargy.catalog import Detail
 from otel_chargy.config import Config
-from otel_chargy.feeds import feed_parser, open_feed
+from otel_chargy.feeds import feed_parser, open_feed, parse_issue_kinds
 from otel_chargy.fetch import DemoSource, FeedSource
 from otel_chargy.health import push_health_of
 from otel_chargy.history import RefreshHistory
@@ -58,6 +58,7 @@ class Service:
             max_staleness_s=config.max_staleness_s,
             detail=Detail(config.otlp_detail),
             push_health=self.push_health,
+            issue_kinds=parse_issue_kinds(config),
             max_connectors=config.max_connectors,
         )
         self.holder = wiring.holder

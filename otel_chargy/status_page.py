@@ -30,7 +30,7 @@ CONTENT_SECURITY_POLICY = (
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 HTML_TYPE = "text/html; charset=utf-8"
-SORTS = ("name", "available", "charging", "unavailable", "power")
+SORTS = ("name", "available", "charging", "unavailable", "unknown", "power")
 STATIC_FILES = {"status.css": "text/css; charset=utf-8", "status.js": "text/javascript; charset=utf-8"}
 
 _MAP_WIDTH = 1000.0
@@ -68,12 +68,16 @@ def station_max_power_kw(station: Station) -> float:
 
 
 def availability(counts: dict[SimpleState, int]) -> str:
-    """free: a connector is available; busy: none is, some charge; down: every connector is unavailable."""
+    """free: a connector is available; busy: none is, some charge; down: every connector whose state is
+    known is unavailable; unknown: the feed gives no state we can read (the operator's data, not its
+    chargers, is at fault: grey, never red)."""
     if counts[SimpleState.AVAILABLE]:
         return "free"
     if counts[SimpleState.CHARGING]:
         return "busy"
-    return "down"
+    if counts[SimpleState.UNAVAILABLE]:
+        return "down"
+    return "unknown"
 
 
 class StationView:
@@ -100,6 +104,7 @@ class StationView:
             "available": by_count(SimpleState.AVAILABLE),
             "charging": by_count(SimpleState.CHARGING),
             "unavailable": by_count(SimpleState.UNAVAILABLE),
+            "unknown": by_count(SimpleState.UNKNOWN),
             "power": sorted(by_name, key=lambda index: (-powers[index], rank[index])),
         }
         self.map = redactor(self._map(stations, counts)).encode()
@@ -107,12 +112,15 @@ class StationView:
     @staticmethod
     def _row(station: Station, counts: dict[SimpleState, int], power_kw: float) -> str:
         state = availability(counts)
-        label = {"free": "free", "busy": "busy", "down": "all unavailable"}[state]
+        label = {"free": "free", "busy": "busy", "down": "all unavailable", "unknown": "state unknown"}[state]
+        if state == "down" and counts[SimpleState.UNKNOWN]:
+            label = "none available"
         return (
             f'<tr class="{state}"><td><span class="dot {state}"></span>{label}</td>'
             f"<td>{_escape(station.name)}</td><td>{_escape(station.address)}</td>"
             f'<td class="n">{counts[SimpleState.AVAILABLE]}</td><td class="n">{counts[SimpleState.CHARGING]}</td>'
-            f'<td class="n">{counts[SimpleState.UNAVAILABLE]}</td><td class="n">{_power(power_kw)}</td></tr>\n'
+            f'<td class="n">{counts[SimpleState.UNAVAILABLE]}</td><td class="n">{counts[SimpleState.UNKNOWN]}</td>'
+            f'<td class="n">{_power(power_kw)}</td></tr>\n'
         )
 
     @staticmethod
@@ -136,7 +144,7 @@ class StationView:
             height = (north - south) * scale + 2 * _MAP_PADDING
             dots = []
             # Down first, free last: a free connector is what most readers look for, so it is drawn on top.
-            order = {"down": 0, "busy": 1, "free": 2}
+            order = {"unknown": 0, "down": 1, "busy": 2, "free": 3}
             for station, station_counts in sorted(placed, key=lambda item: order[availability(item[1])]):
                 assert station.latitude is not None and station.longitude is not None
                 x = _MAP_PADDING + (station.longitude - west) * squeeze * scale
@@ -144,7 +152,8 @@ class StationView:
                 title = (
                     f"{station.name}: {station_counts[SimpleState.AVAILABLE]} available, "
                     f"{station_counts[SimpleState.CHARGING]} charging, "
-                    f"{station_counts[SimpleState.UNAVAILABLE]} unavailable"
+                    f"{station_counts[SimpleState.UNAVAILABLE]} unavailable, "
+                    f"{station_counts[SimpleState.UNKNOWN]} unknown"
                 )
                 dots.append(
                     f'<circle class="{availability(station_counts)}" cx="{x:.1f}" cy="{y:.1f}" r="{_DOT_RADIUS:g}">'
@@ -159,7 +168,8 @@ class StationView:
             parts.append("<p>No station has coordinates.</p>")
         parts.append(
             '<p class="legend"><span class="dot free"></span>a connector available '
-            '<span class="dot busy"></span>all in use <span class="dot down"></span>all unavailable</p>'
+            '<span class="dot busy"></span>all in use <span class="dot down"></span>all unavailable '
+            '<span class="dot unknown"></span>state unknown</p>'
         )
         if unplaced:
             names = ", ".join(_escape(name) for name in unplaced)
@@ -259,7 +269,8 @@ def _health_part(health: FeedHealth, now: float) -> str:
         rows.append(
             (
                 "Snapshot",
-                f"{snapshot.stations} stations, {snapshot.connectors} connectors ({by_state}), "
+                (f"{_escape(snapshot.version)}: " if snapshot.version else "")
+                + f"{snapshot.stations} stations, {snapshot.connectors} connectors ({by_state}), "
                 f"fetched {_time(snapshot.fetched_at, now)}{stale}",
             )
         )
@@ -329,10 +340,11 @@ def _stations_head(view: StationView, query: PageQuery, shown: int, matches: int
         "available": "Available",
         "charging": "Charging",
         "unavailable": "Unavailable",
+        "unknown": "Unknown",
         "power": "Power",
     }
-    for column in ("state", "name", "address", "available", "charging", "unavailable", "power"):
-        numeric = ' class="n"' if column in ("available", "charging", "unavailable", "power") else ""
+    for column in ("state", "name", "address", "available", "charging", "unavailable", "unknown", "power"):
+        numeric = ' class="n"' if column in ("available", "charging", "unavailable", "unknown", "power") else ""
         if column in titles:
             current = ' aria-sort="ascending"' if column == query.sort and column == "name" else ""
             if column == query.sort and column != "name":

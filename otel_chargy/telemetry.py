@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,7 +52,7 @@ from otel_chargy.metrics import (
     ServedFeed,
     build_meter_provider,
 )
-from otel_chargy.parse import DEFAULT_MAX_CONNECTORS
+from otel_chargy.parse import DEFAULT_MAX_CONNECTORS, ISSUE_KINDS
 from otel_chargy.publication import Outputs
 
 logger = logging.getLogger(__name__)
@@ -391,6 +391,7 @@ def wire_metrics(
     detail: Detail = Detail.CONNECTOR,
     push_health: PushHealth | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    issue_kinds: Iterable[str] = ISSUE_KINDS,
     max_connectors: int = DEFAULT_MAX_CONNECTORS,
 ) -> MetricsWiring:
     """The one wiring of the metrics, for the service, the tests and the benchmarks.
@@ -420,7 +421,7 @@ def wire_metrics(
         providers.append(
             build_meter_provider(push_readers, resource, feed, overflow, observed, push_health, max_connectors)
         )
-    return MetricsWiring(holder, tuple(providers), RefreshRecorder(providers), exposition)
+    return MetricsWiring(holder, tuple(providers), RefreshRecorder(providers, issue_kinds), exposition)
 
 
 def shut_down(meter_providers: Sequence[MeterProvider], tracer_provider: TracerProvider, limit_s: float) -> None:

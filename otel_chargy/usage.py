@@ -1,8 +1,9 @@
 """The network over time: connector-seconds by state and charging sessions, per station and per speed.
 
 Counted from one successful refresh to the next, from what the feed showed at each: a connector
-seen at the refresh at t' adds t - t' to the state it had then, and a connector charging at t
-that was seen not charging at t' began a session. Pure: no I/O, no clock; the caller gives the times.
+seen at the refresh at t' adds t - t' to the state it had then (`unknown` too: a state no table maps,
+which uptime counts neither up nor down), and a connector charging at t that was seen available or
+unavailable at t' began a session. Pure: no I/O, no clock; the caller gives the times.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class UsageTracker:
         by_station: dict[str, list[int]] = {}
         by_speed: dict[str, list[int]] = {}
         index_of = {state: index for index, state in enumerate(STATES)}
-        charging = SimpleState.CHARGING
+        charging, unknown = SimpleState.CHARGING, SimpleState.UNKNOWN
         for station in snapshot.stations:
             station_totals = self._stations.get(station.name)
             if station_totals is None:
@@ -134,7 +135,8 @@ class UsageTracker:
                     speed_counts[index] += 1
                     if state is charging:
                         was = before.get(key)
-                        if was is not None and was is not charging:
+                        # From unknown, nobody knows whether a session began: none is counted.
+                        if was is not None and was is not charging and was is not unknown:
                             station_totals.sessions += 1
                             self._network[speed].sessions += 1
         return _Refresh(monotonic_s, snapshot, states, by_station, by_speed)

@@ -191,7 +191,10 @@ def test_status_says_the_feed_is_up_with_its_last_refresh(served: Served) -> Non
     assert status["up"] is True and status["outcome"] == "success" and status["cause"] is None
     assert status["snapshot"]["stations"] == len(served.network.stations)
     assert status["snapshot"]["connectors"] == served.network.connector_count
-    assert status["snapshot"]["parse_issues"] == {"invalid_coordinates": 1}  # UNPLACED_NAME
+    unknown = sum(counts_of(station)["unknown"] for station in served.network.stations)
+    # UNPLACED_NAME, and the station whose every connector's state is unknown
+    assert status["snapshot"]["parse_issues"] == {"invalid_coordinates": 1, "unknown_state": unknown}
+    assert unknown > 0
     assert [refresh["outcome"] for refresh in status["refreshes"]] == ["success"]
     assert status["refreshes"][0]["stations"] == len(served.network.stations)
     assert UNPLACED_NAME in served.client.get("/api/v1/stations").text

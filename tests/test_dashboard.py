@@ -65,7 +65,7 @@ def test_every_dashboard_query_matches_the_truth(feed: FeedServer, feed_url: str
             lambda: (
                 prometheus.query("count(chargy_connector_state)")
                 and float(prometheus.query("count(chargy_connector_state)")[0]["value"][1])
-                == 3 * network.connector_count
+                == len(SimpleState) * network.connector_count
             ),
             "Prometheus to scrape every connector",
         )

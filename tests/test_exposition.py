@@ -111,7 +111,7 @@ def test_a_response_shows_one_publication() -> None:
     for _ in range(4):
         text = b"".join(exposition.render(None, None).chunks).decode()
         families = {family.name: family for family in text_string_to_metric_families(text)}
-        connectors = len(families["chargy_connector_state"].samples) / 3
+        connectors = len(families["chargy_connector_state"].samples) / len(SimpleState)
         (feed_connectors,) = families["chargy_feed_connectors"].samples
         (feed_stations,) = families["chargy_feed_stations"].samples
         assert feed_connectors.value == connectors
@@ -146,4 +146,4 @@ def test_prometheus_asking_for_openmetrics_gets_valid_openmetrics(accept: str) -
     assert "# UNIT chargy_network_connector_seconds seconds\n" in body
     expected = {spec.prometheus_name.removesuffix("_total") for spec in SNAPSHOT_METRICS}
     assert expected | {"chargy_feed_up", "target"} <= set(families)
-    assert len(families["chargy_connector_state"].samples) == 3 * network.connector_count
+    assert len(families["chargy_connector_state"].samples) == len(SimpleState) * network.connector_count

@@ -208,12 +208,12 @@ def test_snapshot_observations_cover_every_connector() -> None:
     network = generate_network(30)
     observed = observe_snapshot(network, SNAPSHOT_METRICS)
     states = observed[catalog.CONNECTOR_STATE]
-    assert len(states) == 3 * network.connector_count
+    assert len(states) == len(SimpleState) * network.connector_count
     assert len(observed[catalog.CONNECTOR_DETAILED_STATE]) == network.connector_count
     assert len(observed[catalog.CONNECTOR_MAX_POWER]) == network.connector_count
     assert len(observed[catalog.STATION_INFO]) == len(network.stations)
     assert sum(observation.value for observation in states) == network.connector_count
-    assert len(observed[catalog.STATION_CONNECTORS]) == 3 * len(network.stations)
+    assert len(observed[catalog.STATION_CONNECTORS]) == len(SimpleState) * len(network.stations)
     for station in network.stations:
         counted = {
             o.attributes["chargy_connector_state"]: o.value
@@ -252,7 +252,7 @@ def test_a_push_collection_shows_one_publication(refresh_after_every_read: None)
         by_metric: dict[str, list[tuple[dict[str, str], float]]] = {}
         for name, attributes, value in points(reader.get_metrics_data()):  # type: ignore[arg-type]
             by_metric.setdefault(name, []).append((attributes, value))
-        connectors = len(by_metric["chargy.connector.state"]) / 3
+        connectors = len(by_metric["chargy.connector.state"]) / len(SimpleState)
         assert sum(value for _, value in by_metric["chargy.connector.state"]) == connectors
         assert len(by_metric["chargy.connector.detailed_state_info"]) == connectors
         assert sum(value for _, value in by_metric["chargy.station.connectors"]) == connectors

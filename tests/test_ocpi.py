@@ -284,11 +284,11 @@ def test_power_from_voltage_and_amperage_single_phase_and_dc() -> None:
     assert device.name == "u"  # no evse_id: the uid
 
 
-def test_an_unknown_status_counts_as_unavailable_and_is_kept() -> None:
+def test_an_unknown_status_counts_as_unknown_and_is_kept() -> None:
     location = dict(EXAMPLE, evses=[{"uid": "u", "status": "out_of_order", "connectors": [{"id": "1"}]}])
     snapshot = parse_ocpi(json.dumps([location]).encode())
     ((_, _, connector),) = snapshot.connectors()
-    assert (connector.raw_state, connector.state) == ("OUT_OF_ORDER", SimpleState.UNAVAILABLE)
+    assert (connector.raw_state, connector.state) == ("OUT_OF_ORDER", SimpleState.UNKNOWN)
     assert snapshot.issues["unknown_state"] == 1
 
 

@@ -322,7 +322,7 @@ def test_ten_times_the_network_reaches_collectors_with_default_limits(receiver: 
             for point in points_of(metric)
         ]
         received = {frozenset(attributes_of(point.attributes).items()): float(point.as_int) for point in states}
-        assert len(states) == len(received) == 3 * network.connector_count, protocol
+        assert len(states) == len(received) == len(SimpleState) * network.connector_count, protocol
         assert received == expected_connector_states(network), protocol
         exporter.shutdown()
     assert receiver.refused_http_bodies == []
@@ -360,7 +360,7 @@ def test_no_export_mixes_two_snapshots(feed: FeedServer, feed_url: str, receiver
         if "chargy.connector.state" not in metrics:
             continue
         states = metrics["chargy.connector.state"]
-        connectors = len(states) // 3
+        connectors = len(states) // len(SimpleState)
         sizes.add(connectors)
         assert sum(point.as_int for point in states) == connectors  # one state a connector
         state_of = {

@@ -89,7 +89,8 @@ def _visible_rows(soup: BeautifulSoup) -> list[Tag]:
 
 def _row_of(row: Tag) -> tuple[str, dict[str, int]]:
     cells = [cell.get_text() for cell in row.find_all("td")]
-    return cells[1], {"available": int(cells[3]), "charging": int(cells[4]), "unavailable": int(cells[5])}
+    counts = {"available": int(cells[3]), "charging": int(cells[4]), "unavailable": int(cells[5])}
+    return cells[1], {**counts, "unknown": int(cells[6])}
 
 
 @pytest.mark.parametrize("javascript", [True, False], ids=["javascript", "no-javascript"])
@@ -111,7 +112,7 @@ def test_the_map_has_one_dot_per_station_with_coordinates(
     titles = [_text(circle.title) for circle in svg.find_all("circle")]
     expected = [
         f"{s.name}: {counts_of(s)['available']} available, {counts_of(s)['charging']} charging, "
-        f"{counts_of(s)['unavailable']} unavailable"
+        f"{counts_of(s)['unavailable']} unavailable, {counts_of(s)['unknown']} unknown"
         for s in network.stations
         if s.latitude is not None
     ]
@@ -124,8 +125,25 @@ def test_the_map_has_one_dot_per_station_with_coordinates(
 def test_fully_unavailable_stations_stand_out(page_dom: Callable[[bool], BeautifulSoup], network: Snapshot) -> None:
     soup = page_dom(True)
     down = {name for name, counts in map(_row_of, soup.select("#station-table tr.down")) if counts}
-    assert down == {s.name for s in network.stations if counts_of(s)["available"] == counts_of(s)["charging"] == 0}
+    assert down == {
+        s.name
+        for s in network.stations
+        if counts_of(s)["available"] == counts_of(s)["charging"] == 0 and counts_of(s)["unavailable"]
+    }
     assert all(_text(row.find("td")) == "all unavailable" for row in soup.select("#station-table tr.down"))
+
+
+def test_a_station_of_unknown_state_is_grey_not_down(
+    page_dom: Callable[[bool], BeautifulSoup], network: Snapshot
+) -> None:
+    soup = page_dom(True)
+    unknown = {name: counts for name, counts in map(_row_of, soup.select("#station-table tr.unknown"))}
+    expected = {s.name: counts_of(s) for s in network.stations if counts_of(s)["unknown"] == sum(counts_of(s).values())}
+    assert unknown == expected and len(unknown) == 1
+    assert all(_text(row.find("td")) == "state unknown" for row in soup.select("#station-table tr.unknown"))
+    (name,) = unknown
+    dots = [circle for circle in soup.select("#map svg circle") if _text(circle.title).startswith(f"{name}: ")]
+    assert [dot["class"] for dot in dots] == [["unknown"]]
 
 
 def test_a_station_named_with_markup_is_text_on_the_page_and_in_the_map(
@@ -162,6 +180,24 @@ def test_typing_a_filter_and_clicking_a_sort_apply_without_a_round_trip(
     assert tab.evaluate("location.hash") == f"#q={FILTER.capitalize()}&sort=available"
     reopened = chromium.open(tab.evaluate("location.href")).dom()
     assert [_row_of(row) for row in _visible_rows(reopened)] == rows
+    tab.close()
+
+
+def test_sorting_by_unknown_leads_with_the_station_of_unknown_state_drawn_grey(
+    service: ServiceProcess, chromium: browser.Browser, network: Snapshot
+) -> None:
+    (unknown,) = [s.name for s in network.stations if counts_of(s)["unknown"] == sum(counts_of(s).values())]
+    server_sorted = chromium.open(f"{service.base_url}/?sort=unknown", javascript=False).dom()
+    assert _row_of(_visible_rows(server_sorted)[0])[0] == unknown
+    tab = chromium.open(f"{service.base_url}/")
+    tab.click('a[data-sort="unknown"]')
+    assert _row_of(_visible_rows(tab.dom())[0])[0] == unknown
+    fill = tab.evaluate(
+        "Array.from(document.querySelectorAll('#map circle'))"
+        f".filter(c => c.querySelector('title').textContent.startsWith({json.dumps(unknown + ': ')}))"
+        ".map(c => getComputedStyle(c).fill)"
+    )
+    assert fill == ["rgb(140, 149, 159)"]  # --unknown, #8c959f: grey, not the red of a station down
     tab.close()
 
 

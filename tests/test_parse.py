@@ -168,13 +168,17 @@ def test_state_case_and_space_are_normalised() -> None:
     assert (connector.raw_state, connector.state) == ("CHARGING", SimpleState.CHARGING)
 
 
-@pytest.mark.parametrize(("raw", "normalised"), [("", ""), ("Blocked", "BLOCKED"), (None, "")])
-def test_unknown_or_empty_state_is_unavailable_kept_and_counted(raw: str | None, normalised: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [("", ""), ("Blocked", "BLOCKED"), (None, ""), ("working", "WORKING"), ("UNKNOWN", "UNKNOWN")],
+)
+def test_unknown_or_empty_state_is_unknown_kept_and_counted(raw: str | None, normalised: str) -> None:
     entry = {"name": "C", "maxchspeed": 22, "connector": 1, "description": raw}
     snapshot = parse(document(placemark("S", device("CP1", entry))))
     connector = only_connector(snapshot)[2]
-    assert (connector.raw_state, connector.state) == (normalised, SimpleState.UNAVAILABLE)
+    assert (connector.raw_state, connector.state) == (normalised, SimpleState.UNKNOWN)
     assert snapshot.issues == {"unknown_state": 1}
+    assert snapshot.unknown_raw_states() == {normalised: 1}
 
 
 def test_broken_device_json_is_skipped_and_the_rest_used() -> None:
@@ -275,10 +279,11 @@ def test_kml_without_placemarks_is_empty() -> None:
     assert caught.value.outcome is Outcome.EMPTY
 
 
-def test_kml_whose_placemarks_are_all_unusable_is_empty() -> None:
+def test_kml_whose_placemarks_are_all_unusable_is_empty_and_counts_its_parse_issues() -> None:
     with pytest.raises(FeedError) as caught:
-        parse(document(placemark("", device())))
+        parse(document(placemark("", device()), placemark("", device())))
     assert caught.value.outcome is Outcome.EMPTY
+    assert caught.value.issues == {"placemark_without_name": 2}
 
 
 @pytest.mark.parametrize(
@@ -293,6 +298,7 @@ def test_kml_whose_placemarks_hold_no_connector_is_empty(devices: tuple[str, ...
     assert caught.value.outcome is Outcome.EMPTY
     assert "2 stations hold no usable connector" in caught.value.reason
     assert counted in caught.value.reason
+    assert caught.value.issues == ({"invalid_device_json": 2} if counted else {})
 
 
 def test_one_station_with_a_connector_is_enough() -> None:

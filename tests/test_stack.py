@@ -45,10 +45,14 @@ def test_prometheus_config_and_rules_pass_promtool() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+ALERT_TESTS = ("alerts_test.yml", "alerts_day_test.yml")
+"""Every minute, and the alerts that wait a day every 5 minutes."""
+
+
 def test_alert_rules_unit_tests_pass() -> None:
-    result = promtool("test", "rules", "alerts_test.yml")
+    result = promtool("test", "rules", *ALERT_TESTS)
     assert result.returncode == 0, result.stdout + result.stderr
-    tests = yaml.safe_load((ROOT / "prometheus" / "alerts_test.yml").read_text())["tests"]
+    tests = [test for name in ALERT_TESTS for test in yaml.safe_load((ROOT / "prometheus" / name).read_text())["tests"]]
     rules = yaml.safe_load((ROOT / "prometheus" / "alerts.yml").read_text())["groups"][0]["rules"]
     for alert in {rule["alert"] for rule in rules}:
         cases = [case for test in tests for case in test["alert_rule_test"] if case["alertname"] == alert]

@@ -159,8 +159,17 @@ def station(name: str, *states: SimpleState, speed_kw: float = 22.0) -> Station:
     return Station(name, "", None, None, (Device(f"{name}1", connectors),))
 
 
+def test_unknown_time_is_counted_apart_and_begins_no_session() -> None:
+    available, charging, _, unknown = SimpleState
+    tracker = UsageTracker(MAX_STALENESS_S)
+    tracker.observe(Snapshot((station("U", unknown, available),)), 0, WALL_OFFSET_S)
+    view = tracker.observe(Snapshot((station("U", charging, charging),)), 300, 300 + WALL_OFFSET_S)
+    assert view.stations["U"].seconds == (300, 0, 0, 300)
+    assert view.stations["U"].sessions == 1  # the connector that was available; not the one that was unknown
+
+
 def test_a_station_that_leaves_and_returns() -> None:
-    available, charging, unavailable = SimpleState
+    available, charging, unavailable, _ = SimpleState
     a = station("A", available, charging)
     tracker = UsageTracker(MAX_STALENESS_S)
 
@@ -169,23 +178,23 @@ def test_a_station_that_leaves_and_returns() -> None:
 
     at(0, a, station("B", unavailable, speed_kw=150))
     view = at(300, a)  # B left: its connector seen at 0 still counts to 300
-    assert view.stations["B"].seconds == (0, 0, 300) and view.network["150"].seconds == (0, 0, 300)
+    assert view.stations["B"].seconds == (0, 0, 300, 0) and view.network["150"].seconds == (0, 0, 300, 0)
     view = at(600, a, station("B", charging, speed_kw=150))  # back within the staleness: not seen at 300
-    assert view.stations["B"].seconds == (0, 0, 300) and view.stations["B"].sessions == 0
+    assert view.stations["B"].seconds == (0, 0, 300, 0) and view.stations["B"].sessions == 0
     assert view.stations["B"].created == WALL_OFFSET_S
     for t in (900, 1200, 1500):
         view = at(t, a)
     assert "B" in view.stations  # last seen at 600: 900 s ago, not more
     view = at(1501, a)
     assert "B" not in view.stations and "150" not in view.network  # B's speed went with it
-    assert view.stations["A"].seconds == (1501, 1501, 0)
+    assert view.stations["A"].seconds == (1501, 1501, 0, 0)
     view = at(1800, a, station("B", charging, speed_kw=150))  # a new start: zeros, a new _created, no session
-    assert view.stations["B"] == replace(view.stations["B"], seconds=(0, 0, 0), sessions=0)
+    assert view.stations["B"] == replace(view.stations["B"], seconds=(0, 0, 0, 0), sessions=0)
     assert view.stations["B"].created == 1800 + WALL_OFFSET_S
     at(2100, a, station("B", available, speed_kw=150))
     view = at(2400, a, station("B", charging, speed_kw=150))
-    assert view.stations["B"].seconds == (300, 300, 0) and view.stations["B"].sessions == 1
-    assert view.network["150"].seconds == (300, 300, 0) and view.network["150"].sessions == 1
+    assert view.stations["B"].seconds == (300, 300, 0, 0) and view.stations["B"].sessions == 1
+    assert view.network["150"].seconds == (300, 300, 0, 0) and view.network["150"].sessions == 1
     assert view.network["150"].created == 1800 + WALL_OFFSET_S
     assert view.network["22"].created == WALL_OFFSET_S and view.stations["A"].sessions == 0
 
@@ -333,7 +342,7 @@ def test_push_readers_get_the_counters_of_their_detail_level(detail: Detail) -> 
         speed: usage.sessions for speed, usage in view.network.items()
     }
     time_points = points["chargy.network.connector"]
-    assert len(time_points) == 3 * len(view.network)
+    assert len(time_points) == len(SimpleState) * len(view.network)
     assert sum(p.value for p in time_points) == sum(sum(u.seconds) for u in view.network.values())
     assert sum(u.sessions for u in view.network.values()) > 0
 

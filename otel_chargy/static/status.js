@@ -16,13 +16,13 @@
   const complete = table.dataset.complete === "1";
   const rows = Array.from(body.rows);
   const total = complete ? rows.length : Number(shown.dataset.total);
-  const columns = { name: 1, available: 3, charging: 4, unavailable: 5, power: 6 };
+  const columns = { name: 1, available: 3, charging: 4, unavailable: 5, unknown: 6, power: 7 };
   const dots = complete ? Array.from(document.querySelectorAll(".map circle")) : [];
   const serverSummary = shown.textContent;
 
   function stationOfDot(dot) {
     const title = dot.querySelector("title").textContent;
-    // "name: 2 available, 0 charging, 1 unavailable": the counts hold no ": ", so the last one ends the name.
+    // "name: 2 available, 0 charging, 1 unavailable, 0 unknown": the counts hold no ": ", so the last one ends the name.
     return title.slice(0, title.lastIndexOf(": ")).toLocaleLowerCase();
   }
   const dotNames = dots.map(stationOfDot);
