@@ -190,7 +190,7 @@ def main() -> None:
     for provider in wiring.providers:
         provider.shutdown()
     tracer_provider.shutdown()
-    receiver.communicate("")
+    report["received"] = json.loads(receiver.communicate("")[0])
     report["outcomes"] = outcomes
     report["exports"] = {
         signal.signal: {"exports": signal.exports, "failed": signal.failed_exports} for signal in health.status()

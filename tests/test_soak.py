@@ -30,3 +30,8 @@ def test_short_soak_keeps_objects_memory_threads_and_files_flat() -> None:
     # Every 7th refresh is collected and pushed by each of the two OTLP readers; the spans go in batches.
     assert report["exports"]["metrics"] == {"exports": 2 * (REFRESHES // 7), "failed": 0}
     assert report["exports"]["traces"]["exports"] > 0 and report["exports"]["traces"]["failed"] == 0
+    # What the receiver, in its own process, decoded: a request per export at this size.
+    assert report["received"] == {
+        "metric_requests": report["exports"]["metrics"]["exports"],
+        "trace_requests": report["exports"]["traces"]["exports"],
+    }
