@@ -6,8 +6,9 @@
 A feed of about 1,870 connectors whose every connector shows a new maximum power (so a new `speed`
 label) at each request, refreshed every 0.5 s by otel-chargy run as a subprocess, its metrics and
 traces pushed every second to the tests' OTLP receiver (tests/otlp_receiver.py) on 127.0.0.1. The
-service's RSS is read at 10 s, at half time and at the end; the receiver counts the connectors of
-each export. Cases: OTLP/HTTP and gRPC at `--otlp.detail connector`, OTLP/HTTP at `station`, and the
+service's RSS is sampled every 0.5 s: the figures at 10 s, at half time and at the end are the
+medians of the samples within 5 s of them (of the last 10 s for the end). The receiver counts the
+connectors of each request. Cases: OTLP/HTTP and gRPC at `--otlp.detail connector`, OTLP/HTTP at `station`, and the
 Prometheus endpoint alone for comparison. The goal (issue #23): RSS at the end at most 1.5 times the
 RSS at 10 s, and under 300 MiB. `--source DIR` runs the service from another checkout (say, a commit
 before the fix, extracted with `git archive`). Prints a table and writes JSON.
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -146,23 +148,27 @@ def run_case(case: str, seconds: float, source: Path, directory: Path) -> dict[s
             }
             command += ["--otlp.detail", settings["detail"]]
         process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=source)
-        rss: dict[str, float] = {}
+        samples: list[tuple[float, float]] = []
         exported: list[int] = []
         try:
             started = time.monotonic()
-            marks = {"10s": 10.0, "half": seconds / 2, "end": seconds}
-            for mark, at in sorted(marks.items(), key=lambda item: item[1]):
-                while time.monotonic() - started < at:
-                    time.sleep(0.5)
-                    exported += connectors_per_request(receiver)
-                    if process.poll() is not None:
-                        raise RuntimeError(f"the service exited: {log.read_text()[-2000:]}")
-                rss[mark] = rss_mib(process.pid)
+            while (elapsed := time.monotonic() - started) < seconds:
+                samples.append((elapsed, rss_mib(process.pid)))
+                exported += connectors_per_request(receiver)
+                if process.poll() is not None:
+                    raise RuntimeError(f"the service exited: {log.read_text()[-2000:]}")
+                time.sleep(0.5)
             peak = status_kib("VmHWM", process.pid) / 1024
         finally:
             process.terminate()
             process.wait()
             feed.close()
+    # The RSS swings by tens of MiB within an export (its data points, then its encoding): each figure is
+    # the median of the samples within 5 s of its time, so that it does not depend on where the export was.
+    rss = {
+        mark: statistics.median(value for at, value in samples if abs(at - around) <= 5)
+        for mark, around in (("10s", 10.0), ("half", seconds / 2), ("end", seconds - 5))
+    }
     result: dict[str, Any] = {
         **{f"rss_{mark}_mib": value for mark, value in rss.items()},
         "peak_rss_mib": peak,
