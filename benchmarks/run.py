@@ -1,25 +1,30 @@
 """otel-chargy against the naive reference exporter, side by side, in one run.
 
-    python benchmarks/run.py                  # 1k, 10k and 50k placemarks (~2.7k, 27k, 135k connectors)
+    python benchmarks/run.py                  # 1k, 10k and 50k placemarks (~2.9k, 29k, 143k connectors)
     python benchmarks/run.py --sizes 1000     # one size
+    python benchmarks/run.py --compare ../old # also another otel-chargy checkout, side by side
 
-For each size: generates a feed with the project's generator, serves it on 127.0.0.1, runs
+For each size: generates a feed with the project's generator, serves it on 127.0.0.1 (two versions
+in turn, 5 % of the connectors in another state, as a live feed moves between refreshes), runs
 otel-chargy and benchmarks/naive_exporter.py as subprocesses, and measures refresh time, scrape
 latency (sequential and 8 concurrent clients, plain and gzip), response bytes, peak RSS and CPU
-per scrape; and, in process, the CPU of one collection by a push reader (OTLP) against callbacks that
+per scrape and per refresh; and, in process, the CPU of one collection by a push reader (OTLP) against callbacks that
 build their observations at each collection. Then the OTLP figures of each --otlp.detail level, in
 process: points and requests per export, the largest request (bytes, uncompressed: what the receiver's
 limit counts) under the Collector's default limits (gRPC 4 MiB, HTTP 20 MiB), and CPU per collection.
-Prints tables (ratios otel-chargy / naive) and writes them as JSON.
+Prints tables (ratios otel-chargy / naive) and writes them as JSON, with a note when the machine's load
+average is above 0.5 (others' work then shares the cores, and absolute figures are slower).
 Needs the `bench` extra: pip install -e '.[bench]'.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
+import random
 import re
 import statistics
 import subprocess
@@ -37,7 +42,7 @@ import httpx
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 
 from otel_chargy.catalog import SNAPSHOT_METRICS, Detail
-from otel_chargy.generator import generate_network, render_kml
+from otel_chargy.generator import generate_network, move_states, render_kml
 from otel_chargy.holder import RefreshStatus, Served
 from otel_chargy.metrics import OverflowTally, ServedFeed, build_meter_provider
 from otel_chargy.model import Snapshot
@@ -57,14 +62,20 @@ PROMETHEUS_ACCEPT = (
 CONCURRENT_CLIENTS = 8
 MAX_CONNECTORS = 200_000
 """--max-connectors for every size: the largest is beyond the default (a third over ten times today's network)."""
+COMPARED = "compared"
+"""The kind of the other otel-chargy checkout given with --compare."""
 
 
-def serve_feed(body: bytes) -> tuple[ThreadingHTTPServer, str]:
+def serve_feed(bodies: list[bytes]) -> tuple[ThreadingHTTPServer, str]:
+    """Serves the bodies in turn, one a request."""
+    served = itertools.count()
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def do_GET(self) -> None:
+            body = bodies[next(served) % len(bodies)]
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -83,14 +94,33 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start(kind: str, feed_url: str, port: int, interval_s: float, log: Path) -> subprocess.Popen[bytes]:
-    if kind == "otel-chargy":
+QUIET_LOAD = 0.5
+
+
+def load_note() -> str | None:
+    """A note when the machine is not quiet: the 1-minute load average above QUIET_LOAD."""
+    load = os.getloadavg()[0]
+    if load <= QUIET_LOAD:
+        return None
+    return (
+        f"load average {load:.2f} (above {QUIET_LOAD}): other work shares the {os.cpu_count()} cores; "
+        "absolute figures are slower than on a quiet machine, ratios measured side by side say more"
+    )
+
+
+def start(
+    kind: str, feed_url: str, port: int, interval_s: float, log: Path, compare: Path | None = None
+) -> subprocess.Popen[bytes]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "CHARGY_"))}
+    if kind != "naive":
         command = [sys.executable, "-m", "otel_chargy.main", "--kml-url", feed_url, "--refresh-interval",
                    str(interval_s), "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json",
                    "--max-connectors", str(MAX_CONNECTORS)]  # fmt: skip
+        if kind == COMPARED:
+            assert compare is not None
+            env["PYTHONPATH"] = str(compare.resolve())  # the other checkout's package comes first
     else:
         command = [sys.executable, str(HERE / "naive_exporter.py"), feed_url, str(port), str(interval_s)]
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "CHARGY_"))}
     return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
 
@@ -139,21 +169,27 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def measure(kind: str, feed_url: str, repeats: int, workdir: Path) -> dict[str, float]:
+def measure(kind: str, feed_url: str, repeats: int, workdir: Path, compare: Path | None) -> dict[str, float]:
     result: dict[str, float] = {}
     # Refresh: back to back (an interval shorter than a refresh), at least `repeats` of them.
     log = workdir / f"{kind}-refresh.log"
-    process = start(kind, feed_url, free_port(), 0.5, log)
+    process = start(kind, feed_url, free_port(), 0.5, log, compare)
     try:
-        wait(lambda: len(refresh_times(log)) >= repeats + 1, 3600, f"{kind} refreshes")
+        wait(lambda: len(refresh_times(log)) >= 1, 3600, f"{kind} first refresh")
+        # CPU per refresh: on a shared machine, what a refresh costs whoever else runs; the wall-clock
+        # time stretches with the load.
+        cpu_before, counted_before = cpu_seconds(process.pid), len(refresh_times(log))
+        wait(lambda: len(refresh_times(log)) >= counted_before + repeats, 3600, f"{kind} refreshes")
+        cpu_after, counted_after = cpu_seconds(process.pid), len(refresh_times(log))
     finally:
         process.terminate()
         process.wait()
     result["refresh_s"] = statistics.median(refresh_times(log)[1:])  # the first one warms up
+    result["refresh_cpu_s"] = (cpu_after - cpu_before) / (counted_after - counted_before)
     # Scrapes: one refresh, then none while measuring.
     port = free_port()
     log = workdir / f"{kind}-scrape.log"
-    process = start(kind, feed_url, port, 3600, log)
+    process = start(kind, feed_url, port, 3600, log, compare)
     try:
         wait(lambda: len(refresh_times(log)) >= 1, 3600, f"{kind} first refresh")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
@@ -254,18 +290,28 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000], help="placemarks per feed")
     parser.add_argument("--repeats", type=int, default=5, help="measurements per figure, median taken (>= 5)")
     parser.add_argument("--output", type=Path, default=HERE / "latest.json")
+    parser.add_argument(
+        "--compare", type=Path, help="another otel-chargy checkout (its root) to run side by side, as `compared`"
+    )
     args = parser.parse_args()
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
+        "load_notes": [],
         "sizes": [],
     }
+    kinds = ("otel-chargy", "naive", *([COMPARED] if args.compare else []))
     with tempfile.TemporaryDirectory() as directory:
         for placemarks in args.sizes:
             network = generate_network(placemarks, seed=1)
-            server, url = serve_feed(render_kml(network))
+            moved = move_states(network, random.Random(2), fraction=0.05)
+            server, url = serve_feed([render_kml(network), render_kml(moved)])
             try:
-                figures = {kind: measure(kind, url, args.repeats, Path(directory)) for kind in ("otel-chargy", "naive")}
+                figures = {}
+                for kind in kinds:
+                    if (note := load_note()) is not None:
+                        report["load_notes"].append(f"{placemarks} placemarks, {kind}: {note}")
+                    figures[kind] = measure(kind, url, args.repeats, Path(directory), args.compare)
             finally:
                 server.shutdown()
             for kind, milliseconds in otlp_collection_ms(network, args.repeats).items():
@@ -273,23 +319,36 @@ def main() -> None:
             size = {"placemarks": placemarks, "connectors": network.connector_count, **figures}
             size["otlp"] = otlp_figures(network, args.repeats)
             report["sizes"].append(size)
+    if (note := load_note()) is not None:
+        report["load_notes"].append(f"at the end: {note}")
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
 
 
+def _ratio(ours: float | None, theirs: float) -> str:
+    return "-" if ours is None or not theirs else f"{ours / theirs:.3g}"
+
+
 def table(report: dict[str, Any]) -> str:
     lines = [f"Machine: {report['machine']}; {report['date']}. Ratio: otel-chargy / naive (lower is better).", ""]
+    lines += [f"Note: {note}." for note in report.get("load_notes", [])]
     for size in report["sizes"]:
+        compared = size.get(COMPARED)
+        extra = (" | compared | ratio", " ---: | ---: |") if compared else ("", "")
         lines += [
+            "",
             f"{size['placemarks']} placemarks, {size['connectors']} connectors:",
             "",
-            "| figure | otel-chargy | naive | ratio |",
-            "| --- | ---: | ---: | ---: |",
+            f"| figure | otel-chargy | naive | ratio{extra[0]} |",
+            "| --- | ---: | ---: | ---: |" + extra[1],
         ]
         for figure, ours in size["otel-chargy"].items():
             theirs = size["naive"][figure]
-            ratio = ours / theirs if theirs else float("nan")
-            lines.append(f"| {figure} | {ours:,.4g} | {theirs:,.4g} | {ratio:.3g} |")
+            row = f"| {figure} | {ours:,.4g} | {theirs:,.4g} | {_ratio(ours, theirs)} |"
+            if compared:
+                other = compared.get(figure)
+                row += f" {'-' if other is None else f'{other:,.4g}'} | {_ratio(other, theirs)} |"
+            lines.append(row)
         levels = size["otlp"]
         lines += [
             "",

@@ -76,7 +76,7 @@ def measure(placemarks: int, repeats: int) -> dict[str, Any]:
         return b"".join(reply.chunks)
 
     started = time.perf_counter()
-    pages.prepare(network)  # what the refresh thread does once a snapshot is in service
+    pages.prepare(network)  # what the first request after a refresh does
     once_per_snapshot_ms = (time.perf_counter() - started) * 1000
     result: dict[str, Any] = {
         "placemarks": placemarks,

@@ -61,6 +61,13 @@ STATION_INFO = MetricSpec(
     f"Always 1; the station's address and coordinates (WGS 84, empty when unknown). {_CACHED}",
     ("station", "address", "latitude", "longitude"),
 )
+
+
+def coordinate_label(degrees: float | None) -> str:
+    """A latitude or longitude as the `chargy_station_info` labels show it: empty when unknown."""
+    return "" if degrees is None else f"{degrees}"
+
+
 STATION_CONNECTORS = MetricSpec(
     "chargy.station.connectors",
     "chargy_station_connectors",
@@ -143,7 +150,7 @@ OTLP_EXPORTS = MetricSpec(
     "chargy_otlp_exports_total",
     Kind.COUNTER,
     "{export}",
-    "OTLP exports by signal (metrics, traces) and how they ended (success, failure); "
+    "OTLP exports by signal (metrics, traces, logs) and how they ended (success, failure); "
     "a failed export's data is lost. 0 for a signal that is not pushed over OTLP.",
     ("signal", "outcome"),
 )

@@ -14,14 +14,18 @@ import ipaddress
 import math
 import os
 import re
+import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from otel_chargy import __version__
+from otel_chargy.events import DEFAULT_MAX_EVENTS, EVENT_BYTES
+from otel_chargy.hosts import BAD_HOST, host_is_usable
 from otel_chargy.parse import DEFAULT_MAX_CONNECTORS
 from otel_chargy.parse_ocpi import BoundingBox
 from otel_chargy.redact import REDACTED, redact_url, secrets_of_url
@@ -36,13 +40,28 @@ LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("logfmt", "json")
 METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
 TRACES_EXPORTERS = ("otlp", "console", "none")
+LOGS_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+OTLP_COMPRESSIONS = ("gzip", "deflate", "none")
+# The SDK's span limits: a whole number, or empty for none; anything else is a traceback when the SDK is imported.
+SPAN_LIMIT_VARIABLES = (
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+)
 OTLP_DETAILS = ("connector", "station", "network")
 FEED_SCHEMES = ("http", "https", "file")
-FEED_FORMATS = ("chargy-kml", "ocpi")
+FEED_FORMATS = ("chargy-kml", "ocpi", "datex2", "oicp")
+# Formats published in two parts: a static table (--feed.url) and live statuses (--feed.status-url).
+PAIRED_FORMATS = ("datex2", "oicp")
 # Paths the server answers itself (/healthz without authentication) and prefixes kept for it: metrics
 # there would be served open, or shadow a page.
-RESERVED_PATHS = ("/healthz", "/readyz", "/api", "/static")
+RESERVED_PATHS = ("/healthz", "/readyz", "/api", "/static", "/station")
 _MINUTE_S = 60.0
 _DAY_S = 86_400.0
 
@@ -67,6 +86,13 @@ class Config:
     feed_bbox: BoundingBox | None
     feed_operators: frozenset[str]
     """`CC*PARTY` of the OCPI parties kept; empty keeps all."""
+    feed_status_url: str | None = field(repr=False)
+    """datex2, oicp: the status publication; --feed.url is the static one."""
+    feed_static_interval_s: float
+    feed_headers: tuple[tuple[str, str], ...] = field(repr=False)
+    """(name, value) sent with every feed request: the values are secrets."""
+    feed_client_cert: tuple[str, str] | None
+    """(certificate file, key file) for the feed's TLS client authentication."""
     feed_token: str | None = field(repr=False)
     """Sent as `Authorization: Token ...` to the feed's host: a secret."""
     feed_token_encoding: str
@@ -83,8 +109,11 @@ class Config:
     log_format: str
     metrics_exporters: tuple[str, ...]
     traces_exporters: tuple[str, ...]
+    logs_exporters: tuple[str, ...]
+    """Where the state-change events go as OpenTelemetry log records."""
     otlp_metrics_protocol: str
     otlp_traces_protocol: str
+    otlp_logs_protocol: str
     metric_export_interval_s: float
     """The OTLP push interval: OTEL_METRIC_EXPORT_INTERVAL, at most the refresh interval."""
     metric_export_timeout_s: float
@@ -99,7 +128,11 @@ class Config:
     """TLS and basic auth from --web.config.file."""
     web_max_connections: int
     max_shrink: float
+    events_max: int
+    """State-change events kept in memory for the page and the API."""
     grafana_url: str | None
+    created_series: bool
+    """The usage counters' `_created` lines in OpenMetrics: PROMETHEUS_DISABLE_CREATED_SERIES unset or false."""
     check_source: str | None = field(repr=False)
     """Set for `otel-chargy check SOURCE`: parse once, report, exit."""
     written_as: Mapping[str, str] = field(repr=False, compare=False)
@@ -157,6 +190,15 @@ def _boolean(text: str) -> bool:
     return value in ("1", "true", "yes")
 
 
+def _created_series(text: str) -> bool:
+    """PROMETHEUS_DISABLE_CREATED_SERIES as prometheus_client reads it (true, 1 or t leave the `_created`
+    series out), except that text it would silently read as false is refused."""
+    value = text.strip().lower()
+    if value not in ("true", "1", "t", "false", "0", "f", ""):
+        raise ValueError("not one of true, 1, t (leave _created out) or false, 0, f (keep it)")
+    return value not in ("true", "1", "t")
+
+
 def _exporter_list(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
     def convert(text: str) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(name.strip().lower() for name in text.split(",") if name.strip()))
@@ -190,12 +232,21 @@ def parse_listen_address(text: str) -> ListenAddress:
         host = _ipv6(host[1:-1])
     elif ":" in host:
         raise ValueError("an IPv6 address goes in brackets, as in [::1]:9000")
+    else:
+        try:
+            host.encode("idna")  # as the resolver encodes the name it binds to
+        except UnicodeError:
+            raise ValueError(f"the host is {BAD_HOST}") from None
     return ListenAddress(host or "0.0.0.0", _port(port_text))
 
 
 def _telemetry_path(text: str) -> str:
     if not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*", text):
         raise ValueError("a path starts with / and holds no space, ? or #")
+    if any(segment in (".", "..") for segment in text.split("/")):
+        raise ValueError("a path holds no . or .. segment (clients resolve them before asking)")
+    # http.server reads a request for //metrics as /metrics: the path is served as it will be asked.
+    text = "/" + text.lstrip("/")
     if text == "/" or any(text == reserved or text.startswith(f"{reserved}/") for reserved in RESERVED_PATHS):
         raise ValueError(f"taken by the server: not /, nor {', '.join(RESERVED_PATHS)} or a path under them")
     return text
@@ -222,6 +273,8 @@ def _check_http_url(parts: SplitResult) -> None:
         raise ValueError(f"no host after {parts.scheme}://")
     if parts.netloc.rpartition("@")[2].startswith("["):
         _ipv6(unquote(parts.hostname).partition("%")[0])
+    elif not host_is_usable(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"):
+        raise ValueError(f"the host is {BAD_HOST}")
     try:
         parts.port  # noqa: B018  # raises on a port out of range or not a number
     except ValueError:
@@ -263,6 +316,41 @@ def _bbox(text: str) -> BoundingBox:
     return BoundingBox(west, south, east, north)
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers httpx or the fetch set from what it does: a configured value would break the exchange.
+_RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
+
+
+def _feed_header(text: str) -> tuple[str, str]:
+    """'Name: value', as curl takes it. Errors never repeat the value: it is a key."""
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not _HEADER_NAME.fullmatch(name):
+        raise ValueError("not 'Name: value' with a header name of letters, digits and -")
+    if name.lower() in _RESERVED_HEADERS:
+        raise ValueError(f"{name} is set by the HTTP client itself")
+    if not value or any(ord(character) < 0x20 or ord(character) == 0x7F for character in value):
+        raise ValueError(f"the value of {name} is empty or holds control characters")
+    return name, value
+
+
+def _shown_header(text: str) -> str:
+    name, colon, _ = text.partition(":")
+    return f"{name.strip()[:60]}: {REDACTED}" if colon else REDACTED
+
+
+def _readable_file(text: str) -> str:
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError("no such file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot be read: {error.strerror}") from None
+    return text
+
+
 def _operators(text: str) -> frozenset[str]:
     operators = frozenset(part.strip().upper() for part in text.split(",") if part.strip())
     if not operators or not all(re.fullmatch(r"[A-Z]{2}\*[A-Z0-9]{3}", operator) for operator in operators):
@@ -286,6 +374,38 @@ def _grafana_url(text: str) -> str:
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError("an http:// or https:// URL")
     _check_http_url(parts)
+    return text
+
+
+def _sdk_timeout(text: str) -> float:
+    """An OTLP exporter's timeout: the SDK reads it with float(), in seconds, and fails on anything else."""
+    return _number(0, _DAY_S)(text)
+
+
+def _span_limit(text: str) -> int | None:
+    """A span limit as the SDK reads it: a whole number from 0, or empty for no limit."""
+    if not text.strip():
+        return None
+    return int(_count(0, 2**31 - 1, "")(text))
+
+
+def _exact_choice(choices: Sequence[str]) -> Callable[[str], str]:
+    """For a variable the SDK compares as written: neither case nor spaces are forgiven."""
+
+    def convert(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"not one of {', '.join(choices)} (as written: lower case, no spaces)")
+        return text
+
+    return convert
+
+
+def _propagators(text: str) -> str:
+    """OTEL_PROPAGATORS as the API reads it, when first imported: each name an installed propagator, or none."""
+    installed = {entry.name for entry in entry_points(group="opentelemetry_propagator")}
+    for name in (part.strip() for part in text.split(",")):
+        if name.lower() != "none" and name not in installed:
+            raise ValueError(f"{name!r} is not an installed propagator: {', '.join(sorted(installed))} or none")
     return text
 
 
@@ -323,12 +443,20 @@ class Setting:
     """For a flag that takes no value (--demo): the value it stands for."""
     secret: bool = False
     """The value may hold a secret: shown redacted in help and errors."""
+    empty_is_a_value: bool = False
+    """An OTEL_* variable that the SDK reads even when empty (and fails on): checked then too."""
+    repeatable: bool = False
+    """The flag may be given several times, the variable hold one value a line: the value is a tuple."""
+    show: Callable[[str], str] | None = None
+    """How a value is shown in errors, where redact_url does not fit."""
     hidden: bool = False
     """The whole value is a secret (a token): never shown."""
 
     def shown(self, text: str) -> str:
         if self.hidden:
             return REDACTED
+        if self.show is not None:
+            return self.show(text)
         return redact_url(_without_userinfo(text)) if self.secret else text
 
 
@@ -340,9 +468,12 @@ def _without_userinfo(text: str) -> str:
     return f"{scheme}{separator}{REDACTED}@{after}" if separator and at and userinfo else text
 
 
-def _traces_exporter_default(environ: Mapping[str, str]) -> str:
-    endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    return "otlp" if any(environ.get(variable, "").strip() for variable in endpoints) else "none"
+def _otlp_when_an_endpoint_is_set(signal: str) -> Callable[[Mapping[str, str]], str]:
+    def default(environ: Mapping[str, str]) -> str:
+        endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+        return "otlp" if any(environ.get(variable, "").strip() for variable in endpoints) else "none"
+
+    return default
 
 
 SETTINGS = (
@@ -383,7 +514,7 @@ SETTINGS = (
         "CHARGY_FEED_BBOX",
         None,
         _bbox,
-        "ocpi: keep only the Locations inside this box, west,south,east,north in degrees",
+        "ocpi, datex2, oicp: keep only the Locations (sites, EVSEs) inside this box, west,south,east,north in degrees",
         metavar="W,S,E,N",
         help_default="none: the whole network",
     ),
@@ -417,6 +548,61 @@ SETTINGS = (
         "ocpi: keep only the Locations of these parties, a comma list of CC*PARTY (NL*ABC)",
         metavar="PARTIES",
         help_default="none: every party",
+    ),
+    Setting(
+        "feed_status_url",
+        "--feed.status-url",
+        "CHARGY_FEED_STATUS_URL",
+        None,
+        _feed_url,
+        "datex2, oicp: the status publication (live states); --feed.url is then the static one",
+        metavar="URL",
+        help_default="none",
+        secret=True,
+    ),
+    Setting(
+        "feed_static_interval_s",
+        "--feed.static-interval",
+        "CHARGY_FEED_STATIC_INTERVAL",
+        "86400",
+        _number(1, 7 * _DAY_S),
+        "datex2, oicp: time between fetches of the static part, 1 s to 7 days; asked conditionally when the "
+        "server sent validators",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "feed_headers",
+        "--feed.header",
+        "CHARGY_FEED_HEADER",
+        None,
+        _feed_header,
+        "a header sent with every feed request, 'Name: value' (an API key), repeatable; the variable holds one a "
+        "line. Values are secrets",
+        metavar="'NAME: VALUE'",
+        help_default="none",
+        repeatable=True,
+        show=_shown_header,
+    ),
+    Setting(
+        "feed_client_cert",
+        "--feed.client-cert",
+        "CHARGY_FEED_CLIENT_CERT",
+        None,
+        _readable_file,
+        "PEM certificate the feed's server authenticates this client by (Mobilithek machine access); needs "
+        "--feed.client-key",
+        metavar="FILE",
+        help_default="none",
+    ),
+    Setting(
+        "feed_client_key",
+        "--feed.client-key",
+        "CHARGY_FEED_CLIENT_KEY",
+        None,
+        _readable_file,
+        "PEM private key of --feed.client-cert (unencrypted); its contents are never shown",
+        metavar="FILE",
+        help_default="none",
     ),
     Setting(
         "refresh_interval_s",
@@ -509,7 +695,7 @@ SETTINGS = (
         str(DEFAULT_MAX_CONNECTORS),
         _count(1_000, 10_000_000, "connectors"),
         "largest network accepted, 1,000 to 10,000,000; placemarks (half as many), XML elements "
-        "(6 times as many) and attributes are bounded in proportion",
+        "(6 times as many), attributes and label characters (100 times as many) are bounded in proportion",
         metavar="COUNT",
     ),
     Setting(
@@ -521,6 +707,14 @@ SETTINGS = (
         "fraction of the last good snapshot's connectors a refresh may lose before it is refused as `shrunk` "
         "(accepted the 3rd time in a row), 0.01 to 1; 1 turns the guard off",
         metavar="FRACTION",
+    ),
+    Setting(
+        "created_series",
+        None,
+        "PROMETHEUS_DISABLE_CREATED_SERIES",
+        "false",
+        _created_series,
+        "true leaves the usage counters' _created lines out of OpenMetrics answers",
     ),
     Setting(
         "demo",
@@ -584,11 +778,31 @@ SETTINGS = (
         "traces_exporters",
         "--traces-exporter",
         "OTEL_TRACES_EXPORTER",
-        _traces_exporter_default,
+        _otlp_when_an_endpoint_is_set("TRACES"),
         _exporter_list(TRACES_EXPORTERS),
         f"where refresh traces go: {', '.join(TRACES_EXPORTERS)}",
         metavar="NAMES",
         help_default="otlp when an OTLP endpoint is set, else none",
+    ),
+    Setting(
+        "logs_exporters",
+        "--logs-exporter",
+        "OTEL_LOGS_EXPORTER",
+        _otlp_when_an_endpoint_is_set("LOGS"),
+        _exporter_list(LOGS_EXPORTERS),
+        f"where the state-change events go as OpenTelemetry log records: {', '.join(LOGS_EXPORTERS)}",
+        metavar="NAMES",
+        help_default="otlp when an OTLP endpoint is set, else none",
+    ),
+    Setting(
+        "events_max",
+        "--events.max",
+        "CHARGY_EVENTS_MAX",
+        str(DEFAULT_MAX_EVENTS),
+        _count(100, 10_000_000, "events"),
+        f"state-change events kept in memory for the page and /api/v1/events, 100 to 10,000,000; "
+        f"about {EVENT_BYTES} bytes each ({DEFAULT_MAX_EVENTS * EVENT_BYTES / 2**20:.0f} MiB at the default)",
+        metavar="COUNT",
     ),
     Setting("otlp_protocol", None, "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", _choice(OTLP_PROTOCOLS), "OTLP protocol"),
     Setting(
@@ -606,6 +820,14 @@ SETTINGS = (
         None,
         _choice(OTLP_PROTOCOLS),
         "OTLP protocol of traces",
+    ),
+    Setting(
+        "otlp_logs_protocol",
+        None,
+        "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+        None,
+        _choice(OTLP_PROTOCOLS),
+        "OTLP protocol of logs",
     ),
     Setting("otlp_endpoint", None, "OTEL_EXPORTER_OTLP_ENDPOINT", None, _otlp_endpoint, "OTLP endpoint", secret=True),
     Setting(
@@ -627,6 +849,15 @@ SETTINGS = (
         secret=True,
     ),
     Setting(
+        "otlp_logs_endpoint",
+        None,
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        None,
+        _otlp_endpoint,
+        "OTLP endpoint",
+        secret=True,
+    ),
+    Setting(
         "metric_export_interval_ms",
         None,
         "OTEL_METRIC_EXPORT_INTERVAL",
@@ -641,6 +872,105 @@ SETTINGS = (
         None,
         _number(1, _DAY_S * 1000, "ms"),
         "OTLP collection and export timeout",
+    ),
+    # Variables only the SDK reads: checked here, so that a typo is one line and exit code 2 rather than a
+    # traceback from an exporter or the tracer provider; the SDK still reads each itself.
+    Setting(
+        "otlp_timeout_s",
+        None,
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        None,
+        _sdk_timeout,
+        "OTLP export timeout, seconds",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_metrics_timeout_s",
+        None,
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+        None,
+        _sdk_timeout,
+        "OTLP export timeout, seconds",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_traces_timeout_s",
+        None,
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        None,
+        _sdk_timeout,
+        "OTLP export timeout, seconds",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_logs_timeout_s",
+        None,
+        "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+        None,
+        _sdk_timeout,
+        "OTLP export timeout, seconds",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_compression",
+        None,
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        None,
+        _choice(OTLP_COMPRESSIONS),
+        "OTLP compression",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_metrics_compression",
+        None,
+        "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+        None,
+        _choice(OTLP_COMPRESSIONS),
+        "OTLP compression",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_traces_compression",
+        None,
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        None,
+        _choice(OTLP_COMPRESSIONS),
+        "OTLP compression",
+        empty_is_a_value=True,
+    ),
+    Setting(
+        "otlp_logs_compression",
+        None,
+        "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+        None,
+        _choice(OTLP_COMPRESSIONS),
+        "OTLP compression",
+        empty_is_a_value=True,
+    ),
+    *(
+        Setting(variable.lower(), None, variable, None, _span_limit, "span limit", empty_is_a_value=True)
+        for variable in SPAN_LIMIT_VARIABLES
+    ),
+    Setting("bsp_max_queue_size", None, "OTEL_BSP_MAX_QUEUE_SIZE", "2048", _count(1, 2**31 - 1, "spans"), "span queue"),
+    Setting(
+        "bsp_max_export_batch_size",
+        None,
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "512",
+        _count(1, 2**31 - 1, "spans"),
+        "span export batch",
+    ),
+    Setting("bsp_schedule_delay_ms", None, "OTEL_BSP_SCHEDULE_DELAY", None, _count(1, 2**31 - 1, "ms"), "span delay"),
+    Setting("bsp_export_timeout_ms", None, "OTEL_BSP_EXPORT_TIMEOUT", None, _count(0, 2**31 - 1, "ms"), "span export"),
+    Setting("propagators", None, "OTEL_PROPAGATORS", None, _propagators, "propagators", empty_is_a_value=True),
+    Setting(
+        "metrics_exemplar_filter",
+        None,
+        "OTEL_METRICS_EXEMPLAR_FILTER",
+        None,
+        _exact_choice(("trace_based", "always_on", "always_off")),
+        "exemplar filter",
+        empty_is_a_value=True,
     ),
 )
 _FLAGS = ("-h", "--help", "--version", *(setting.flag for setting in SETTINGS if setting.flag))
@@ -663,6 +993,8 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         options: dict[str, Any] = {"dest": setting.dest, "default": argparse.SUPPRESS}
         if setting.flag_value is not None:
             options |= {"action": "store_const", "const": setting.flag_value}
+        elif setting.repeatable:
+            options |= {"action": "append", "metavar": setting.metavar}
         else:
             options |= {"metavar": setting.metavar}
         help_text = f"{setting.help} ({environment}default {default})"
@@ -717,10 +1049,16 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _environment_value(environ: Mapping[str, str], variable: str) -> str | None:
-    value = environ.get(variable)
+def _environment_value(environ: Mapping[str, str], setting: Setting) -> str | None:
+    assert setting.variable is not None
+    value = environ.get(setting.variable)
     # The OpenTelemetry specification reads an empty OTEL_* variable as unset; ours are errors when empty.
-    if value is not None and variable.startswith("OTEL_") and not value.strip():
+    if (
+        value is not None
+        and setting.variable.startswith("OTEL_")
+        and not value.strip()
+        and not setting.empty_is_a_value
+    ):
         return None
     return value
 
@@ -733,6 +1071,7 @@ def _header_values(environ: Mapping[str, str]) -> tuple[str, ...]:
         "OTEL_EXPORTER_OTLP_HEADERS",
         "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
     ):
         for pair in environ.get(variable, "").split(","):
             if pair.strip() and "=" not in pair:
@@ -744,17 +1083,17 @@ def _header_values(environ: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _read(
-    settings: Sequence[Setting], given: Mapping[str, str], environ: Mapping[str, str]
+    settings: Sequence[Setting], given: Mapping[str, Any], environ: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Each setting's value and the name it was given by: flag, else variable, else default."""
     values: dict[str, Any] = {}
     written_as: dict[str, str] = {}
     for setting in settings:
         name = setting.flag or setting.variable or setting.dest
-        text: str | None
+        text: Any
         if setting.dest in given:
             text = given[setting.dest]
-        elif setting.variable and (text := _environment_value(environ, setting.variable)) is not None:
+        elif setting.variable and (text := _environment_value(environ, setting)) is not None:
             name = setting.variable
         else:
             text = setting.default(environ) if callable(setting.default) else setting.default
@@ -762,11 +1101,26 @@ def _read(
         if text is None:
             values[setting.dest] = None
             continue
+        texts: list[str] = (
+            (list(text) if isinstance(text, list) else [line for line in text.splitlines() if line.strip()])
+            if setting.repeatable
+            else [text]
+        )
         try:
-            values[setting.dest] = setting.convert(text)
+            converted = [setting.convert(entry) for entry in texts]
         except ValueError as error:
-            raise ConfigError(f"{name} {setting.shown(text)!r}: {error}") from None
+            shown = next(setting.shown(entry) for entry in texts if _fails(setting, entry))
+            raise ConfigError(f"{name} {shown!r}: {error}") from None
+        values[setting.dest] = tuple(converted) if setting.repeatable else converted[0]
     return values, written_as
+
+
+def _fails(setting: Setting, text: str) -> bool:
+    try:
+        setting.convert(text)
+    except ValueError:
+        return True
+    return False
 
 
 def _one_feed_url(values: Mapping[str, Any], written_as: Mapping[str, str]) -> tuple[str, str] | None:
@@ -781,6 +1135,49 @@ def _one_feed_url(values: Mapping[str, Any], written_as: Mapping[str, str]) -> t
     return given[0] if given else None
 
 
+def _check_sdk_combinations(values: Mapping[str, Any], written_as: Mapping[str, str]) -> None:
+    """What the SDK refuses of variables that are valid alone: its gRPC exporters take gzip or nothing, and
+    a span export batch must fit the span queue."""
+    for signal in ("metrics", "traces", "logs"):
+        exporters = values[f"{signal}_exporters"]
+        protocol = values[f"otlp_{signal}_protocol"] or values["otlp_protocol"]
+        if "otlp" not in exporters or protocol != "grpc":
+            continue
+        dest = f"otlp_{signal}_compression" if values[f"otlp_{signal}_compression"] else "otlp_compression"
+        if values[dest] not in (None, "gzip"):
+            raise ConfigError(
+                f"{written_as[dest]} {values[dest]!r}: the gRPC exporter takes gzip, or the variable unset for none"
+            )
+    if values["bsp_max_export_batch_size"] > values["bsp_max_queue_size"]:
+        raise ConfigError(
+            f"{written_as['bsp_max_export_batch_size']} {values['bsp_max_export_batch_size']}: above "
+            f"{written_as['bsp_max_queue_size']} {values['bsp_max_queue_size']}, the span queue it is taken from"
+        )
+
+
+def _client_cert(values: Mapping[str, Any], written_as: Mapping[str, str]) -> tuple[str, str] | None:
+    """Both files or neither; a pair that TLS cannot load is refused now, not at the first refresh."""
+    cert, key = values["feed_client_cert"], values["feed_client_key"]
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        given, missing = (
+            ("feed_client_cert", "feed_client_key") if key is None else ("feed_client_key", "feed_client_cert")
+        )
+        raise ConfigError(f"{written_as[given]} needs {written_as[missing]} (or its variable) too")
+    context = ssl.create_default_context()
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as error:
+        reason = getattr(error, "reason", None) or type(error).__name__
+        # Not the library's message: it may quote the file's contents.
+        raise ConfigError(
+            f"{written_as['feed_client_cert']} and {written_as['feed_client_key']}: not a PEM certificate and its"
+            f" unencrypted private key ({str(reason).replace('_', ' ').lower()})"
+        ) from None
+    return cert, key
+
+
 def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Reads the settings; an invalid one raises ConfigError, whose message is one line naming it."""
     environ = os.environ if environ is None else environ
@@ -789,26 +1186,40 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
     _refuse_unknown_variables(environ)
     args = vars(build_parser().parse_args(argv))
     values, written_as = _read(SETTINGS, args, environ)
+    _check_sdk_combinations(values, written_as)
     feed_url = _one_feed_url(values, written_as)
     if values["demo"] and feed_url is not None:
         raise ConfigError(
             f"{written_as['demo']} and {written_as[feed_url[0]]} exclude each other: the demo serves a generated "
             "network, not a feed"
         )
-    if values["feed_format"] == "ocpi":
+    feed_format = values["feed_format"]
+    if feed_format != "chargy-kml":
         if values["demo"]:
             raise ConfigError(
-                f"{written_as['demo']} serves a generated Chargy KML network: not with {written_as['feed_format']} ocpi"
+                f"{written_as['demo']} serves a generated Chargy KML network: not with {written_as['feed_format']}"
+                f" {feed_format}"
             )
         if feed_url is None and args.get("source") is None:
             raise ConfigError(
-                f"{written_as['feed_format']} ocpi needs the feed's URL: --feed.url (env FEED_URL); the default is"
-                " the Chargy KML feed"
+                f"{written_as['feed_format']} {feed_format} needs the feed's URL: --feed.url (env FEED_URL); the"
+                " default is the Chargy KML feed"
             )
-    else:
-        for dest in ("feed_bbox", "feed_operators"):
-            if values[dest] is not None:
-                raise ConfigError(f"{written_as[dest]} filters an OCPI feed: it needs --feed.format ocpi")
+    if values["feed_bbox"] is not None and feed_format == "chargy-kml":
+        raise ConfigError(f"{written_as['feed_bbox']} filters an OCPI, DATEX II or OICP feed: not {feed_format}")
+    if values["feed_operators"] is not None and feed_format != "ocpi":
+        raise ConfigError(f"{written_as['feed_operators']} filters an OCPI feed: it needs --feed.format ocpi")
+    if feed_format in PAIRED_FORMATS:
+        if values["feed_status_url"] is None and args.get("source") is None:
+            raise ConfigError(
+                f"{written_as['feed_format']} {feed_format} is published in two parts: --feed.url names the static"
+                " one, --feed.status-url (env CHARGY_FEED_STATUS_URL) the live statuses"
+            )
+    elif values["feed_status_url"] is not None:
+        raise ConfigError(
+            f"{written_as['feed_status_url']} names the status part of a datex2 or oicp feed: not {feed_format}"
+        )
+    client_cert = _client_cert(values, written_as)
     check_source: str | None = args.get("source")
     if check_source is not None:
         try:
@@ -822,6 +1233,10 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         feed_format=values["feed_format"],
         feed_bbox=values["feed_bbox"],
         feed_operators=values["feed_operators"] or frozenset(),
+        feed_status_url=values["feed_status_url"],
+        feed_static_interval_s=values["feed_static_interval_s"],
+        feed_headers=values["feed_headers"] or (),
+        feed_client_cert=client_cert,
         feed_token=values["feed_token"],
         feed_token_encoding=values["feed_token_encoding"],
         refresh_interval_s=refresh_interval_s,
@@ -836,8 +1251,10 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         log_format=values["log_format"],
         metrics_exporters=values["metrics_exporters"],
         traces_exporters=values["traces_exporters"],
+        logs_exporters=values["logs_exporters"],
         otlp_metrics_protocol=values["otlp_metrics_protocol"] or values["otlp_protocol"],
         otlp_traces_protocol=values["otlp_traces_protocol"] or values["otlp_protocol"],
+        otlp_logs_protocol=values["otlp_logs_protocol"] or values["otlp_protocol"],
         # A push interval longer than the refresh interval would skip snapshots; the SDK's default otherwise.
         metric_export_interval_s=min(values["metric_export_interval_ms"] / 1000, refresh_interval_s),
         # The SDK's 30 s bound on a collection was passed at 10 times today's network on a busy 2-core host,
@@ -853,7 +1270,9 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         web_config=values["web_config"] or WebConfig(),
         web_max_connections=values["web_max_connections"],
         max_shrink=values["max_shrink"],
+        events_max=values["events_max"],
         grafana_url=values["grafana_url"],
+        created_series=values["created_series"],
         check_source=check_source,
         written_as=written_as,
     )

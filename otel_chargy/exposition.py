@@ -6,8 +6,8 @@ shows changes.
 
 from __future__ import annotations
 
-import gzip
 import threading
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from otel_chargy.metrics import OverflowCounting, ServedFeed
-from otel_chargy.render import SnapshotExposition
+from otel_chargy.render import NOTHING
 
 _OPENMETRICS_MEDIA_TYPE = "application/openmetrics-text"
 _GZIP_LEVEL = 4  # a fifth larger than level 6, at under half its cost
@@ -31,8 +31,10 @@ class CountingPrometheusReader(OverflowCounting, PrometheusMetricReader):
         super().__init__(disable_target_info=False, scope_info_enabled=False, registry=self.registry)
 
 
-# Served while no snapshot is (none yet, or older than the maximum staleness): feed health only.
-_NO_SNAPSHOT = SnapshotExposition(b"", b"")
+def _gzip(chunks: Sequence[bytes]) -> bytes:
+    """The chunks as one gzip member, compressed one after another: never joined in memory."""
+    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing, mtime 0
+    return b"".join([*(compressor.compress(chunk) for chunk in chunks), compressor.flush()])
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,14 @@ class Exposition:
             if response is None:
                 with self._feed.holding(served):
                     live = encoder(self._reader.registry)
+                # No snapshot (none yet, or older than the maximum staleness): feed health only.
                 publication = served.publication
-                snapshot = publication.exposition if publication and publication.exposition else _NO_SNAPSHOT
+                snapshot = publication.exposition if publication and publication.exposition else NOTHING
+                counters = publication.counters if publication and publication.counters else NOTHING
                 # By the media type alone: prometheus_client adds parameters (`; escaping=underscores`).
                 openmetrics = content_type.split(";")[0].strip() == _OPENMETRICS_MEDIA_TYPE
-                body = snapshot.openmetrics if openmetrics else snapshot.text
-                chunks = (gzip.compress(body + live, _GZIP_LEVEL, mtime=0),) if gzipped else (body, live)
+                chunks = [*snapshot.chunks(openmetrics), *counters.chunks(openmetrics), live]
+                if gzipped:
+                    chunks = [_gzip(chunks)]
                 response = self._responses[key] = Response(chunks, content_type, gzipped)
         return response

@@ -8,7 +8,9 @@ import socket
 import ssl
 import threading
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, Unpack
 from urllib.parse import urlsplit
@@ -18,6 +20,7 @@ from opentelemetry import propagate, trace
 
 from otel_chargy import __version__
 from otel_chargy.generator import generate_network, move_states, render_kml
+from otel_chargy.hosts import BAD_HOST, host_is_usable
 from otel_chargy.outcome import FeedError, Outcome, mark_failed
 from otel_chargy.redact import redact_url
 
@@ -60,15 +63,28 @@ class FeedSource(Protocol):
     def close(self) -> None: ...
 
 
+# 200, or 203 (a proxy's copy of it): a partial (206) or an odd success (201, 299, …) is not a whole feed.
+_WHOLE_ANSWERS = frozenset({200, 203})
+
+
 def _too_large(max_bytes: int) -> FeedError:
     return FeedError(Outcome.TOO_LARGE, f"the feed is larger than the limit of {max_bytes} bytes")
 
 
 def _host_port(url: httpx.URL) -> str:
     """Where a request went, safe to show: host and port, never the userinfo, path or query."""
-    host = url.host
+    try:
+        host = url.host
+    except UnicodeError:  # an xn-- name that IDNA cannot decode: shown as sent
+        host = url.raw_host.decode("ascii")
     port = url.port or (443 if url.scheme == "https" else 80)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
+    """Scheme, host (as sent: an xn-- name IDNA cannot decode compares too) and port, the default port
+    written or not."""
+    return url.scheme, url.raw_host, url.port or {"http": 80, "https": 443}.get(url.scheme)
 
 
 def _os_error_under(error: BaseException) -> OSError | None:
@@ -110,51 +126,102 @@ def describe_failure(error: httpx.HTTPError, url: httpx.URL, timeout_s: float) -
     return FeedError(Outcome.NETWORK_ERROR, f"could not read the feed from {where}: {type(error).__name__}")
 
 
+@dataclass
+class _Watched:
+    duplicate: socket.socket
+    """Kept to cut the connection at the deadline."""
+    live: socket.socket
+    """The socket httpcore reads (the TLS one once wrapped): closed when the connection is."""
+
+
 class _Connections:
     """The sockets one fetch opened, so that its deadline can cut them wherever the fetch is blocked.
 
     httpx's timeouts bound each read, not a whole request: a server that sends a byte a second,
     of its headers or its body, holds a request for as long as it likes (encode/httpx#1450).
     Shutting a socket down ends any read or write on it at once. Each socket is watched through
-    a duplicate of its descriptor, which stays valid when TLS wraps the original.
+    a duplicate of its descriptor, which stays valid when TLS wraps the original; the duplicate is
+    released once its connection is closed (`release_closed`, after each page), so that a feed of
+    thousands of pages holds a descriptor or two, not one per page.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
+        self._watched: list[_Watched] = []
         self._cut = False
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
         """httpcore's `trace` request extension: reports each new connection's network stream."""
-        if event != "connection.connect_tcp.complete":
+        if event not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
             return
         connected = info["return_value"].get_extra_info("socket")
         if not isinstance(connected, socket.socket):
             return
-        watched = connected.dup()
+        if event == "connection.start_tls.complete":
+            with self._lock:  # the TLS socket of the connection made just before, in this same thread
+                if self._watched:
+                    self._watched[-1].live = connected
+            return
+        watched = _Watched(connected.dup(), connected)
         with self._lock:
-            self._sockets.append(watched)
+            self._watched.append(watched)
             if not self._cut:
                 return
-        self._shut_down(watched)  # connected after the deadline: the fetch was abandoned
+        self._shut_down(watched.duplicate)  # connected after the deadline: the fetch was abandoned
 
     def cut(self) -> None:
         with self._lock:
             self._cut = True
-            watched = list(self._sockets)
+            watched = [entry.duplicate for entry in self._watched]
         for connection in watched:
             self._shut_down(connection)
 
+    def release_closed(self) -> None:
+        """Closes the duplicates of connections that the pool has closed."""
+        open_: list[_Watched] = []
+        closed: list[_Watched] = []
+        with self._lock:
+            for entry in self._watched:
+                (closed if entry.live.fileno() == -1 else open_).append(entry)
+            self._watched = open_
+        for entry in closed:
+            entry.duplicate.close()
+
     def close(self) -> None:
         with self._lock:
-            watched, self._sockets = self._sockets, []
-        for connection in watched:
-            connection.close()
+            watched, self._watched = self._watched, []
+        for entry in watched:
+            entry.duplicate.close()
 
     @staticmethod
     def _shut_down(connection: socket.socket) -> None:
         with contextlib.suppress(OSError):  # already closed by its end
             connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Route:
+    """One fetch's way through the feed: its connections, the statuses it met, and where its requests may
+    go. The first page may be redirected anywhere (a provider moves its file to a CDN); a later page,
+    redirects included, stays on the host, scheme and port of the page that linked to it."""
+
+    def __init__(self) -> None:
+        self.connections = _Connections()
+        self.status_codes: list[int] = []
+        self._origin: tuple[str, bytes, int | None] | None = None
+        self._page = 1
+
+    def confine(self, url: httpx.URL, page: int) -> None:
+        self._origin, self._page = _origin(url), page
+
+    def check(self, request: httpx.Request) -> None:
+        """httpx's request hook: runs before each request, the first and every redirect."""
+        if self._origin is not None and _origin(request.url) != self._origin:
+            raise FeedError(
+                Outcome.BROKEN_PAGING,
+                f"page {self._page} of the feed is redirected to another host, {_host_port(request.url)}",
+            )
+        if not host_is_usable(request.url):
+            raise FeedError(Outcome.NETWORK_ERROR, f"the feed is redirected to a host that is {BAD_HOST}")
 
 
 class HttpSource:
@@ -170,11 +237,14 @@ class HttpSource:
         accept: str = ACCEPT,
         max_pages: int = MAX_PAGES,
         authorization: str | None = None,
+        access: FeedAccess | None = None,
     ) -> None:
         """`paged`: follow the `Link: <...>; rel="next"` of each answer (OCPI's pagination), within
         `max_pages`, on the host that gave the link; the pages' bodies are joined, one a line.
         `authorization`: the Authorization header's value, sent with every request to the feed's own
-        scheme, host and port, and to no other (httpx drops it from a redirect to another origin)."""
+        scheme, host and port, and to no other (httpx drops it from a redirect to another origin).
+        `access`: the headers and client certificate the feed requires; the headers, like the
+        Authorization, go to the feed's own origin only."""
         self._url = url
         self._authorization = authorization
         self._origin = _origin(httpx.URL(url))
@@ -189,17 +259,29 @@ class HttpSource:
         parts = urlsplit(url)
         self._server_address = parts.hostname or ""
         self._server_port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout_s),
-            # A new connection for every fetch, so that the deadline watches it from its first byte;
-            # polls minutes apart gain nothing from keeping one open.
-            limits=httpx.Limits(max_keepalive_connections=0),
-            follow_redirects=True,
-            headers={"Accept": accept, "Accept-Encoding": "gzip", "User-Agent": f"otel-chargy/{__version__}"},
+        # One pool per fetch, closed when the fetch ends: the pages of a paged feed share its connection,
+        # and every fetch starts on a new one, which the deadline watches from its first byte (polls
+        # minutes apart gain nothing from keeping one open). The TLS context is built once.
+        self._client_options: dict[str, Any] = {
+            "timeout": httpx.Timeout(timeout_s),
+            "limits": httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            "verify": access.ssl_context() if access and access.client_cert else httpx.create_ssl_context(),
+            "follow_redirects": True,
+            "headers": {
+                "Accept": accept,
+                "Accept-Encoding": "gzip",
+                "User-Agent": f"otel-chargy/{__version__}",
+                **(access.headers if access else {}),
+            },
+        }
+        # httpx keeps every header but Authorization on a redirect to another origin: a key in a header of
+        # its own is taken off there.
+        self._request_hooks: list[Callable[[httpx.Request], None]] = (
+            [partial(_keep_headers_home, self._origin, tuple(access.headers))] if access and access.headers else []
         )
 
     def close(self) -> None:
-        self._client.close()
+        pass  # each fetch closes its own pool
 
     def fetch(self, validators: Validators) -> Fetched:
         attributes: dict[str, str | int] = {
@@ -234,27 +316,28 @@ class HttpSource:
     def _fetch_by_deadline(self, span: trace.Span, headers: dict[str, str], validators: Validators) -> Fetched:
         """The timeout bounds the whole fetch, from name resolution to the last byte: the request runs in
         a thread of its own, and at the deadline the refresh gives up on it and cuts its connections."""
-        connections = _Connections()
-        status_codes: list[int] = []
+        route = _Route()
         results: list[Fetched | BaseException] = []
         finished = threading.Event()
 
         def fetch() -> None:
             try:
-                results.append(self._get(headers, validators, connections, status_codes))
+                hooks: dict[str, list[Callable[..., Any]]] = {"request": [route.check, *self._request_hooks]}
+                with httpx.Client(event_hooks=hooks, **self._client_options) as client:
+                    results.append(self._get(client, headers, validators, route))
             except BaseException as error:  # handed to the refresh thread, which decides
                 results.append(error)
             finally:
-                connections.close()
+                route.connections.close()
                 finished.set()
 
         worker = threading.Thread(target=fetch, name="fetch", daemon=True)
         worker.start()
         in_time = finished.wait(self._timeout_s)
-        if status_codes:
-            span.set_attribute("http.response.status_code", status_codes[0])
+        if route.status_codes:
+            span.set_attribute("http.response.status_code", route.status_codes[0])
         if not in_time:
-            connections.cut()
+            route.connections.cut()
             where = _host_port(httpx.URL(self._url))
             raise FeedError(Outcome.TIMEOUT, f"the feed at {where} was not read in full within {self._timeout_s:g} s")
         worker.join()  # it has finished: this only waits for the thread's own end
@@ -263,20 +346,19 @@ class HttpSource:
             raise result
         return result
 
-    def _get(
-        self, headers: dict[str, str], validators: Validators, connections: _Connections, status_codes: list[int]
-    ) -> Fetched:
+    def _get(self, client: httpx.Client, headers: dict[str, str], validators: Validators, route: _Route) -> Fetched:
         url = httpx.URL(self._url)
         try:
-            page = self._get_page(url, headers, validators, connections, status_codes, self._max_bytes, first=True)
+            page = self._get_page(client, url, headers, validators, route, self._max_bytes, first=True)
             if page.body is None or page.next_url is None:
                 return Fetched(page.body, page.validators)
-            return self._get_next_pages(page, connections, status_codes)
+            return self._get_next_pages(client, page, route)
         except httpx.HTTPError as error:
             raise describe_failure(error, url, self._timeout_s) from None
 
-    def _get_next_pages(self, first: _Page, connections: _Connections, status_codes: list[int]) -> Fetched:
-        """The pages after the first, each on the host that linked to it, none twice, at most max_pages."""
+    def _get_next_pages(self, client: httpx.Client, first: _Page, route: _Route) -> Fetched:
+        """The pages after the first, each on the host that linked to it (redirects included), none
+        twice, at most max_pages."""
         assert first.body is not None
         bodies = [first.body]
         size = len(first.body)
@@ -284,7 +366,7 @@ class HttpSource:
         page = first
         while page.next_url is not None:
             next_url = page.next_url
-            if (next_url.scheme, next_url.host, next_url.port) != (page.url.scheme, page.url.host, page.url.port):
+            if _origin(next_url) != _origin(page.url):
                 raise FeedError(
                     Outcome.BROKEN_PAGING,
                     f"page {len(bodies)} of the feed at {_host_port(page.url)} links its next page to another host,"
@@ -300,7 +382,8 @@ class HttpSource:
             remaining = self._max_bytes - size - 1  # the line that joins the pages counts
             if remaining < 0:
                 raise _too_large(self._max_bytes)
-            page = self._get_page(next_url, {}, Validators(), connections, status_codes, remaining, first=False)
+            route.confine(next_url, len(bodies) + 1)
+            page = self._get_page(client, next_url, {}, Validators(), route, remaining, first=False)
             if page.body is None:
                 raise FeedError(Outcome.BROKEN_PAGING, f"page {len(bodies) + 1} of the feed answered 304 Not Modified")
             bodies.append(page.body)
@@ -310,47 +393,62 @@ class HttpSource:
 
     def _get_page(
         self,
+        client: httpx.Client,
         url: httpx.URL,
         headers: dict[str, str],
         validators: Validators,
-        connections: _Connections,
-        status_codes: list[int],
+        route: _Route,
         max_bytes: int,
         *,
         first: bool,
     ) -> _Page:
         if self._authorization is not None and _origin(url) == self._origin:
             headers = {**headers, "Authorization": self._authorization}
-        with self._client.stream("GET", url, headers=headers, extensions={"trace": connections.trace}) as response:
-            status_codes.append(response.status_code)
-            if response.status_code == 304:
-                if not (validators.etag or validators.last_modified):
-                    raise FeedError(
-                        Outcome.HTTP_ERROR,
-                        f"the feed at {_host_port(response.url)} answered 304 Not Modified to a request"
-                        " that named no version to compare with",
-                    )
-                return _Page(response.url, None, validators, None)
-            if not 200 <= response.status_code < 300:
+        try:
+            with client.stream("GET", url, headers=headers, extensions={"trace": route.connections.trace}) as response:
+                return self._read_page(response, validators, route, max_bytes, first=first)
+        except UnicodeError:  # httpx reads a redirect's Location through IDNA, and raises its error as is
+            # A later page may only be redirected on its own host, which this is not.
+            raise FeedError(
+                Outcome.NETWORK_ERROR if first else Outcome.BROKEN_PAGING,
+                f"the feed at {_host_port(url)} redirected to a host that is {BAD_HOST}",
+            ) from None
+        finally:
+            route.connections.release_closed()
+
+    def _read_page(
+        self, response: httpx.Response, validators: Validators, route: _Route, max_bytes: int, *, first: bool
+    ) -> _Page:
+        route.status_codes.append(response.status_code)
+        if response.status_code == 304:
+            # A later page's 304 is the paging's fault (its caller says so), whatever was asked.
+            if first and not (validators.etag or validators.last_modified):
                 raise FeedError(
                     Outcome.HTTP_ERROR,
-                    f"the feed at {_host_port(response.url)} answered HTTP {response.status_code}",
+                    f"the feed at {_host_port(response.url)} answered 304 Not Modified to a request"
+                    " that named no version to compare with",
                 )
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise _too_large(self._max_bytes)
-            next_url = None
-            if self._paged and (link := response.links.get("next", {}).get("url")):
-                try:
-                    next_url = response.url.join(link)
-                except httpx.InvalidURL:
-                    raise FeedError(Outcome.BROKEN_PAGING, "the feed's next-page link is not a URL") from None
-            # A paged feed's parser inflates gzip as it parses (within --max-bytes): a national file sent
-            # whole with Content-Encoding gzip then never stands inflated in memory. Pages are joined, so
-            # each of several is inflated here.
-            body = self._read_body(response, max_bytes, inflate=not (self._paged and first and next_url is None))
-            validators = Validators(response.headers.get("etag"), response.headers.get("last-modified"))
-            return _Page(response.url, body, validators, next_url)
+            return _Page(response.url, None, validators, None)
+        if response.status_code not in _WHOLE_ANSWERS:
+            raise FeedError(
+                Outcome.HTTP_ERROR,
+                f"the feed at {_host_port(response.url)} answered HTTP {response.status_code}",
+            )
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _too_large(self._max_bytes)
+        next_url = None
+        if self._paged and (link := response.links.get("next", {}).get("url")):
+            try:
+                next_url = response.url.join(link)
+            except (httpx.InvalidURL, UnicodeError):
+                raise FeedError(Outcome.BROKEN_PAGING, "the feed's next-page link is not a URL") from None
+        # A paged feed's parser inflates gzip as it parses (within --max-bytes): a national file sent
+        # whole with Content-Encoding gzip then never stands inflated in memory. Pages are joined, so
+        # each of several is inflated here.
+        body = self._read_body(response, max_bytes, inflate=not (self._paged and first and next_url is None))
+        validators = Validators(response.headers.get("etag"), response.headers.get("last-modified"))
+        return _Page(response.url, body, validators, next_url)
 
     def _read_body(self, response: httpx.Response, max_bytes: int, *, inflate: bool = True) -> bytes:
         """The body, within `max_bytes`; a larger one fails with the feed's limit, --max-bytes.
@@ -415,6 +513,24 @@ class DemoSource:
         return Fetched(render_kml(self._network))
 
 
+@dataclass(frozen=True)
+class FeedAccess:
+    """What a feed requires of a client: headers (an API key: secrets) and a client certificate and key
+    (files: the key's contents never leave the TLS library)."""
+
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    client_cert: tuple[str, str] | None = None
+    """(certificate file, key file), PEM."""
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The default verification (SSL_CERT_FILE / SSL_CERT_DIR, else certifi), presenting the client
+        certificate."""
+        context = httpx.create_ssl_context(trust_env=True)
+        if self.client_cert is not None:
+            context.load_cert_chain(*self.client_cert)
+        return context
+
+
 class HttpOptions(TypedDict, total=False):
     """What an HTTP source takes beyond what every source does (HttpSource's keyword arguments)."""
 
@@ -423,11 +539,14 @@ class HttpOptions(TypedDict, total=False):
     accept: str
     max_pages: int
     authorization: str | None
+    access: FeedAccess | None
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    """Scheme, host and port, the default port written or not."""
-    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+def _keep_headers_home(origin: tuple[str, bytes, int | None], names: tuple[str, ...], request: httpx.Request) -> None:
+    """An httpx request hook: the feed's own headers leave a request to another origin (a redirect)."""
+    if _origin(request.url) != origin:
+        for name in names:
+            request.headers.pop(name, None)
 
 
 def open_source(

@@ -1,19 +1,20 @@
 """Synthetic Chargy networks: the demo's feed, the tests' truth and the benchmarks' load.
 
 `python -m otel_chargy.generator --placemarks 1000 > feed.kml` writes one;
-`python -m otel_chargy.generator --format ocpi --placemarks 1000 > locations.json` an OCPI network.
+`python -m otel_chargy.generator --format ocpi --placemarks 1000 > locations.json` an OCPI network;
+`--format datex2|oicp --part static|status` one part of a two-part network (generator_afir).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import io
 import json
 import random
 import sys
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,38 +22,44 @@ from xml.sax.saxutils import escape
 
 from otel_chargy.model import KNOWN_RAW_STATES, Connector, Device, SimpleState, Snapshot, Station, simple_state_of
 
-_TOWNS = (
-    "Luxembourg",
-    "Esch-sur-Alzette",
-    "Differdange",
-    "Dudelange",
-    "Ettelbruck",
-    "Diekirch",
-    "Wiltz",
-    "Echternach",
-    "Rumelange",
-    "Grevenmacher",
-    "Remich",
-    "Vianden",
-    "Clervaux",
-    "Mersch",
-    "Schuttrange",
-    "Bettembourg",
-    "Hesperange",
-    "Sanem",
-    "Pétange",
-    "Mamer",
-    "Strassen",
-    "Bertrange",
-    "Junglinster",
-    "Mondorf-les-Bains",
-    "Steinfort",
-    "Käerjeng",
-    "Redange",
-    "Troisvierges",
-    "Wasserbillig",
-    "Kayl",
-)
+# The demo's towns and their centres (latitude, longitude; WGS 84, to about 100 m), so that each station
+# is placed in its town: within about a kilometre of the centre. The towns on the Moselle, the Sauer and
+# the Our sit up to 2 km inland, where the map's 1:50m outline, which cuts the rivers' bends, still holds them.
+_TOWN_CENTRES = {
+    "Luxembourg": (49.6116, 6.1319),
+    "Esch-sur-Alzette": (49.4958, 5.9806),
+    "Differdange": (49.5242, 5.8914),
+    "Dudelange": (49.4806, 6.0875),
+    "Ettelbruck": (49.8475, 6.1042),
+    "Diekirch": (49.8681, 6.1597),
+    "Wiltz": (49.9661, 5.9322),
+    "Echternach": (49.8037, 6.4060),
+    "Rumelange": (49.4640, 6.0306),
+    "Grevenmacher": (49.6846, 6.4260),
+    "Remich": (49.5530, 6.3470),
+    "Vianden": (49.9190, 6.1800),
+    "Clervaux": (50.0547, 6.0314),
+    "Mersch": (49.7489, 6.1061),
+    "Schuttrange": (49.6217, 6.2706),
+    "Bettembourg": (49.5186, 6.1028),
+    "Hesperange": (49.5689, 6.1511),
+    "Sanem": (49.5481, 5.9289),
+    "Pétange": (49.5583, 5.8806),
+    "Mamer": (49.6275, 6.0233),
+    "Strassen": (49.6206, 6.0733),
+    "Bertrange": (49.6111, 6.0500),
+    "Junglinster": (49.7117, 6.2531),
+    "Mondorf-les-Bains": (49.5100, 6.2750),
+    "Steinfort": (49.6614, 5.9194),
+    "Käerjeng": (49.5800, 5.9000),
+    "Redange": (49.7639, 5.8894),
+    "Troisvierges": (50.1208, 6.0003),
+    "Wasserbillig": (49.7200, 6.4740),
+    "Kayl": (49.4886, 6.0397),
+}
+_TOWNS = tuple(_TOWN_CENTRES)
+# How far from its town's centre a station may be, in degrees: about 900 m either way.
+_TOWN_SPREAD = 0.008
 _SITES = (
     "Parking Eglise",
     "Gare",
@@ -126,8 +133,8 @@ def generate_network(placemarks: int, seed: int = 0) -> Snapshot:
             Station(
                 name=name,
                 address=f"{rng.randint(1, 200)} {rng.choice(_SITES)}, L-{rng.randint(1000, 9999)} {town}",
-                latitude=round(rng.uniform(49.45, 50.18), 6),
-                longitude=round(rng.uniform(5.74, 6.53), 6),
+                latitude=round(_TOWN_CENTRES[town][0] + rng.uniform(-_TOWN_SPREAD, _TOWN_SPREAD), 6),
+                longitude=round(_TOWN_CENTRES[town][1] + rng.uniform(-_TOWN_SPREAD, _TOWN_SPREAD) * 1.5, 6),
                 devices=tuple(devices),
             )
         )
@@ -183,7 +190,8 @@ def _device_json(device: Device, legacy: bool) -> str:
     entries = []
     for connector in device.connectors:
         entry: dict[str, object] = {
-            "id": zlib.crc32(connector.name.encode()) % 1_000_000,
+            # Unique in the network, as Chargy's are, and kept while the name is.
+            "id": int.from_bytes(hashlib.blake2b(connector.name.encode(), digest_size=6).digest()),
             "maxchspeed": connector.max_power_kw,
             "connector": connector.position,
             "description": connector.raw_state,
@@ -394,10 +402,27 @@ def zipped(body: bytes, name: str = "locations.json") -> bytes:
     return archive.getvalue()
 
 
+def _two_part_document(feed_format: str, part: str, encoding: str, sites: int, seed: int) -> bytes:
+    from otel_chargy import generator_afir as afir  # the two-part formats' own module
+
+    network = afir.generate_two_part_network(sites, seed)
+    if feed_format == "oicp":
+        return afir.render_oicp_data(network) if part == "static" else afir.render_oicp_status(network)
+    if encoding == "xml":
+        return afir.render_datex2_table_xml(network) if part == "static" else afir.render_datex2_status_xml(network)
+    return afir.render_datex2_table_json(network) if part == "static" else afir.render_datex2_status_json(network)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m otel_chargy.generator", description=__doc__)
     parser.add_argument("--placemarks", type=int, default=1000, help="stations in the network (default 1000)")
-    parser.add_argument("--format", choices=("chargy-kml", "ocpi"), default="chargy-kml", help="the feed's format")
+    parser.add_argument(
+        "--format", choices=("chargy-kml", "ocpi", "datex2", "oicp"), default="chargy-kml", help="the feed's format"
+    )
+    parser.add_argument(
+        "--part", choices=("static", "status"), default="static", help="datex2, oicp: which publication to write"
+    )
+    parser.add_argument("--encoding", choices=("json", "xml"), default="json", help="datex2: JSON or XML")
     parser.add_argument(
         "--form", choices=("array", "envelope", "wrapped"), default="array", help="OCPI: the document's shape"
     )
@@ -408,7 +433,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.format == "chargy-kml":
         sys.stdout.buffer.write(render_kml(generate_network(args.placemarks, args.seed), legacy=args.legacy))
         return
-    body = render_ocpi(generate_ocpi_network(args.placemarks, args.seed).locations, form=args.form)
+    if args.format in ("datex2", "oicp"):
+        body = _two_part_document(args.format, args.part, args.encoding, args.placemarks, args.seed)
+    else:
+        body = render_ocpi(generate_ocpi_network(args.placemarks, args.seed).locations, form=args.form)
     sys.stdout.buffer.write({"none": body, "gzip": gzipped(body), "zip": zipped(body)}[args.compress])
 
 

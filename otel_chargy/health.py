@@ -9,14 +9,17 @@ from dataclasses import dataclass
 
 from otel_chargy.history import RefreshHistory, RefreshRecord
 from otel_chargy.holder import SnapshotHolder
-from otel_chargy.metrics import SignalHealth
 from otel_chargy.model import SimpleState, Snapshot
-from otel_chargy.outcome import Outcome
+from otel_chargy.outcome import Outcome, SignalHealth
 
 _DEMO_HINT = "To try otel-chargy without the feed, run it with --demo."
 _RETRIED = (
     "otel-chargy retries with backoff (1 s, 2 s, 4 s … up to the refresh interval) and serves the last good "
     "snapshot until it is older than --max-staleness."
+)
+_RETRIED_NOTHING_SERVED = (
+    "otel-chargy retries with backoff (1 s, 2 s, 4 s … up to the refresh interval); no snapshot is served "
+    f"until a refresh succeeds. {_DEMO_HINT}"
 )
 _CHECK = "`otel-chargy check URL` fetches and parses the feed once and says what it found."
 
@@ -34,7 +37,7 @@ class PushHealth:
     """How pushing one signal over OTLP goes; given by whoever pushes (see `Pages(push_health=...)`)."""
 
     signal: str
-    """"metrics" or "traces"."""
+    """"metrics", "traces" or "logs"."""
     healthy: bool
     summary: str
     """One line, e.g. "last export succeeded 12 s ago to collector:4317"."""
@@ -100,7 +103,7 @@ class FeedHealth:
     """Empty when nothing is pushed over OTLP."""
 
 
-def _http_advice(reason: str) -> Advice:
+def _http_advice(reason: str, retried: str) -> Advice:
     match = re.search(r"HTTP (\d{3})", reason)
     code = int(match.group(1)) if match else 0
     if code in (401, 403):
@@ -122,7 +125,7 @@ def _http_advice(reason: str) -> Advice:
         )
     if code >= 500:
         return Advice(
-            f"The feed's server has a problem of its own (HTTP {code}).", f"Nothing to change here: {_RETRIED}"
+            f"The feed's server has a problem of its own (HTTP {code}).", f"Nothing to change here: {retried}"
         )
     return Advice(
         f"The feed answered with an error (HTTP {code or 'status unknown'}).",
@@ -130,44 +133,69 @@ def _http_advice(reason: str) -> Advice:
     )
 
 
-def _network_advice(reason: str) -> Advice:
+def _network_advice(reason: str, retried: str) -> Advice:
+    """Advice for each failure fetch.describe_failure and the body reader name, by their exact words."""
     lowered = reason.lower()
-    if "connect" in lowered:
-        if "refused" in lowered:
-            cause = "The feed's server refused the connection: nothing listens at that address and port."
-        elif any(word in lowered for word in ("resolve", "name or service", "getaddrinfo", "nodename")):
-            cause = "The feed's host name does not resolve (DNS)."
-        else:
-            cause = (
-                "otel-chargy could not connect to the feed's server: its host name does not resolve, "
-                "or nothing accepts connections at that address and port (connection refused), "
-                "or this machine has no route to it."
-            )
-        return Advice(
-            cause,
-            "Check that the host in --feed.url (env FEED_URL) is right and reachable from this machine: "
-            f"DNS, proxy (HTTPS_PROXY), firewall. {_DEMO_HINT}",
-        )
-    if lowered.startswith("could not read ") and not lowered.startswith("could not read the feed"):  # a file
-        return Advice(f"The feed file cannot be read ({reason}).", f"Check the path given to --feed.url. {_DEMO_HINT}")
-    return Advice(
-        f"The connection to the feed broke off or its answer was malformed ({reason}).",
-        f"Usually passing: {_RETRIED} If it lasts, fetch the URL by hand (curl) to see what the server sends.",
+    check_host = (
+        "Check that the host in --feed.url (env FEED_URL) is right and reachable from this machine: "
+        f"DNS, proxy (HTTPS_PROXY), firewall. {_DEMO_HINT}"
     )
+    if lowered.startswith("name ") and " not resolved" in lowered:
+        return Advice(
+            f"The feed's host name does not resolve (DNS): {reason}.",
+            "Check the host name in --feed.url (env FEED_URL) for a typo, and that this machine resolves names "
+            f"(its DNS server, /etc/resolv.conf; in a container, the container's network). {_DEMO_HINT}",
+        )
+    if lowered.startswith("connection refused by "):
+        return Advice(
+            f"The feed's server refused the connection ({reason}): nothing listens at that address and port.",
+            "Check the port in --feed.url, and that the server (or the proxy in HTTPS_PROXY) is running. " + _DEMO_HINT,
+        )
+    if lowered.startswith(("tls handshake with ", "tls connection to ")):
+        certificate = "certificate" in lowered or "self-signed" in lowered or "issuer" in lowered
+        return Advice(
+            f"The secure connection to the feed failed ({reason}).",
+            (
+                "The server's certificate is not trusted here: check this machine's clock and CA certificates "
+                "(SSL_CERT_FILE), or a proxy that intercepts TLS. "
+                if certificate
+                else "Check that the scheme and port in --feed.url match the server (https on a TLS port). "
+            )
+            + retried,
+        )
+    if lowered.startswith("connection reset by ") or " broke off the http exchange" in lowered:
+        return Advice(
+            f"The feed's server hung up mid-answer ({reason}).",
+            f"Usually passing: {retried} If it lasts, fetch the URL by hand (curl) to see what the server sends.",
+        )
+    if lowered.startswith("network error with "):
+        return Advice(f"The network between otel-chargy and the feed failed ({reason}).", check_host)
+    if lowered.startswith("could not read the feed from "):
+        return Advice(f"otel-chargy could not read the feed ({reason}).", check_host)
+    if lowered.startswith("could not read "):  # a file: "could not read PATH: strerror"
+        return Advice(f"The feed file cannot be read ({reason}).", f"Check the path given to --feed.url. {_DEMO_HINT}")
+    if "content encoding" in lowered or "gzip body" in lowered:
+        return Advice(
+            f"The feed's answer was malformed ({reason}).",
+            f"{retried} If it lasts, fetch the URL by hand (curl --compressed) to see what the server sends.",
+        )
+    return Advice(f"The connection to the feed failed ({reason}).", f"{check_host} {retried}")
 
 
-def advise(outcome: Outcome | None, reason: str) -> Advice | None:
-    """What a failed refresh means and what to do; None for a refresh that did not fail."""
+def advise(outcome: Outcome | None, reason: str, serving: bool = True) -> Advice | None:
+    """What a failed refresh means and what to do; None for a refresh that did not fail. `serving`:
+    whether a last good snapshot is in service, so that the advice does not promise one that is not."""
     if outcome is None or outcome.succeeded:
         return None
+    retried = _RETRIED if serving else _RETRIED_NOTHING_SERVED
     if outcome is Outcome.HTTP_ERROR:
-        return _http_advice(reason)
+        return _http_advice(reason, retried)
     if outcome is Outcome.NETWORK_ERROR:
-        return _network_advice(reason)
+        return _network_advice(reason, retried)
     if outcome is Outcome.TIMEOUT:
         return Advice(
             f"The feed did not answer, or not completely, in time ({reason}).",
-            f"If the feed is slow rather than down, raise --fetch-timeout (env CHARGY_FETCH_TIMEOUT). {_DEMO_HINT}",
+            f"If the feed is slow rather than down, raise --fetch-timeout (env CHARGY_FETCH_TIMEOUT). {retried}",
         )
     if outcome is Outcome.TOO_LARGE:
         if "placemarks" in reason or "--max-connectors" in reason:
@@ -206,7 +234,10 @@ def advise(outcome: Outcome | None, reason: str) -> Advice | None:
         )
     return Advice(
         f"A bug in otel-chargy, not a fault of the feed ({reason}).",
-        "Please report it with the log line 'refresh failed unexpectedly'; the last good snapshot stays in service.",
+        "Please report it with the log line 'refresh failed unexpectedly'; "
+        + (
+            "the last good snapshot stays in service." if serving else "no snapshot is served until a refresh succeeds."
+        ),
     )
 
 
@@ -242,7 +273,7 @@ def read_health(
         up=up,
         outcome=status.outcome,
         reason=status.reason,
-        advice=advise(status.outcome, status.reason),
+        advice=advise(status.outcome, status.reason, serving=holder.current is not None),
         since=since,
         last_refresh_at=status.finished_at,
         next_refresh_at=history.next_refresh_at if history is not None else None,

@@ -1,7 +1,7 @@
 """The last refreshes, kept for the status page and the status API: a small bounded record.
 
 It also tells whoever renders from snapshots (the page, the API) that a new one is in service, so
-that they render it in the refresh thread rather than in the first request that needs it.
+that they let go of what they rendered from the one before.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ class RefreshHistory:
         self._up_since: float | None = None
         self._next_refresh_at: float | None = None
         self._lock = threading.Lock()
-        self._renderers: list[Callable[[Snapshot], object]] = []
+        self._listeners: list[Callable[[Snapshot], object]] = []
 
-    def render_each_snapshot(self, render: Callable[[Snapshot], object]) -> None:
-        """Calls `render` with each new snapshot, in the refresh thread, once it is in service."""
-        self._renderers.append(render)
+    def on_each_snapshot(self, listener: Callable[[Snapshot], object]) -> None:
+        """Calls `listener` with each new snapshot, in the refresh thread, once it is in service."""
+        self._listeners.append(listener)
 
     def record(self, record: RefreshRecord, snapshot: Snapshot | None = None) -> None:
         """`snapshot`: the one this refresh put in service, if it brought one."""
@@ -60,11 +60,11 @@ class RefreshHistory:
                     self._failing_since = record.finished_at
             self._records.append(record)
         if snapshot is not None:
-            for render in self._renderers:
+            for listener in self._listeners:
                 try:
-                    render(snapshot)
-                except Exception:  # the refresh loop must outlive a bug in a page; a request renders again
-                    logger.exception("rendering a snapshot for the status page failed")
+                    listener(snapshot)
+                except Exception:  # the refresh loop must outlive a bug in a page
+                    logger.exception("the status page failed to take a new snapshot")
 
     def expect_next(self, at: float) -> None:
         """When the refresh loop will refresh next (wall-clock time)."""

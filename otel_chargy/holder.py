@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from otel_chargy.events import EventLog
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
 from otel_chargy.publication import Outputs, Publication, build_publication, with_usage
@@ -41,9 +42,15 @@ class SnapshotHolder:
     """Readers never block and never see a half-built state: each field is one reference, replaced whole."""
 
     def __init__(
-        self, outputs: Outputs, max_staleness_s: float, monotonic: Callable[[], float] = time.monotonic
+        self,
+        outputs: Outputs,
+        max_staleness_s: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        events: EventLog | None = None,
     ) -> None:
         self._outputs = outputs
+        self.events = events if events is not None else EventLog()
+        """The state changes between refreshes; updated by the refresh loop with the publication."""
         self._max_staleness_s = max_staleness_s
         self._monotonic = monotonic
         self._usage = UsageTracker(max_staleness_s)
@@ -62,7 +69,8 @@ class SnapshotHolder:
         now = self._monotonic()
         usage = self._usage.observe(snapshot, now, fetched_at)
         # Built before the swap, so the old publication serves until the new one is whole.
-        publication = build_publication(snapshot, usage, self._outputs, fetched_at, now)
+        publication = build_publication(snapshot, usage, self._outputs, fetched_at, now, self._publication)
+        self.events.observe(snapshot, fetched_at)
         with self._lock:
             self._publication = publication
             self._generation += 1

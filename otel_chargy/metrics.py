@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
@@ -37,7 +37,7 @@ from otel_chargy.catalog import (
     MetricSpec,
 )
 from otel_chargy.model import SimpleState
-from otel_chargy.outcome import Outcome
+from otel_chargy.outcome import Outcome, SignalHealth
 from otel_chargy.parse import DEFAULT_MAX_CONNECTORS, ISSUE_KINDS
 
 if TYPE_CHECKING:
@@ -293,21 +293,7 @@ def _views(max_connectors: int) -> list[View]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class SignalHealth:
-    """How the OTLP exports of one signal went, for the log, /metrics and the landing page."""
-
-    signal: str
-    """`metrics` or `traces`."""
-    exports: int = 0
-    failed_exports: int = 0
-    last_success_at: float | None = None
-    last_failure_at: float | None = None
-    last_failure_reason: str | None = None
-    """What the exporter said about the last failure, e.g. `Received message larger than max (...)`."""
-
-
-SIGNALS = ("metrics", "traces")
+SIGNALS = ("metrics", "traces", "logs")
 
 
 class PushHealth:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -54,6 +55,9 @@ class Connector:
     max_power_kw: float
     raw_state: str
     state: SimpleState
+    identity: str = field(default="", compare=False)
+    """The feed's own id for the connector, unique in the snapshot, kept from one refresh to the next
+    whatever its labels; empty where the feed gives none (then its labels identify it)."""
 
     @property
     def speed(self) -> str:
@@ -65,6 +69,9 @@ class Connector:
 class Device:
     name: str
     connectors: tuple[Connector, ...]
+    identity: str = field(default="", compare=False)
+    """The feed's own id for the device, unique in its station; empty where the feed gives none (then
+    its name identifies it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,13 @@ class Station:
     latitude: float | None
     longitude: float | None
     devices: tuple[Device, ...]
+    identity: str = field(default="", compare=False)
+    """The feed's own id for the station, unique in the snapshot; empty where the feed gives none (then
+    its name, unique in the snapshot, identifies it)."""
+
+    @property
+    def max_power_kw(self) -> float:
+        return max((c.max_power_kw for d in self.devices for c in d.connectors), default=0.0)
 
     def count_by_state(self) -> dict[SimpleState, int]:
         counts = dict.fromkeys(SimpleState, 0)
@@ -112,6 +126,12 @@ class Snapshot:
         for _, _, connector in self.connectors():
             counts[connector.state] += 1
         return counts
+
+    def count_by_speed_and_state(self) -> dict[str, dict[SimpleState, int]]:
+        """Connectors by speed (slowest first) and simple state; every state of a speed present, 0 or not."""
+        by_speed = Counter((connector.speed, connector.state) for _, _, connector in self.connectors())
+        speeds = sorted({speed for speed, _ in by_speed}, key=int)
+        return {speed: {state: by_speed[speed, state] for state in SimpleState} for speed in speeds}
 
     def unknown_raw_states(self) -> dict[str, int]:
         """The raw states no table maps, with the connectors showing each: most frequent first."""

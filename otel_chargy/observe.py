@@ -3,7 +3,6 @@ observations, built once at refresh time."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 from opentelemetry.metrics import Observation
@@ -20,22 +19,10 @@ from otel_chargy.catalog import (
     STATION_CONNECTORS,
     STATION_INFO,
     MetricSpec,
+    coordinate_label,
 )
 from otel_chargy.model import SimpleState, Snapshot
 from otel_chargy.usage import STATES, UsageTotals, UsageView
-
-
-def coordinate_label(degrees: float | None) -> str:
-    """A latitude or longitude as the `chargy_station_info` label shows it: empty when unknown."""
-    return "" if degrees is None else f"{degrees}"
-
-
-def network_state_counts(snapshot: Snapshot) -> dict[str, dict[SimpleState, int]]:
-    """Connectors by speed (slowest first) and simple state; every state of a speed present, 0 or not."""
-    by_speed = Counter((connector.speed, connector.state) for _, _, connector in snapshot.connectors())
-    speeds = sorted({speed for speed, _ in by_speed}, key=int)
-    return {speed: {state: by_speed[speed, state] for state in SimpleState} for speed in speeds}
-
 
 SnapshotObservations = Mapping[MetricSpec, Sequence[Observation]]
 """One snapshot's observations, by metric: built once at refresh time, returned as they are by every collection."""
@@ -74,7 +61,7 @@ def _station_connectors(snapshot: Snapshot) -> Iterator[Observation]:
 
 
 def _network_connectors(snapshot: Snapshot) -> Iterator[Observation]:
-    for speed, counts in network_state_counts(snapshot).items():
+    for speed, counts in snapshot.count_by_speed_and_state().items():
         for state, count in counts.items():
             yield Observation(count, {"speed": speed, "chargy_connector_state": state.value})
 

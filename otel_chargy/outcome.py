@@ -1,8 +1,10 @@
-"""How a refresh ended: the `outcome` label of `chargy_feed_refreshes_total`."""
+"""How a refresh ended (the `outcome` label of `chargy_feed_refreshes_total`), and how the OTLP exports of a
+pushed signal went."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 from opentelemetry import trace
@@ -25,6 +27,10 @@ class Outcome(StrEnum):
     NOT_OCPI = "not_ocpi"
     OCPI_ERROR = "ocpi_error"
     """An OCPI response whose status_code is not 1000: the provider reports an error."""
+    NOT_DATEX2 = "not_datex2"
+    """A document that holds no DATEX II energy-infrastructure sites or refill point statuses."""
+    NOT_OICP = "not_oicp"
+    """A document that holds no OICP EVSEDataRecord or EVSEStatusRecord."""
     BROKEN_PAGING = "broken_paging"
     """A paged feed whose next link leaves its host, loops, or leads past the page limit."""
     EMPTY = "empty"
@@ -58,3 +64,17 @@ def mark_failed(span: trace.Span, outcome: Outcome, reason: str) -> None:
     """The span of a step that failed: `error.type` is the outcome, the status says why."""
     span.set_attribute("error.type", outcome.value)
     span.set_status(trace.Status(trace.StatusCode.ERROR, reason))
+
+
+@dataclass(frozen=True, slots=True)
+class SignalHealth:
+    """How the OTLP exports of one signal went, for the log, /metrics and the landing page."""
+
+    signal: str
+    """`metrics`, `traces` or `logs`."""
+    exports: int = 0
+    failed_exports: int = 0
+    last_success_at: float | None = None
+    last_failure_at: float | None = None
+    last_failure_reason: str | None = None
+    """What the exporter said about the last failure, e.g. `Received message larger than max (...)`."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder, XMLPullParser
 
 from defusedxml import DefusedXmlException, DTDForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
+from otel_chargy.labels import LABEL_ISSUE_KINDS, MAX_LABEL_CHARS, Utf8Repair, label_text
 from otel_chargy.model import (
     Connector,
     Device,
@@ -32,11 +34,12 @@ ISSUE_KINDS: dict[str, str] = {
     "device_without_name": "a device with neither name nor id was skipped",
     "invalid_connector": "a connector entry that is not a JSON object was skipped",
     "invalid_power": "a connector's maxchspeed is missing or not a number; 0 is used",
-    "duplicate_connector": "a connector whose station, device and name were already seen was skipped",
+    "duplicate_connector": "a connector whose station, device and name (or id) were already seen was skipped",
     "duplicate_station": "a placemark named like an earlier one: its devices were added to that station, "
     "whose address and coordinates were kept",
     "unknown_state": "a connector state not in the state table: it counts as unknown, neither up nor down, "
     "and keeps its raw value in chargy_connector_detailed_state_info",
+    **LABEL_ISSUE_KINDS,
 }
 
 _DEVICE_DATA_NAME = "chargingdevice"
@@ -55,6 +58,12 @@ MAX_SPAN_BYTES = 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
 # A third over what ten times today's network holds (FEED.md: ~20,000-30,000 connectors).
 DEFAULT_MAX_CONNECTORS = 40_000
+# Each connector's series repeat its station's, device's and own labels and its raw state: what a
+# refresh costs grows with their sum. Real feeds average 30 to 60 characters a connector; 256 a label
+# is there for the odd long name, not for every connector at once.
+LABEL_CHARS_PER_CONNECTOR = 100
+# A connector's position on its device: real devices have 1 to 4.
+_MAX_POSITION = 1_000
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,27 @@ class SizeBounds:
     def attributes(self) -> int:
         return self.connectors
 
+    @property
+    def label_chars(self) -> int:
+        """The characters of every connector's labels together (station, device, connector, raw state)."""
+        return LABEL_CHARS_PER_CONNECTOR * self.connectors
+
+
+def check_label_size(snapshot: Snapshot, bounds: SizeBounds) -> None:
+    """Refuses a snapshot whose connectors' labels together pass `bounds.label_chars`: a label is bounded
+    on its own (MAX_LABEL_CHARS), and this bounds what /metrics repeats by --max-connectors, not by a
+    label times the connectors."""
+    total = sum(
+        len(station.name) + len(device.name) + len(connector.name) + len(connector.raw_state)
+        for station, device, connector in snapshot.connectors()
+    )
+    if total > bounds.label_chars:
+        raise FeedError(
+            Outcome.TOO_LARGE,
+            f"the connectors' labels hold {total} characters in all, over {bounds.label_chars}"
+            f" ({LABEL_CHARS_PER_CONNECTOR} a connector at --max-connectors)",
+        )
+
 
 def _local_name(tag: str) -> str:
     """The tag without its namespace: the feed is read with or without the KML namespace."""
@@ -92,8 +122,9 @@ def _looks_like_another_format(body: bytes) -> bool:
 
 def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
     """Parse a whole KML document. Raises FeedError when the document cannot be used."""
+    text_issues: Counter[str] = Counter()
     try:
-        stations, issues = _read_placemarks(_element_events(body), bounds)
+        stations, issues = _read_placemarks(_element_events(body, text_issues), bounds)
     except DTDForbidden as error:
         if str(error.name).lower() == "html":
             raise FeedError(Outcome.NOT_KML, "the document is an HTML page, not KML") from None
@@ -104,6 +135,7 @@ def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
         if _looks_like_another_format(body):
             raise FeedError(Outcome.NOT_KML, "the document is not XML") from None
         raise FeedError(Outcome.INVALID_XML, f"the document is not well-formed XML: {error}") from None
+    issues.update(text_issues)
     if not stations:
         raise FeedError(Outcome.EMPTY, "the document holds no usable placemark", dict(issues))
     snapshot = Snapshot(stations=tuple(stations), issues=dict(issues), version="KML")
@@ -115,23 +147,29 @@ def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
             f"the document's {len(stations)} stations hold no usable connector" + (f" ({counted})" if counted else ""),
             dict(issues),
         )
+    check_label_size(snapshot, bounds)
     return snapshot
 
 
-def _element_events(body: bytes) -> Iterator[tuple[str, Element, int]]:
+def _element_events(body: bytes, text_issues: Counter[str]) -> Iterator[tuple[str, Element, int]]:
     """("start" | "end", element, bytes fed to the parser so far). The body is fed in chunks, so that
     a single tag, text or comment is refused once it spans MAX_SPAN_BYTES, before it is whole, and a
-    flood of distinct names (expat and ElementTree each keep every name they meet) within a chunk."""
+    flood of distinct names (expat and ElementTree each keep every name they meet) within a chunk.
+    A UTF-8 document's bytes that are not UTF-8 become U+FFFD (counted in `text_issues`): expat would
+    refuse the whole document for one bad byte in a name."""
     xml_parser = DefusedXMLParser(target=TreeBuilder(), forbid_dtd=True)
     names: dict[str, str] = xml_parser._names  # type: ignore[attr-defined]  # ElementTree's memo of names
     parser: XMLPullParser[Element] = XMLPullParser(events=("start", "end"), _parser=xml_parser)
     chunks = memoryview(body)
+    utf8 = Utf8Repair(text_issues) if _is_utf8(body) else None
     last_event_at = 0
     for start in range(0, len(body) + _CHUNK_BYTES, _CHUNK_BYTES):
         fed = min(start + _CHUNK_BYTES, len(body))
         if start < len(body):
-            parser.feed(chunks[start:fed])
+            parser.feed(utf8.repair(bytes(chunks[start:fed])) if utf8 else chunks[start:fed])
         else:
+            if utf8 is not None:
+                parser.feed(utf8.repair(b"", final=True))
             parser.close()
         if len(names) > MAX_DISTINCT_NAMES:
             raise FeedError(Outcome.FORBIDDEN_XML, f"over {MAX_DISTINCT_NAMES} distinct element or attribute names")
@@ -144,6 +182,19 @@ def _element_events(body: bytes) -> Iterator[tuple[str, Element, int]]:
             raise FeedError(Outcome.FORBIDDEN_XML, f"a single tag, text or comment spans over {MAX_SPAN_BYTES} bytes")
 
 
+_DECLARED_ENCODING = re.compile(rb"""<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)""")
+
+
+def _is_utf8(body: bytes) -> bool:
+    """Whether the document is UTF-8: it says so, or says nothing and starts as ASCII does (not UTF-16)."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        return True
+    if body.startswith((b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")):
+        return False
+    declared = _DECLARED_ENCODING.match(body[:256])
+    return declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")
+
+
 def _read_placemarks(
     events: Iterable[tuple[str, Element, int]], bounds: SizeBounds
 ) -> tuple[list[Station], Counter[str]]:
@@ -152,7 +203,7 @@ def _read_placemarks(
     stations: list[Station] = []
     station_index: dict[str, int] = {}  # station name -> its place in `stations`
     issues: Counter[str] = Counter()
-    seen_connectors: set[tuple[str, str, str]] = set()
+    seen_connectors = _SeenConnectors()
     open_elements: list[Element] = []
     max_elements, max_attributes = bounds.elements, bounds.attributes
     placemark_depth = 0  # depth of the placemark being read, 0 outside one
@@ -202,7 +253,7 @@ def _read_placemarks(
             if station is not None:
                 placemarks += 1
                 _add_station(station, stations, station_index, issues)
-            if placemarks > bounds.placemarks or len(seen_connectors) > bounds.connectors:
+            if placemarks > bounds.placemarks or len(seen_connectors.labels) > bounds.connectors:
                 raise FeedError(
                     Outcome.TOO_LARGE,
                     f"the document holds over {bounds.placemarks} placemarks or {bounds.connectors} connectors"
@@ -227,6 +278,15 @@ def _add_station(station: Station, stations: list[Station], index: dict[str, int
     stations[place] = replace(first, devices=first.devices + station.devices)
 
 
+@dataclass
+class _SeenConnectors:
+    """The connectors read so far: each is one series (its station, device and name) and one identity
+    (its station, device and id)."""
+
+    labels: set[tuple[str, str, str]] = field(default_factory=set)
+    ids: set[tuple[str, str, str]] = field(default_factory=set)
+
+
 def _children(element: Element) -> Iterator[tuple[str, Element]]:
     for child in element:
         yield _local_name(child.tag), child
@@ -236,16 +296,14 @@ def _text(element: Element | None) -> str:
     return (element.text or "").strip() if element is not None else ""
 
 
-def _read_station(
-    placemark: Element, issues: Counter[str], seen_connectors: set[tuple[str, str, str]]
-) -> Station | None:
+def _read_station(placemark: Element, issues: Counter[str], seen_connectors: _SeenConnectors) -> Station | None:
     name = address = coordinates = ""
     device_values: list[str] = []
     for tag, child in _children(placemark):
         if tag == "name":
-            name = _text(child)
+            name = label_text(_text(child), issues)
         elif tag == "address":
-            address = _text(child)
+            address = label_text(_text(child), issues)
         elif tag == "Point":
             for point_tag, point_child in _children(child):
                 if point_tag == "coordinates":
@@ -280,7 +338,7 @@ def _read_coordinates(text: str, issues: Counter[str]) -> tuple[float | None, fl
 
 
 def _read_device(
-    station_name: str, value: str, issues: Counter[str], seen_connectors: set[tuple[str, str, str]]
+    station_name: str, value: str, issues: Counter[str], seen_connectors: _SeenConnectors
 ) -> Device | None:
     try:
         device = json.loads(value)
@@ -295,7 +353,7 @@ def _read_device(
             issues["device_without_name"] += 1
             return None
         name = str(device["id"])
-    name = name.strip()
+    name = label_text(name, issues)
     entries = device.get("connectors")
     if entries is None:
         entries = device.get("chargingPointList")  # the older files' name for the list
@@ -306,11 +364,13 @@ def _read_device(
         connector = _read_connector(name, index, entry, issues)
         if connector is None:
             continue
-        key = (station_name, name, connector.name)
-        if key in seen_connectors:
+        key, identity = (station_name, name, connector.name), (station_name, name, connector.identity)
+        if key in seen_connectors.labels or identity in seen_connectors.ids:
             issues["duplicate_connector"] += 1
             continue
-        seen_connectors.add(key)
+        seen_connectors.labels.add(key)
+        if connector.identity:
+            seen_connectors.ids.add(identity)
         connectors.append(connector)
     return Device(name=name, connectors=tuple(connectors))
 
@@ -320,11 +380,12 @@ def _read_connector(device_name: str, index: int, entry: object, issues: Counter
         issues["invalid_connector"] += 1
         return None
     position = entry.get("connector")
-    if not isinstance(position, int) or isinstance(position, bool) or position < 1:
+    if not isinstance(position, int) or isinstance(position, bool) or not 1 <= position <= _MAX_POSITION:
         position = index + 1
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip():
         name = f"{device_name} - {position}"
+    name = label_text(name, issues)
     power = entry.get("maxchspeed")
     if isinstance(power, str):
         try:
@@ -334,9 +395,26 @@ def _read_connector(device_name: str, index: int, entry: object, issues: Counter
     if not isinstance(power, (int, float)) or isinstance(power, bool) or not 0 <= power < 1e6:
         issues["invalid_power"] += 1
         power = 0.0
-    raw_state = normalise_raw_state(str(entry.get("description") or ""))
+    raw_state = label_text(normalise_raw_state(str(entry.get("description") or "")), issues)
     state = simple_state_of(raw_state)
     if state is None:
         issues["unknown_state"] += 1
         state = SimpleState.UNKNOWN
-    return Connector(name=name.strip(), position=position, max_power_kw=float(power), raw_state=raw_state, state=state)
+    return Connector(
+        name=name,
+        position=position,
+        max_power_kw=float(power),
+        raw_state=raw_state,
+        state=state,
+        identity=_identifier(entry.get("id")),
+    )
+
+
+def _identifier(value: object) -> str:
+    """A connector's id: a number in today's feed, unique in the network; text is tolerated. It identifies
+    the connector to the usage counters, never labels a series: past a label's length it is cut, not counted."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)[:MAX_LABEL_CHARS]
+    if isinstance(value, str):
+        return value.strip()[:MAX_LABEL_CHARS]
+    return ""

@@ -14,19 +14,21 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import struct
 import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, cast
 
 import ijson
 
+from otel_chargy.labels import LABEL_ISSUE_KINDS, Utf8Repair, label_text, unique_label, valid_text
 from otel_chargy.model import KNOWN_RAW_STATES, Connector, Device, SimpleState, Snapshot, Station, simple_state_of
 from otel_chargy.outcome import FeedError, Outcome
-from otel_chargy.parse import SizeBounds
+from otel_chargy.parse import SizeBounds, check_label_size
 
 # Kinds of parse issue met in OCPI feeds (the `kind` label of `chargy_feed_parse_issues_total`).
 OCPI_ISSUE_KINDS: dict[str, str] = {
@@ -45,6 +47,7 @@ OCPI_ISSUE_KINDS: dict[str, str] = {
     "nonstandard_state": "an EVSE status in lower case or under an OCPP name (PREPARING, SUSPENDEDEV...), read "
     "by the state table",
     "unknown_state": "an EVSE status in no state table: its connectors count as unknown, neither up nor down",
+    **LABEL_ISSUE_KINDS,
 }
 
 # OCPI's EVSE statuses. PLANNED and REMOVED EVSEs do not exist (yet, or any more): they are left out.
@@ -95,7 +98,18 @@ MAX_LOCATION_VALUES = 50_000
 MAX_SPAN_BYTES = 4 * 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
-_ZIP_MAGIC = b"PK\x03\x04"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first; or the end record alone: an empty archive
+# A feed's archive holds one file (perhaps beside a folder or some metadata). zipfile reads the whole
+# central directory into objects of a few hundred bytes each before a member can be read: these bound it.
+MAX_ZIP_ENTRIES = 100
+MAX_ZIP_DIRECTORY_BYTES = 64 * 1024
+_ZIP_END = b"PK\x05\x06"
+_ZIP_END_BYTES = 22
+_ZIP64_END_LOCATOR = b"PK\x06\x07"
+_ZIP64_END = b"PK\x06\x06"
+# Inflated as they are read, a chunk at a time (zipfile bounds neither bzip2 nor LZMA).
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+_ZIP_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA", 9: "deflate64"}
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -135,9 +149,10 @@ class _BoundedReader:
     """The decoded document for ijson: decompressed as it is read, byte-order mark dropped, refused past
     --max-bytes, and past MAX_SPAN_BYTES read while one Location (or other value) is being read."""
 
-    def __init__(self, raw: BinaryIO, max_bytes: int) -> None:
+    def __init__(self, raw: BinaryIO, max_bytes: int, issues: Counter[str]) -> None:
         self._raw = raw
         self._max_bytes = max_bytes
+        self._utf8 = Utf8Repair(issues)
         self.read_bytes = 0
         self.progress = 0
         """Counted up by the consumer at each Location read: the reader refuses to read on while it stays."""
@@ -167,7 +182,7 @@ class _BoundedReader:
             raise FeedError(
                 Outcome.FORBIDDEN_JSON, f"a single Location or JSON value spans over {MAX_SPAN_BYTES} bytes"
             )
-        return data
+        return self._utf8.repair(data, final=not data)
 
 
 def _open_document(body: bytes) -> BinaryIO:
@@ -175,26 +190,80 @@ def _open_document(body: bytes) -> BinaryIO:
     of a zip archive, or the body as it is."""
     if body.startswith(_GZIP_MAGIC):
         return cast(BinaryIO, gzip.GzipFile(fileobj=io.BytesIO(body), mode="rb"))
-    if body.startswith(_ZIP_MAGIC):
+    if body.startswith(_ZIP_MAGICS):
+        _check_zip_directory(body)
         try:
             archive = zipfile.ZipFile(io.BytesIO(body))
             files = [member for member in archive.infolist() if not member.is_dir()]
             if len(files) != 1:
                 raise FeedError(Outcome.NOT_OCPI, f"the zip archive holds {len(files)} files, not one JSON file")
+            method = files[0].compress_type
+            if method not in _ZIP_METHODS:
+                name = _ZIP_METHOD_NAMES.get(method, f"method {method}")
+                raise FeedError(
+                    Outcome.NOT_OCPI,
+                    f"the zip archive's file is compressed with {name}: only deflate and stored are read",
+                )
             return cast(BinaryIO, archive.open(files[0]))
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError) as error:
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, struct.error) as error:
             raise FeedError(Outcome.INVALID_JSON, f"the feed's zip archive cannot be read: {error}") from None
     return io.BytesIO(body)
 
 
+def _check_zip_directory(body: bytes) -> None:
+    """Refuses an archive whose central directory, as its end record (zip64's where there is one) states
+    it, holds over MAX_ZIP_ENTRIES entries or MAX_ZIP_DIRECTORY_BYTES: zipfile would read it whole."""
+    end = body.rfind(_ZIP_END, max(0, len(body) - _ZIP_END_BYTES - 0xFFFF))
+    if end < 0 or len(body) < end + _ZIP_END_BYTES:
+        raise FeedError(Outcome.INVALID_JSON, "the feed's zip archive has no end record: it is truncated or corrupt")
+    entries, directory_bytes = struct.unpack_from("<HI", body, end + 10)
+    locator = end - 20
+    if locator >= 0 and body.startswith(_ZIP64_END_LOCATOR, locator):
+        (zip64_end,) = struct.unpack_from("<Q", body, locator + 8)
+        if zip64_end + 56 > len(body) or not body.startswith(_ZIP64_END, zip64_end):
+            raise FeedError(Outcome.INVALID_JSON, "the feed's zip archive has a corrupt zip64 end record")
+        entries, directory_bytes = struct.unpack_from("<QQ", body, zip64_end + 32)
+    if entries > MAX_ZIP_ENTRIES or directory_bytes > MAX_ZIP_DIRECTORY_BYTES:
+        raise FeedError(
+            Outcome.NOT_OCPI,
+            f"the zip archive's directory holds {entries} entries in {directory_bytes} bytes: over"
+            f" {MAX_ZIP_ENTRIES} entries or {MAX_ZIP_DIRECTORY_BYTES} bytes",
+        )
+
+
 def parse_ocpi(body: bytes, options: OcpiOptions = OcpiOptions()) -> Snapshot:
     """Parse OCPI Locations. Raises FeedError when the document cannot be used."""
-    reader = _BoundedReader(_open_document(body), options.max_bytes)
-    network = _Network(options)
     try:
-        events = ijson.basic_parse(reader, multiple_values=True, use_float=True, buf_size=_CHUNK_BYTES)
+        return _parse(body, options, _FAST_BACKEND)
+    except _NeedsExactBackend:
+        return _parse(body, options, _EXACT_BACKEND)
+
+
+# ijson's fastest backend installed, yajl's C one, reads integers as 64-bit and strings as UTF-8: an
+# integer past 2**63 (in any field, read or not) or a lone surrogate escape ("\udc00") stops it. The
+# pure-Python backend reads both, some 15 times slower: the document is read again with it only when
+# yajl stopped on one of these.
+_FAST_BACKEND: Any = ijson
+_EXACT_BACKEND: Any = ijson.get_backend("python")
+
+
+class _NeedsExactBackend(Exception):
+    pass
+
+
+def _parse(body: bytes, options: OcpiOptions, backend: Any) -> Snapshot:
+    network = _Network(options)
+    reader = _BoundedReader(_open_document(body), options.max_bytes, network.issues)
+    try:
+        events = backend.basic_parse(reader, multiple_values=True, use_float=True, buf_size=_CHUNK_BYTES)
         _read_document(events, reader, network)
+    except UnicodeDecodeError:
+        if backend is _EXACT_BACKEND:
+            raise
+        raise _NeedsExactBackend from None
     except ijson.IncompleteJSONError as error:
+        if backend is _FAST_BACKEND and "integer overflow" in str(error):
+            raise _NeedsExactBackend from None
         if reader.read_bytes == 0 and not body:
             raise FeedError(Outcome.EMPTY, "the document is empty") from None
         if network.values_seen == 0 and _looks_like_markup(body):
@@ -267,6 +336,7 @@ class _Network:
         )
         if snapshot.connector_count == 0:
             raise self._refusal(f"the document's {len(stations)} Locations hold no usable connector")
+        check_label_size(snapshot, self._options.bounds)
         return snapshot
 
     def _refusal(self, what: str) -> FeedError:
@@ -303,22 +373,18 @@ def _version_read(versions: Counter[str]) -> str:
 
 def _labelled(locations: dict[tuple[str, str, str], tuple[str, Station, int]]) -> list[Station]:
     """The `station` label is the Location's name; every station of a name two Locations share gets its
-    id appended, and its country code and party too where even that is shared."""
+    id appended (its country code and party too where even that is taken), checked against every label
+    of the snapshot: a Location may well be named like another's suffixed label."""
     names = Counter(station.name for _, station, _ in locations.values())
-    named = Counter((station.name, key[2]) for key, (_, station, _) in locations.items())
+    taken = {name for name, count in names.items() if count == 1}
     stations = []
     for (country, party, location_id), (_, station, _) in locations.items():
         if names[station.name] == 1:
             stations.append(station)
-        elif named[(station.name, location_id)] == 1:
-            stations.append(_renamed(station, f"{station.name} ({location_id})"))
-        else:
-            stations.append(_renamed(station, f"{station.name} ({country}*{party}*{location_id})"))
+            continue
+        label = unique_label(station.name, (location_id, f"{country}*{party}*{location_id}"), taken)
+        stations.append(replace(station, name=label))
     return stations
-
-
-def _renamed(station: Station, name: str) -> Station:
-    return Station(name, station.address, station.latitude, station.longitude, station.devices)
 
 
 def _instant(text: str) -> datetime:
@@ -420,7 +486,7 @@ def _looks_like_location(members: dict[str, object]) -> bool:
 
 def _keys(members: dict[str, object]) -> str:
     """The keys of an object that is not OCPI, as a refusal names them: the feed's text, so shortened."""
-    shown = sorted(str(key)[:40] for key in members)
+    shown = sorted(valid_text(str(key)[:40], Counter()) for key in members)
     return ", ".join(shown[:8]) + (f" and {len(shown) - 8} more" if len(shown) > 8 else "") if shown else "none"
 
 
@@ -489,7 +555,8 @@ def _text(value: object) -> str:
 
 
 def _identifier(value: object) -> str:
-    """An OCPI id: a string, though some feeds send numbers."""
+    """An OCPI id: a string, though some feeds send numbers. Where it becomes a label or a key, it is
+    bounded and repaired as labels are (label_text)."""
     if isinstance(value, bool):
         return ""
     if isinstance(value, int):
@@ -509,7 +576,8 @@ def _read_location(
     if item.get("publish") is False:
         network.left_out[_UNPUBLISHED] += 1
         return None
-    country, party = _text(item.get("country_code")).upper(), _text(item.get("party_id")).upper()
+    country = label_text(_text(item.get("country_code")).upper(), issues)
+    party = label_text(_text(item.get("party_id")).upper(), issues)
     if options.operators and f"{country}*{party}" not in options.operators:
         network.left_out[_FILTERED] += 1
         return None
@@ -520,7 +588,7 @@ def _read_location(
         network.left_out[_FILTERED] += 1
         return None
     evses = item.get("evses")
-    location_id = _identifier(item.get("id")) or _location_identity(item, party, evses)
+    location_id = label_text(_identifier(item.get("id")) or _location_identity(item, party, evses), issues)
     if not location_id:
         issues["invalid_location"] += 1
         return None
@@ -531,11 +599,12 @@ def _read_location(
     devices = _read_evses(evses, network)
     name = _text(item.get("name")) or _text(item.get("address")) or location_id
     station = Station(
-        name=name,
-        address=_address(item),
+        name=label_text(name, issues),
+        address=label_text(_address(item), issues),
         latitude=latitude,
         longitude=longitude,
         devices=tuple(devices),
+        identity=repr(key),
     )
     return key, _text(item.get("last_updated")), station
 
@@ -629,6 +698,7 @@ def _read_evses(value: object, network: _Network) -> list[Device]:
             issues["invalid_evse"] += 1
             continue
         uid, without_uid = _evse_identity(evse)
+        uid = label_text(uid, issues)
         if not uid:
             issues["invalid_evse"] += 1
             continue
@@ -643,12 +713,12 @@ def _read_evses(value: object, network: _Network) -> list[Device]:
             continue
         seen_uids.add(uid)
         raw_status, state = _read_state(evse.get("status"), issues)
-        name = _identifier(evse.get("evse_id")) or uid
+        name = label_text(_identifier(evse.get("evse_id")), issues) or uid
         if name in names:
-            name = f"{name} ({uid})"  # two EVSEs that give one evse_id stay two devices
+            name = unique_label(name, (uid,), names)  # two EVSEs that give one evse_id stay two devices
         names.add(name)
-        connectors = _read_connectors(entries, raw_status, state, network)
-        devices.append(Device(name=name, connectors=tuple(connectors)))
+        connectors = _read_connectors(entries, label_text(raw_status, issues), state, network)
+        devices.append(Device(name=name, connectors=tuple(connectors), identity=uid))
     return devices
 
 
@@ -657,7 +727,7 @@ def _read_connectors(value: object, raw_status: str, state: SimpleState, network
     connectors: list[Connector] = []
     seen: set[str] = set()
     for index, entry in enumerate(value if isinstance(value, list) else []):
-        if not isinstance(entry, dict) or not (connector_id := _identifier(entry.get("id"))):
+        if not isinstance(entry, dict) or not (connector_id := label_text(_identifier(entry.get("id")), issues)):
             issues["invalid_connector"] += 1
             continue
         if connector_id in seen:
@@ -672,21 +742,21 @@ def _read_connectors(value: object, raw_status: str, state: SimpleState, network
                 max_power_kw=_power_kw(entry, network),
                 raw_state=raw_status,
                 state=state,
+                identity=connector_id,
             )
         )
     return connectors
 
 
 def _float(value: object) -> float | None:
-    """A finite number, given as a number or as text."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+    """A finite number, given as a number or as text (an integer past a double's range is none)."""
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _power_figure(value: object) -> float | None:

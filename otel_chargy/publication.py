@@ -26,6 +26,8 @@ class Outputs:
     """The snapshot metrics (usage counters included) that push readers (OTLP, console) collect, as observations."""
     exposition: bool = False
     """The snapshot metrics and usage counters as Prometheus text, for /metrics."""
+    created_series: bool = True
+    """The usage counters' `_created` lines in OpenMetrics (PROMETHEUS_DISABLE_CREATED_SERIES)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,21 +37,28 @@ class Publication:
     """The usage counters up to this snapshot's refresh."""
     observations: SnapshotObservations
     exposition: SnapshotExposition | None
-    """The snapshot's families, then the usage counters'; None when the Prometheus endpoint is off."""
+    """The snapshot's families; None when the Prometheus endpoint is off."""
+    counters: SnapshotExposition | None
+    """The usage counters' families, served after the snapshot's; None when the Prometheus endpoint is off."""
     fetched_at: float
     """Wall-clock time of the fetch: the feed carries no timestamp of its own."""
     fetched_monotonic: float
-    usage_offsets: tuple[int, int] = (0, 0)
-    """Where the usage counters begin in `exposition.text` and `exposition.openmetrics`."""
 
 
 def build_publication(
-    snapshot: Snapshot, usage: UsageView, outputs: Outputs, fetched_at: float, fetched_monotonic: float
+    snapshot: Snapshot,
+    usage: UsageView,
+    outputs: Outputs,
+    fetched_at: float,
+    fetched_monotonic: float,
+    previous: Publication | None = None,
 ) -> Publication:
-    exposition = render_snapshot(snapshot) if outputs.exposition else None
-    offsets = (len(exposition.text), len(exposition.openmetrics)) if exposition is not None else (0, 0)
+    """`previous`: the publication in service, whose rendering of the stations that did not change is reused."""
+    exposition = None
+    if outputs.exposition:
+        exposition = render_snapshot(snapshot, previous.exposition if previous is not None else None)
     observations = observe_snapshot(snapshot, outputs.observed)
-    snapshot_only = Publication(snapshot, usage, observations, exposition, fetched_at, fetched_monotonic, offsets)
+    snapshot_only = Publication(snapshot, usage, observations, exposition, None, fetched_at, fetched_monotonic)
     return with_usage(snapshot_only, usage, outputs, fetched_at, fetched_monotonic)
 
 
@@ -58,18 +67,11 @@ def with_usage(
 ) -> Publication:
     """`publication` confirmed at a later refresh (a 304): the same snapshot, the counters up to now.
     Only the counters are built again."""
-    exposition = publication.exposition
-    if exposition is not None:
-        text_at, openmetrics_at = publication.usage_offsets
-        counters = render_usage(usage)
-        exposition = SnapshotExposition(
-            exposition.text[:text_at] + counters.text, exposition.openmetrics[:openmetrics_at] + counters.openmetrics
-        )
     return replace(
         publication,
         usage=usage,
         observations={**publication.observations, **observe_usage(usage, outputs.observed)},
-        exposition=exposition,
+        counters=render_usage(usage, outputs.created_series) if outputs.exposition else None,
         fetched_at=fetched_at,
         fetched_monotonic=fetched_monotonic,
     )

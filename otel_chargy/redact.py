@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
+from enum import Enum
+from functools import cache
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, unquote_plus
+
+from otel_chargy.model import Connector, Device, Snapshot, Station
 
 REDACTED = "REDACTED"
 _SECRET_WORDS = ("key", "token", "secret", "sig", "pass", "auth", "credential")
@@ -99,14 +104,104 @@ def secrets_of_url(url: str) -> list[str]:
     return sorted(secrets)
 
 
+# A text cut at a length bound (a label, an echoed JSON key) may end inside a secret: a prefix of a secret at
+# least this long is taken for the secret. Shorter prefixes say too little to be worth the false alarms.
+_SHORTEST_CUT_SECRET = 8
+
+
+def _whole_or_cut(secret: str) -> str:
+    """A pattern for the secret, whole or cut short after at least _SHORTEST_CUT_SECRET characters."""
+    if len(secret) <= _SHORTEST_CUT_SECRET:
+        return re.escape(secret)
+    rest = ""
+    for character in reversed(secret[_SHORTEST_CUT_SECRET:]):
+        rest = f"(?:{re.escape(character)}{rest})?"
+    return re.escape(secret[:_SHORTEST_CUT_SECRET]) + rest
+
+
 class Redactor:
-    """Replaces known secret values in any text: the last line of defence for logs and pages."""
+    """Replaces known secret values in any text, whole or cut short: the last line of defence for every
+    output (logs, spans, pages, the snapshot's labels). `secrets` is every secret the service holds: the
+    feed URL's, header values, tokens."""
 
     def __init__(self, secrets: list[str]) -> None:
         # Longest first, so that a secret that contains another is replaced whole.
-        self._secrets = sorted(set(secrets), key=len, reverse=True)
+        ordered = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(_whole_or_cut(secret) for secret in ordered)) if ordered else None
+
+    @property
+    def holds_secrets(self) -> bool:
+        return self._pattern is not None
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return text if self._pattern is None else self._pattern.sub(REDACTED, text)
+
+
+def _redacted(value: Any, redactor: Redactor) -> Any:
+    """`value` with every text in it redacted: a str, or the fields of a dataclass and the items of a tuple,
+    as deep as they go; the same object when nothing changed."""
+    if isinstance(value, Enum):
+        return value
+    if isinstance(value, str):
+        redacted = redactor(value)
+        return value if redacted == value else redacted
+    if isinstance(value, tuple):
+        items = tuple(_redacted(item, redactor) for item in value)
+        return items if any(new is not old for new, old in zip(items, value, strict=True)) else value
+    if is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for name in _field_names(type(value)):
+            old = getattr(value, name)
+            if (new := _redacted(old, redactor)) is not old:
+                changes[name] = new
+        return replace(value, **changes) if changes else value
+    return value
+
+
+@cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(field.name for field in fields(kind) if field.init)
+
+
+T = TypeVar("T", Station, Device, Connector)
+
+
+def _named_apart(items: tuple[T, ...]) -> tuple[T, ...]:
+    """`items` with names unique again: a name that redaction made equal to another's (`S <key>` beside
+    `S REDACTED`) gets the first free ` (2)`, ` (3)`, … suffix, so that no two series share their labels."""
+    names = [item.name for item in items]
+    if len(set(names)) == len(names):
+        return items
+    taken = set(names)
+    seen: set[str] = set()
+    renamed = []
+    for item in items:
+        if item.name in seen:
+            number = 2
+            while f"{item.name} ({number})" in taken:
+                number += 1
+            item = replace(item, name=f"{item.name} ({number})")
+            taken.add(item.name)
+        seen.add(item.name)
+        renamed.append(item)
+    return tuple(renamed)
+
+
+def redact_snapshot(snapshot: Snapshot, redactor: Redactor) -> Snapshot:
+    """The snapshot with every text a feed wrote (names, addresses, ids, raw states) redacted, once as it is
+    made: every output of it, /metrics and OTLP included, then shows no secret the feed echoed."""
+    if not redactor.holds_secrets:
+        return snapshot
+    redacted: Snapshot = _redacted(snapshot, redactor)
+    if redacted is snapshot:
+        return snapshot
+    stations = tuple(
+        replace(
+            station,
+            devices=_named_apart(
+                tuple(replace(device, connectors=_named_apart(device.connectors)) for device in station.devices)
+            ),
+        )
+        for station in redacted.stations
+    )
+    return replace(redacted, stations=_named_apart(stations))

@@ -18,6 +18,7 @@ from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.metrics import RefreshRecorder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import FeedError, Outcome, mark_failed
+from otel_chargy.paired import PairedFeed
 from otel_chargy.parse import SizeBounds, parse_kml
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _by_kind(issues: Mapping[str, int]) -> str:
 class Refresher:
     def __init__(
         self,
-        source: FeedSource,
+        source: FeedSource | PairedFeed,
         holder: SnapshotHolder,
         recorder: RefreshRecorder,
         tracer: trace.Tracer,
@@ -61,7 +62,8 @@ class Refresher:
         parse: Callable[[bytes], Snapshot] | None = None,
     ) -> None:
         """`max_shrink`: the fraction of the last good snapshot's connectors a new one may lose (1: no guard).
-        `parse`: the feed format's parser (feeds.py); the Chargy KML parser within `bounds` by default."""
+        `parse`: the feed format's parser (feeds.py); the Chargy KML parser within `bounds` by default.
+        A PairedFeed (DATEX II, OICP) fetches and parses its two parts itself: `parse` is not used."""
         if not 0 < max_shrink <= 1:
             raise ValueError(f"max_shrink must be in (0, 1], not {max_shrink}")
         self._source = source
@@ -95,6 +97,8 @@ class Refresher:
         return result
 
     def _fetch_and_publish(self, span: trace.Span) -> RefreshResult:
+        if isinstance(self._source, PairedFeed):
+            return self._read_and_publish(self._source, span)
         # Validators are only sent while their snapshot is in service: a 304 then confirms it.
         validators = self._validators if self._holder.latest is not None else Validators()
         try:
@@ -122,6 +126,32 @@ class Refresher:
             }
         )
         return RefreshResult(Outcome.SUCCESS, "ok", snapshot)
+
+    def _read_and_publish(self, feed: PairedFeed, span: trace.Span) -> RefreshResult:
+        """A feed in two parts: a refresh reads the status part, and the static part when it is due."""
+        try:
+            read = feed.read(in_service=self._holder.latest is not None)
+            if read.snapshot is None:
+                self._holder.confirm(time.time())
+                span.set_attribute("chargy.snapshot.changed", False)
+                return RefreshResult(Outcome.NOT_MODIFIED, "neither part of the feed has changed", None)
+            self._guard_shrink(read.snapshot, span)
+        except FeedError as error:
+            span.record_exception(error)
+            return RefreshResult(error.outcome, error.reason, None, error.issues)
+        snapshot = read.snapshot
+        self._holder.publish(snapshot, time.time())
+        if read.note:
+            span.add_event("chargy.static_part_stale", {"reason": read.note})
+        span.set_attributes(
+            {
+                "chargy.feed.bytes": read.bytes_read,
+                "chargy.feed.stations": len(snapshot.stations),
+                "chargy.feed.connectors": snapshot.connector_count,
+                "chargy.snapshot.changed": True,
+            }
+        )
+        return RefreshResult(Outcome.SUCCESS, f"ok; {read.note}" if read.note else "ok", snapshot)
 
     def _parse(self, body: bytes) -> Snapshot:
         with self._tracer.start_as_current_span(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,37 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+GZIP_MIN_BYTES = 1400
+"""Smaller answers fit one packet as they are: compressing them saves nothing."""
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether the client's Accept-Encoding takes gzip (and does not refuse it with q=0)."""
+    for entry in (accept_encoding or "").split(","):
+        coding, _, parameters = entry.partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            quality = parameters.strip().removeprefix("q=").strip()
+            try:
+                return not parameters.strip() or float(quality) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def gzipped(reply: Reply, accept_encoding: str | None) -> Reply:
+    """`reply` gzip-compressed when it is large, compressible (JSON, HTML) and the client takes gzip."""
+    compressible = reply.content_type.startswith((JSON_TYPE, "text/"))
+    if not compressible or "Content-Encoding" in reply.headers:
+        return reply
+    size = sum(len(chunk) for chunk in reply.chunks)
+    vary = {**reply.headers, "Vary": "Accept-Encoding"}
+    if size < GZIP_MIN_BYTES or not accepts_gzip(accept_encoding):
+        return Reply(reply.status, reply.chunks, reply.content_type, vary)
+    # Level 1: several times smaller for a fraction of the time the default level takes.
+    body = gzip.compress(b"".join(reply.chunks), compresslevel=1, mtime=0)
+    return Reply(reply.status, [body], reply.content_type, {**vary, "Content-Encoding": "gzip"})
+
+
 def json_reply(value: object, status: HTTPStatus = HTTPStatus.OK) -> Reply:
     return Reply(status, [json_bytes(value) + b"\n"], JSON_TYPE)
 
@@ -43,6 +75,10 @@ class PerSnapshot(Generic[Rendered]):
         self._render = render
         self._cached: tuple[Snapshot, Rendered] | None = None
         self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cached = None
 
     def get(self, snapshot: Snapshot) -> Rendered:
         cached = self._cached

@@ -19,9 +19,20 @@ from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 from otel_chargy import __version__
-from otel_chargy.api import STATIONS_PATH, STATUS_PATH, StationDocuments, stations_reply, status_reply
+from otel_chargy.api import (
+    API_PREFIX,
+    EVENTS_PATH,
+    STATIONS_PATH,
+    STATUS_PATH,
+    StationDocuments,
+    events_reply,
+    stations_reply,
+    status_reply,
+    unknown_path_reply,
+)
 from otel_chargy.config import ListenAddress
 from otel_chargy.exposition import Exposition
 from otel_chargy.health import FeedHealth, PushHealth, read_health
@@ -29,8 +40,16 @@ from otel_chargy.history import RefreshHistory
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.model import Snapshot
 from otel_chargy.redact import Redactor
-from otel_chargy.reply import PerSnapshot, Reply
-from otel_chargy.status_page import Links, PageQuery, StationView, render_page, static_file
+from otel_chargy.reply import PerSnapshot, Reply, accepts_gzip, gzipped
+from otel_chargy.status_page import (
+    STATION_PAGE_PREFIX,
+    Links,
+    PageQuery,
+    StationView,
+    render_page,
+    render_station_page,
+    static_file,
+)
 from otel_chargy.webconfig import BasicAuth, WebConfig
 
 logger = logging.getLogger(__name__)
@@ -93,11 +112,19 @@ class Pages:
         self._station_views = PerSnapshot(lambda snapshot: StationView(snapshot, redactor))
         self._station_documents = PerSnapshot(lambda snapshot: StationDocuments.render(snapshot, redactor))
         self._state_counts = PerSnapshot(Snapshot.count_by_state)
+        self._all_stations_gzipped: tuple[tuple[bytes, ...], Reply] | None = None
         if history is not None:
-            history.render_each_snapshot(self.prepare)
+            history.on_each_snapshot(self.forget)
+
+    def forget(self, _: Snapshot) -> None:
+        """What the page and the API rendered of the snapshot before is let go: the first request that
+        needs the new one renders it. Nothing is built, or kept, for a page nobody reads."""
+        self._state_counts.forget()
+        self._station_views.forget()
+        self._station_documents.forget()
 
     def prepare(self, snapshot: Snapshot) -> None:
-        """Renders what the page and the API show of `snapshot`, so that no request has to."""
+        """Renders what the page and the API show of `snapshot`: what the first request after a refresh does."""
         self._state_counts.get(snapshot)
         self._station_views.get(snapshot)
         self._station_documents.get(snapshot)
@@ -122,28 +149,61 @@ class Pages:
         published = self.holder.current
         view = self._station_views.get(published.snapshot) if published is not None else None
         links = Links(self.telemetry_path if self.exposition is not None else None, self._grafana_url)
-        return render_page(self._health(), view, PageQuery.parse(query_string), links, self._redactor)
+        return render_page(
+            self._health(), view, PageQuery.parse(query_string), links, self._redactor, self.holder.events
+        )
 
-    def page(self, target: str) -> Reply | None:
+    def station_page(self, quoted_name: str) -> Reply:
+        published = self.holder.current
+        view = self._station_views.get(published.snapshot) if published is not None else None
+        documents = self._station_documents.get(published.snapshot) if published is not None else None
+        name = unquote(quoted_name)
+        found = view is not None and name.casefold() in view.index_of
+        closest = documents.closest(name) if documents is not None and not found else []
+        return render_station_page(self._health(), view, name, self.holder.events, self._redactor, closest)
+
+    def page(self, target: str, accept_encoding: str | None = None) -> Reply | None:
         """The status page, its static files and the JSON API; None for a path they do not answer."""
         path, _, query_string = target.partition("?")
         reply: Reply | None
+        published = self.holder.current
         if path == "/":
             reply = self.landing_page(query_string)
+        elif path.startswith(STATION_PAGE_PREFIX):
+            reply = self.station_page(path.removeprefix(STATION_PAGE_PREFIX))
         elif path.startswith("/static/"):
             reply = static_file(path.removeprefix("/static/"))
         elif path == STATUS_PATH:
             reply = status_reply(self._health(), self._redactor)
         elif path == STATIONS_PATH or path.startswith(STATIONS_PATH + "/"):
-            published = self.holder.current
             documents = self._station_documents.get(published.snapshot) if published is not None else None
             fetched_at = published.fetched_at if published is not None else 0.0
-            reply = stations_reply(path, documents, fetched_at, self.holder.status.reason, self._redactor)
+            reply = stations_reply(
+                path, documents, fetched_at, self.holder.status.reason, self._redactor, self.holder.events
+            )
+        elif path == EVENTS_PATH:
+            documents = self._station_documents.get(published.snapshot) if published is not None else None
+            reply = events_reply(query_string, self.holder.events, documents, self._redactor)
+        elif path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            reply = unknown_path_reply(path, self._redactor)
         else:
             return None
         if reply is None:
             return None
+        if path.startswith(API_PREFIX):
+            reply = self._gzipped(path, reply, accept_encoding)
         return replace(reply, headers={"X-Content-Type-Options": "nosniff", **reply.headers})
+
+    def _gzipped(self, path: str, reply: Reply, accept_encoding: str | None) -> Reply:
+        """The API's answer compressed when the client takes gzip; every station's, the largest, once per refresh."""
+        if path != STATIONS_PATH or reply.status != HTTPStatus.OK or not accepts_gzip(accept_encoding):
+            return gzipped(reply, accept_encoding)
+        key = tuple(reply.chunks)
+        cached = self._all_stations_gzipped
+        if cached is None or cached[0] != key:
+            cached = (key, gzipped(reply, accept_encoding))
+            self._all_stations_gzipped = cached
+        return cached[1]
 
     def _health(self) -> FeedHealth:
         return read_health(
@@ -219,6 +279,7 @@ class _RequestHead(io.BufferedReader):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     rfile: _RequestHead
+    _answer_started = False
     protocol_version = "HTTP/1.1"
     server_version = f"otel-chargy/{__version__}"
     # A response is written as several chunks: without this, Nagle's algorithm and the client's
@@ -267,28 +328,40 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # a scrape every few seconds is not worth a log line
 
     def do_GET(self) -> None:
+        try:
+            self._answer()
+        except Exception:  # a bug in one answer: the client still gets one, and the server goes on
+            logger.exception("answering a request failed")
+            if not self._answer_started:
+                self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR)
+            self.close_connection = True  # an answer cut short cannot be followed by another
+
+    def _answer(self) -> None:
+        self._answer_started = False
         pages = self.server.pages
+        # The query string means nothing to health, readiness or metrics: /healthz?x is /healthz.
+        path = self.path.partition("?")[0]
         declared_body = self.headers.get("Content-Length", "0").strip()
         if declared_body != "0" or "Transfer-Encoding" in self.headers:
             self.close_connection = True  # the body is never read: the connection cannot carry another request
         if not declared_body.isdigit() or int(declared_body) > _MAX_REQUEST_BODY:
             self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"413 request body refused\n", "text/plain; charset=utf-8")
-        elif self.path != "/healthz" and not self.server.auth.allows(self.headers.get("Authorization")):
+        elif path != "/healthz" and not self.server.auth.allows(self.headers.get("Authorization")):
             self._send(
                 HTTPStatus.UNAUTHORIZED,
                 b"401 unauthorized\n",
                 "text/plain; charset=utf-8",
                 {"WWW-Authenticate": 'Basic realm="otel-chargy", charset="UTF-8"'},
             )
-        elif pages.exposition is not None and self.path.split("?", 1)[0] == pages.telemetry_path:
+        elif pages.exposition is not None and path == pages.telemetry_path:
             response = pages.exposition.render(self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
             headers = {"Content-Encoding": "gzip"} if response.gzipped else {}
             self._send(HTTPStatus.OK, response.chunks, response.content_type, headers)
-        elif (reply := pages.page(self.path)) is not None:
+        elif (reply := pages.page(self.path, self.headers.get("Accept-Encoding"))) is not None:
             self._send(reply.status, reply.chunks, reply.content_type, dict(reply.headers))
-        elif self.path == "/healthz":
+        elif path == "/healthz":
             self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
-        elif self.path == "/readyz":
+        elif path == "/readyz":
             ready, text = pages.readiness()
             self._send(
                 HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, text.encode(), "text/plain; charset=utf-8"
@@ -308,6 +381,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         # The metrics come as chunks (cached parts of many MB): written one by one, never joined.
         chunks = [body] if isinstance(body, bytes) else body
+        self._answer_started = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(sum(len(chunk) for chunk in chunks)))

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 import time
 from http.server import ThreadingHTTPServer
 
 from otel_chargy import __version__
 from otel_chargy.catalog import Detail
-from otel_chargy.config import Config
-from otel_chargy.feeds import feed_parser, open_feed, parse_issue_kinds
+from otel_chargy.config import PAIRED_FORMATS, Config
+from otel_chargy.events import EventLog
+from otel_chargy.feeds import feed_parser, open_feed, open_paired_feed, parse_issue_kinds
 from otel_chargy.fetch import DemoSource, FeedSource
 from otel_chargy.health import push_health_of
 from otel_chargy.history import RefreshHistory
 from otel_chargy.metrics import PushHealth
+from otel_chargy.paired import PairedFeed
 from otel_chargy.parse import SizeBounds
-from otel_chargy.redact import Redactor
+from otel_chargy.redact import Redactor, redact_snapshot
 from otel_chargy.refresh import Refresher
 from otel_chargy.server import ClientLimits, Pages, make_server
 from otel_chargy.telemetry import (
+    EventEmitter,
+    build_logger_provider,
     build_metric_readers,
     build_resource,
     build_tracer_provider,
@@ -34,6 +39,25 @@ logger = logging.getLogger(__name__)
 # after the next: the process must end promptly, within 10 s of SIGTERM even with the collector down.
 _SHUTDOWN_GRACE_S = 2.0
 _TELEMETRY_FLUSH_LIMIT_S = 5.0
+# Descriptors beyond one per client connection: the listening socket, the feed's connection and its watched
+# duplicate, OTLP channels, the interpreter's own; measured at 5 to 10 (docs/security.md), doubled.
+_DESCRIPTORS_BESIDE_CLIENTS = 20
+
+
+def ensure_descriptors(max_connections: int) -> None:
+    """Raises the soft limit on open files to what --web.max-connections needs, as far as the hard limit
+    allows (Go programs such as node_exporter do the same); warns when the hard limit is short."""
+    needed = max_connections + _DESCRIPTORS_BESIDE_CLIENTS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    if raised < needed:
+        logger.warning(
+            "the open-file limit is below what --web.max-connections needs: connections past it wait",
+            extra={"limit": raised, "needed": needed, "web_max_connections": max_connections},
+        )
 
 
 class Service:
@@ -42,14 +66,21 @@ class Service:
         resource = build_resource()
         self.push_health = PushHealth(pushed_signals(config))
         """How the OTLP exports of each signal went: for the landing page."""
-        self._tracer_provider = build_tracer_provider(config, resource, self.push_health)
+        self._tracer_provider = build_tracer_provider(config, resource, self.push_health, redactor)
         tracer = self._tracer_provider.get_tracer("otel_chargy", __version__)
-        self._source: FeedSource = (
-            DemoSource()
-            if config.demo
-            # The feed is a third party: it learns a trace context only when the traces go somewhere.
-            else open_feed(config, config.feed_url, tracer, propagate_trace_context=bool(config.traces_exporters))
-        )
+        # The feed is a third party: it learns a trace context only when the traces go somewhere.
+        propagate = bool(config.traces_exporters)
+        self._source: FeedSource | PairedFeed
+        if config.demo:
+            self._source = DemoSource()
+        elif config.feed_format in PAIRED_FORMATS:
+            self._source = open_paired_feed(config, tracer, propagate_trace_context=propagate)
+        else:
+            self._source = open_feed(config, config.feed_url, tracer, propagate_trace_context=propagate)
+        events = EventLog(config.events_max)
+        self._logger_provider = build_logger_provider(config, resource, self.push_health)
+        if self._logger_provider is not None:
+            events.subscribe(EventEmitter(self._logger_provider))
         prometheus_reader, push_readers = build_metric_readers(config, self.push_health)
         wiring = wire_metrics(
             prometheus=prometheus_reader,
@@ -58,12 +89,18 @@ class Service:
             max_staleness_s=config.max_staleness_s,
             detail=Detail(config.otlp_detail),
             push_health=self.push_health,
+            events=events,
+            created_series=config.created_series,
             issue_kinds=parse_issue_kinds(config),
             max_connectors=config.max_connectors,
         )
         self.holder = wiring.holder
         self._meter_providers = wiring.providers
         history = RefreshHistory()
+        parse = feed_parser(config)
+        # Redacted once as it is made: every output of the snapshot shows no secret a feed echoed. The demo's
+        # generated network has no feed to echo one (its 75 ms a refresh would be spent for nothing).
+        redacting_parse = parse if config.demo else lambda body: redact_snapshot(parse(body), redactor)
         self._refresher = Refresher(
             self._source,
             self.holder,
@@ -73,7 +110,7 @@ class Service:
             SizeBounds(config.max_connectors),
             config.max_shrink,
             history,
-            parse=feed_parser(config),
+            parse=redacting_parse,
         )
         pages = Pages(
             self.holder,
@@ -85,6 +122,7 @@ class Service:
             grafana_url=config.grafana_url,
             push_health=lambda: push_health_of(self.push_health.status(), time.time()),
         )
+        ensure_descriptors(config.web_max_connections)
         self._server: ThreadingHTTPServer = make_server(
             config.listen_address, pages, config.web_config, ClientLimits(max_connections=config.web_max_connections)
         )
@@ -109,6 +147,7 @@ class Service:
                 "refresh_interval_s": self._config.refresh_interval_s,
                 "metrics_exporters": ",".join(self._config.metrics_exporters) or "none",
                 "traces_exporters": ",".join(self._config.traces_exporters) or "none",
+                "logs_exporters": ",".join(self._config.logs_exporters) or "none",
                 "otlp_detail": self._config.otlp_detail,
             },
         )
@@ -121,5 +160,5 @@ class Service:
         refresh_thread.join(_SHUTDOWN_GRACE_S)
         if not refresh_thread.is_alive():
             self._source.close()
-        shut_down(self._meter_providers, self._tracer_provider, _TELEMETRY_FLUSH_LIMIT_S)
+        shut_down(self._meter_providers, self._tracer_provider, _TELEMETRY_FLUSH_LIMIT_S, self._logger_provider)
         logger.info("otel-chargy stopped")

@@ -1,5 +1,8 @@
-"""The OpenTelemetry plumbing: resource, metric readers and span exporters chosen by configuration,
+"""The OpenTelemetry plumbing: resource, metric readers, span and log exporters chosen by configuration,
 OTLP exports kept within the receiver's limits and counted, and the one wiring of the metrics.
+
+The logs SDK is still marked as in development in Python (its modules are underscored): this is the
+one module that imports it, tested on the wire (tests/test_events.py) at the versions pyproject.toml pins.
 
 Endpoints, headers, compression, timeouts, TLS and temporality come from the SDK's own
 `OTEL_EXPORTER_OTLP_*` handling: the exporters are built without arguments for them.
@@ -16,6 +19,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    ConsoleLogRecordExporter,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -30,6 +41,7 @@ from opentelemetry.sdk.metrics.export import (
     ScopeMetrics,
 )
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -37,10 +49,13 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.trace import Link, Status
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from otel_chargy import __version__
 from otel_chargy.catalog import DETAIL_METRICS, SNAPSHOT_METRICS, Detail
 from otel_chargy.config import Config
+from otel_chargy.events import Event, EventLog, EventName
 from otel_chargy.exposition import CountingPrometheusReader, Exposition
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import (
@@ -54,6 +69,7 @@ from otel_chargy.metrics import (
 )
 from otel_chargy.parse import DEFAULT_MAX_CONNECTORS, ISSUE_KINDS
 from otel_chargy.publication import Outputs
+from otel_chargy.redact import Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +298,57 @@ class BoundedMetricExporter(MetricExporter):
         self._exporter.shutdown(timeout_millis=timeout_millis)
 
 
+class RedactingSpanExporter(SpanExporter):
+    """Every span leaves with its texts redacted: name, attributes, status description and events (an
+    exception's message and stack trace), whatever put a secret there (a feed that echoes its key)."""
+
+    def __init__(self, exporter: SpanExporter, redactor: Redactor) -> None:
+        self._exporter = exporter
+        self._redactor = redactor
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._exporter.export([self._redacted(span) for span in spans])
+
+    def _redacted(self, span: ReadableSpan) -> ReadableSpan:
+        status = span.status
+        if status.description:
+            status = Status(status.status_code, self._redactor(status.description))
+        return ReadableSpan(
+            name=self._redactor(span.name),
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=self._attributes(span.attributes),
+            events=[
+                SpanEvent(self._redactor(event.name), self._attributes(event.attributes), event.timestamp)
+                for event in span.events
+            ],
+            links=[Link(link.context, self._attributes(link.attributes)) for link in span.links],
+            kind=span.kind,
+            status=status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    def _attributes(self, attributes: Attributes) -> dict[str, AttributeValue]:
+        redacted: dict[str, AttributeValue] = {}
+        for name, value in (attributes or {}).items():
+            if isinstance(value, str):
+                redacted[name] = self._redactor(value)
+            elif isinstance(value, Sequence) and not isinstance(value, bytes):
+                redacted[name] = [self._redactor(item) if isinstance(item, str) else item for item in value]
+            else:
+                redacted[name] = value
+        return redacted
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+
 class CountedSpanExporter(SpanExporter):
     """An OTLP span exporter whose exports are counted in the push health."""
 
@@ -299,6 +366,25 @@ class CountedSpanExporter(SpanExporter):
 
     def shutdown(self) -> None:
         self._exporter.shutdown()
+
+
+class CountedLogExporter(LogRecordExporter):
+    """An OTLP log exporter whose exports are counted in the push health."""
+
+    def __init__(self, exporter: LogRecordExporter, health: PushHealth) -> None:
+        self._exporter = exporter
+        self._outcomes = _Outcomes("logs", health)
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        result = self._exporter.export(batch)
+        self._outcomes.record(result is LogRecordExportResult.SUCCESS)
+        return result
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()  # type: ignore[no-untyped-call]
 
 
 def _otlp_metric_exporter(protocol: str) -> MetricExporter:
@@ -322,10 +408,20 @@ def _otlp_span_exporter(protocol: str) -> SpanExporter:
     return GrpcExporter()
 
 
+def _otlp_log_exporter(protocol: str) -> LogRecordExporter:
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
+
+        return HttpExporter()
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
+
+    return GrpcExporter()
+
+
 def pushed_signals(config: Config) -> list[str]:
     """The signals that go out over OTLP: those whose exports are counted."""
-    return [signal for signal, names in (("metrics", config.metrics_exporters), ("traces", config.traces_exporters))
-            if "otlp" in names]  # fmt: skip
+    exporters = {"metrics": config.metrics_exporters, "traces": config.traces_exporters, "logs": config.logs_exporters}
+    return [signal for signal, names in exporters.items() if "otlp" in names]
 
 
 def build_metric_readers(
@@ -356,8 +452,10 @@ def build_metric_readers(
     return prometheus, readers
 
 
-def build_tracer_provider(config: Config, resource: Resource, health: PushHealth) -> TracerProvider:
-    """Spans are always made; exported as configured."""
+def build_tracer_provider(
+    config: Config, resource: Resource, health: PushHealth, redactor: Redactor | None = None
+) -> TracerProvider:
+    """Spans are always made; exported as configured, every text in them redacted."""
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     for name in config.traces_exporters:
         exporter: SpanExporter
@@ -367,8 +465,83 @@ def build_tracer_provider(config: Config, resource: Resource, health: PushHealth
         else:
             exporter = ConsoleSpanExporter()
         # The batch processor's queue is bounded (OTEL_BSP_MAX_QUEUE_SIZE): a collector that is down costs no memory.
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter, redactor or Redactor([]))))
     return provider
+
+
+def build_logger_provider(config: Config, resource: Resource, health: PushHealth) -> LoggerProvider | None:
+    """The logs pipeline of the state-change events; None when OTEL_LOGS_EXPORTER sends them nowhere."""
+    if not config.logs_exporters:
+        return None
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    for name in config.logs_exporters:
+        exporter: LogRecordExporter
+        if name == "otlp":
+            exporter = CountedLogExporter(_otlp_log_exporter(config.otlp_logs_protocol), health)
+            _capture_exporter_logs()
+        else:
+            exporter = ConsoleLogRecordExporter()
+        # The queue is bounded (OTEL_BLRP_MAX_QUEUE_SIZE): a collector that is down costs no memory.
+        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    return provider
+
+
+# A problem is a warning, a recovery or a connector free again is news, the rest information.
+_SEVERITY = {
+    "unavailable": SeverityNumber.WARN,
+    "unknown": SeverityNumber.WARN,
+    "all unavailable": SeverityNumber.ERROR,
+}
+
+
+def severity_of(event: Event) -> SeverityNumber:
+    if event.name is EventName.CONNECTOR_LEFT:
+        return SeverityNumber.WARN
+    return _SEVERITY.get(event.to_state or "", SeverityNumber.INFO)
+
+
+def event_attributes(event: Event) -> dict[str, str]:
+    """The event's labels, under the names of the metrics' labels (`station`, `device`, `connector`)."""
+    attributes = {"station": event.station}
+    for key, value in (
+        ("device", event.device),
+        ("connector", event.connector),
+        ("state.from", event.from_state),
+        ("state.to", event.to_state),
+        ("raw_state.from", event.from_raw),
+        ("raw_state.to", event.to_raw),
+    ):
+        if value is not None:
+            attributes[key] = value
+    return attributes
+
+
+def event_body(event: Event) -> str:
+    """One line for people, as a log viewer shows it."""
+    where = " ".join(part for part in (event.station, event.device, event.connector) if part)
+    if event.from_state is None:
+        return f"{where}: appeared, {event.to_state}"
+    if event.to_state is None:
+        return f"{where}: left the feed, was {event.from_state}"
+    return f"{where}: {event.from_state} -> {event.to_state}"
+
+
+class EventEmitter:
+    """Each event as an OpenTelemetry log record with its event name, given to the logs pipeline."""
+
+    def __init__(self, provider: LoggerProvider) -> None:
+        self._logger = provider.get_logger("otel_chargy.events", __version__)
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self._logger.emit(
+                timestamp=int(event.at * 1e9),
+                severity_number=severity_of(event),
+                severity_text=severity_of(event).name,
+                body=event_body(event),
+                attributes=event_attributes(event),
+                event_name=event.name.value,
+            )
 
 
 @dataclass(frozen=True)
@@ -391,6 +564,8 @@ def wire_metrics(
     detail: Detail = Detail.CONNECTOR,
     push_health: PushHealth | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    events: EventLog | None = None,
+    created_series: bool = True,
     issue_kinds: Iterable[str] = ISSUE_KINDS,
     max_connectors: int = DEFAULT_MAX_CONNECTORS,
 ) -> MetricsWiring:
@@ -400,7 +575,8 @@ def wire_metrics(
     rendered once per snapshot instead (exposition.py); the push readers collect those of `detail`,
     each metric within the series limit of the largest network `max_connectors` (--max-connectors) allows."""
     observed = DETAIL_METRICS[detail] if push_readers else ()
-    holder = SnapshotHolder(Outputs(observed=observed, exposition=prometheus is not None), max_staleness_s, monotonic)
+    outputs = Outputs(observed=observed, exposition=prometheus is not None, created_series=created_series)
+    holder = SnapshotHolder(outputs, max_staleness_s, monotonic, events)
     overflow = OverflowTally([spec.name for spec in SNAPSHOT_METRICS])
     providers: list[MeterProvider] = []
     exposition = None
@@ -424,13 +600,21 @@ def wire_metrics(
     return MetricsWiring(holder, tuple(providers), RefreshRecorder(providers, issue_kinds), exposition)
 
 
-def shut_down(meter_providers: Sequence[MeterProvider], tracer_provider: TracerProvider, limit_s: float) -> None:
-    """Flushes metrics and spans, but gives up after `limit_s`: a collector that is down must not hold the exit."""
+def shut_down(
+    meter_providers: Sequence[MeterProvider],
+    tracer_provider: TracerProvider,
+    limit_s: float,
+    logger_provider: LoggerProvider | None = None,
+) -> None:
+    """Flushes metrics, spans and events, but gives up after `limit_s`: a collector that is down must not
+    hold the exit."""
 
     def flush() -> None:
         for meter_provider in meter_providers:
             meter_provider.shutdown(timeout_millis=limit_s * 1000)
         tracer_provider.shutdown()
+        if logger_provider is not None:
+            logger_provider.shutdown()
 
     flusher = threading.Thread(target=flush, name="telemetry-shutdown", daemon=True)
     flusher.start()

@@ -17,10 +17,13 @@ import fcntl
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +134,28 @@ class Browser:
                     return self._events.pop(index)
             self._events.append(self._read_message(deadline))
 
-    def open(self, url: str, *, javascript: bool = True, width: int = 1280, height: int = 900) -> Tab:
-        """A new tab that has loaded `url` (its load event fired: deferred scripts have run)."""
+    def events_of(self, session: str) -> list[dict[str, Any]]:
+        """The events of a tab received so far and not waited for."""
+        return [event for event in self._events if event.get("sessionId") == session]
+
+    def open(
+        self, url: str, *, javascript: bool = True, width: int = 1280, height: int = 900, watch: bool = False
+    ) -> Tab:
+        """A new tab that has loaded `url` (its load event fired: deferred scripts have run). `watch`: record
+        every request the page makes (`Tab.requests`) and every Content-Security-Policy violation
+        (`Tab.violations`)."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         tab = Tab(self, target, session)
         tab.send("Page.enable")
+        if watch:
+            tab.send("Network.enable")
+            listener = (
+                "window.cspViolations = [];"
+                "document.addEventListener('securitypolicyviolation', event => "
+                "window.cspViolations.push(event.violatedDirective + ' ' + event.blockedURI));"
+            )
+            tab.send("Page.addScriptToEvaluateOnNewDocument", {"source": listener})
         tab.send(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
@@ -156,6 +175,20 @@ class Tab:
 
     def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._browser.send(method, params, self._session)
+
+    def requests(self) -> list[str]:
+        """The URLs this tab has asked for so far (opened with `watch=True`)."""
+        self.evaluate("0")  # reads what Chromium has sent meanwhile
+        return [
+            event["params"]["request"]["url"]
+            for event in self._browser.events_of(self._session)
+            if event.get("method") == "Network.requestWillBeSent"
+        ]
+
+    def violations(self) -> list[str]:
+        """The Content-Security-Policy violations the page met (opened with `watch=True`)."""
+        found: list[str] = self.evaluate("window.cspViolations")
+        return found
 
     def dom(self) -> BeautifulSoup:
         """The document as the browser holds it now."""
@@ -192,8 +225,86 @@ class Tab:
         clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": scale}
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", {"format": "png", "clip": clip})["data"]))
 
+    def picture(self, x: float, y: float, width: float, height: float, path: Path | None = None) -> Picture:
+        """What the screen shows of a region of the page (CSS pixels, relative to the document), as pixels;
+        saved as PNG to `path` too, for a person to look at."""
+        clip = {"x": x, "y": y, "width": width, "height": height, "scale": 1}
+        png = base64.b64decode(self.send("Page.captureScreenshot", {"format": "png", "clip": clip})["data"])
+        if path is not None:
+            path.write_bytes(png)
+        return Picture.decode(png)
+
     def close(self) -> None:
         self._browser.send("Target.closeTarget", {"targetId": self._target})
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decoded PNG screenshot: 8-bit RGB or RGBA, as Chromium writes them."""
+
+    width: int
+    height: int
+    channels: int
+    pixels: bytes
+
+    @classmethod
+    def decode(cls, png: bytes) -> Picture:
+        assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+        at, header, data = 8, b"", b""
+        while at < len(png):
+            (length,) = struct.unpack(">I", png[at : at + 4])
+            kind, chunk = png[at + 4 : at + 8], png[at + 8 : at + 8 + length]
+            if kind == b"IHDR":
+                header = chunk
+            elif kind == b"IDAT":
+                data += chunk
+            at += 12 + length
+        width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+        assert depth == 8 and colour in (2, 6) and interlace == 0, (depth, colour, interlace)
+        channels = 3 if colour == 2 else 4
+        raw = zlib.decompress(data)
+        stride = width * channels
+        previous = bytearray(stride)
+        rows = []
+        for row in range(height):
+            start = row * (stride + 1)
+            kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+            if kind == 1:
+                for i in range(channels, stride):
+                    line[i] = (line[i] + line[i - channels]) & 0xFF
+            elif kind == 2:
+                line = bytearray((a + b) & 0xFF for a, b in zip(line, previous, strict=True))
+            elif kind == 3:
+                for i in range(stride):
+                    left = line[i - channels] if i >= channels else 0
+                    line[i] = (line[i] + ((left + previous[i]) >> 1)) & 0xFF
+            elif kind == 4:
+                for i in range(stride):
+                    a = line[i - channels] if i >= channels else 0
+                    b, c = previous[i], previous[i - channels] if i >= channels else 0
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+            rows.append(bytes(line))
+            previous = line
+        return cls(width, height, channels, b"".join(rows))
+
+    def rgb(self, x: int, y: int) -> tuple[int, int, int]:
+        at = (y * self.width + x) * self.channels
+        red, green, blue = self.pixels[at : at + 3]
+        return red, green, blue
+
+    def count(self, colour: tuple[int, int, int], tolerance: int = 8) -> int:
+        """Pixels of about `colour`."""
+        red, green, blue = colour
+        pixels, channels = self.pixels, self.channels
+        return sum(
+            1
+            for at in range(0, len(pixels), channels)
+            if abs(pixels[at] - red) <= tolerance
+            and abs(pixels[at + 1] - green) <= tolerance
+            and abs(pixels[at + 2] - blue) <= tolerance
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import pytest
 
 from otel_chargy.generator import generate_network
 from otel_chargy.holder import Served, SnapshotHolder
+from tests.browser import Browser
 from tests.feedserver import FeedServer
 from tests.prometheus import PrometheusServer
 
@@ -31,6 +32,13 @@ def prometheus() -> Iterator[PrometheusServer]:
     """One real Prometheus for the whole session: each test points it at its own service."""
     with PrometheusServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """One headless Chromium for the whole session (per worker): a start costs seconds on a busy machine."""
+    with Browser() as started:
+        yield started
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import gzip
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,6 +42,7 @@ class FeedServer:
     def __init__(self) -> None:
         self._response = FeedResponse()
         self._responses_by_path: dict[str, FeedResponse] = {}
+        self._changing: Callable[[int], FeedResponse] | None = None
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._released = threading.Event()
@@ -49,6 +51,9 @@ class FeedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are written apart: without this, Nagle's algorithm and the client's delayed
+            # ACK hold the body of a kept-alive connection back for 40 ms, as no tuned server does.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -56,6 +61,8 @@ class FeedServer:
             def do_GET(self) -> None:
                 with feed._lock:
                     response = feed._responses_by_path.get(self.path, feed._response)
+                    if feed._changing is not None:
+                        response = feed._changing(len(feed.requests))
                     feed.requests.append((self.path, dict(self.headers.items())))
                 if response.delay_s:
                     feed._stopping.wait(response.delay_s)
@@ -150,6 +157,12 @@ class FeedServer:
     def serve(self, response: FeedResponse) -> None:
         with self._lock:
             self._response = response
+
+    def serve_changing(self, respond: Callable[[int], FeedResponse] | None) -> None:
+        """Answers the request numbered n (from 0, counting every request so far) with `respond(n)`;
+        None goes back to what `serve` and `serve_path` set."""
+        with self._lock:
+            self._changing = respond
 
     def serve_path(self, path: str, response: FeedResponse) -> None:
         """Answers requests for `path` (with its query) so; the others get what `serve` set."""

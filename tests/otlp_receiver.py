@@ -1,5 +1,5 @@
-"""A test OTLP receiver: gRPC (MetricsService, TraceService) and HTTP/protobuf, decoding the real wire format,
-with the OpenTelemetry Collector's default limits: a gRPC message of at most 4 MiB, an HTTP body of at
+"""A test OTLP receiver: gRPC (MetricsService, TraceService, LogsService) and HTTP/protobuf, decoding the real
+wire format, with the OpenTelemetry Collector's default limits: a gRPC message of at most 4 MiB, an HTTP body of at
 most 20 MiB, both after decompression."""
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
@@ -55,6 +57,7 @@ class OtlpReceiver:
         """Bytes of each metrics request received, after decompression."""
         self.refused_http_bodies: list[int] = []
         self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
+        self.log_requests: list[logs_service_pb2.ExportLogsServiceRequest] = []
         self.received_bytes: list[bytes] = []
         """Every byte that reached the receiver: bodies and header or metadata values."""
         self.headers: list[dict[str, str]] = []
@@ -70,6 +73,11 @@ class OtlpReceiver:
                 receiver._record(request, _metadata(context), request.SerializeToString())
                 return trace_service_pb2.ExportTraceServiceResponse()
 
+        class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+                receiver._record(request, _metadata(context), request.SerializeToString())
+                return logs_service_pb2.ExportLogsServiceResponse()
+
         # gRPC refuses a larger message itself, as the Collector does: "Received message larger than max".
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.max_receive_message_length", max_grpc_bytes)]
@@ -77,6 +85,7 @@ class OtlpReceiver:
         # opentelemetry-proto's generated gRPC modules carry no type hints.
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._grpc)  # type: ignore[no-untyped-call]
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._grpc)  # type: ignore[no-untyped-call]
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self._grpc)  # type: ignore[no-untyped-call]
         self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
 
         class Http(BaseHTTPRequestHandler):
@@ -98,6 +107,9 @@ class OtlpReceiver:
                 elif self.path == "/v1/traces":
                     request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
                     response = trace_service_pb2.ExportTraceServiceResponse()
+                elif self.path == "/v1/logs":
+                    request = logs_service_pb2.ExportLogsServiceRequest.FromString(body)
+                    response = logs_service_pb2.ExportLogsServiceResponse()
                 else:
                     self.send_error(404)
                     return
@@ -118,6 +130,8 @@ class OtlpReceiver:
             if isinstance(request, metrics_service_pb2.ExportMetricsServiceRequest):
                 self.metric_requests.append(request)
                 self.metric_request_sizes.append(len(body))
+            elif isinstance(request, logs_service_pb2.ExportLogsServiceRequest):
+                self.log_requests.append(request)
             else:
                 self.trace_requests.append(request)
             self.headers.append(headers)
@@ -126,14 +140,12 @@ class OtlpReceiver:
 
     def take_requests(
         self,
-    ) -> tuple[
-        list[metrics_service_pb2.ExportMetricsServiceRequest], list[trace_service_pb2.ExportTraceServiceRequest]
-    ]:
-        """The metrics and trace requests received since the last call; the receiver forgets everything it
-        received so far (for long runs, which read as they go)."""
+    ) -> tuple[list[metrics_service_pb2.ExportMetricsServiceRequest], int, int]:
+        """The metrics requests received since the last call, and how many trace and log requests; the
+        receiver forgets everything it received so far (for long runs, which read as they go)."""
         with self._lock:
-            taken = self.metric_requests, self.trace_requests
-            self.metric_requests, self.trace_requests = [], []
+            taken = self.metric_requests, len(self.trace_requests), len(self.log_requests)
+            self.metric_requests, self.trace_requests, self.log_requests = [], [], []
             self.metric_request_sizes.clear()
             self.received_bytes.clear()
             self.headers.clear()
@@ -193,6 +205,18 @@ class OtlpReceiver:
             for span in scope_spans.spans
         ]
 
+    def log_records(self) -> list[tuple[Attributes, str, LogRecord]]:
+        """(resource attributes, scope name, record) of every log record received so far, in order."""
+        with self._lock:
+            requests = list(self.log_requests)
+        return [
+            (attributes_of(resource_logs.resource.attributes), scope_logs.scope.name, record)
+            for request in requests
+            for resource_logs in request.resource_logs
+            for scope_logs in resource_logs.scope_logs
+            for record in scope_logs.log_records
+        ]
+
     def all_bytes(self) -> bytes:
         with self._lock:
             return b"\n".join(self.received_bytes)
@@ -229,7 +253,7 @@ def serve_until_stdin_closes() -> None:
     """`python -m tests.otlp_receiver`: a receiver in a process of its own, for long runs whose process
     figures it must not mix with (the soak). Prints its endpoints as one JSON line, keeps nothing it
     receives, and when stdin closes prints the requests it received as one JSON line."""
-    received = {"metric_requests": 0, "trace_requests": 0}
+    received = {"metric_requests": 0, "trace_requests": 0, "log_requests": 0}
     with OtlpReceiver() as receiver:
         print(json.dumps({"grpc": receiver.grpc_endpoint, "http": receiver.http_endpoint}), flush=True)
         closed = threading.Event()
@@ -240,9 +264,10 @@ def serve_until_stdin_closes() -> None:
 
         threading.Thread(target=wait_for_stdin_to_close, daemon=True).start()
         while not closed.wait(0.2):
-            metric_requests, trace_requests = receiver.take_requests()
+            metric_requests, trace_requests, log_requests = receiver.take_requests()
             received["metric_requests"] += len(metric_requests)
-            received["trace_requests"] += len(trace_requests)
+            received["trace_requests"] += trace_requests
+            received["log_requests"] += log_requests
     print(json.dumps(received), flush=True)
 
 

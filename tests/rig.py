@@ -12,9 +12,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from otel_chargy.config import Config
 from otel_chargy.exposition import CountingPrometheusReader, Exposition
+from otel_chargy.feeds import open_paired_feed
 from otel_chargy.fetch import ACCEPT, MAX_PAGES, FeedSource, HttpSource
 from otel_chargy.model import Snapshot
+from otel_chargy.paired import PairedFeed
 from otel_chargy.parse import SizeBounds
 from otel_chargy.refresh import DEFAULT_MAX_SHRINK, Refresher
 from otel_chargy.telemetry import build_resource, wire_metrics
@@ -37,12 +40,19 @@ class Rig:
         max_pages: int = MAX_PAGES,
         accept: str = ACCEPT,
         parse: Callable[[bytes], Snapshot] | None = None,
+        paired: Config | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        """`paged`, `max_pages`, `accept`: the HttpSource's, as for an OCPI feed; `parse`: the format's parser."""
+        """`paged`, `max_pages`, `accept`: the HttpSource's, as for an OCPI feed; `parse`: the format's parser.
+        `paired`: a datex2 or oicp configuration, whose two parts are read as the service reads them (the
+        static part's schedule by `clock`)."""
         self.span_exporter = InMemorySpanExporter()
         self._tracer_provider = TracerProvider()
         self._tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
         tracer = self._tracer_provider.get_tracer("otel_chargy")
+        self.paired: PairedFeed | None = None
+        if paired is not None:
+            self.paired = open_paired_feed(paired, tracer, clock=clock) if clock else open_paired_feed(paired, tracer)
         self.source = source or HttpSource(
             url,
             timeout_s=timeout_s,
@@ -64,12 +74,12 @@ class Rig:
         self.holder = wiring.holder
         self._meter_providers = wiring.providers
         self.refresher = Refresher(
-            self.source,
+            self.paired or self.source,
             self.holder,
             wiring.recorder,
             tracer,
             refresh_interval_s,
-            SizeBounds(),
+            SizeBounds(paired.max_connectors if paired else SizeBounds().connectors),
             max_shrink=max_shrink,
             parse=parse,
         )
@@ -96,6 +106,8 @@ class Rig:
 
     def close(self) -> None:
         self.source.close()
+        if self.paired is not None:
+            self.paired.close()
         for provider in self._meter_providers:
             provider.shutdown()
         self._tracer_provider.shutdown()

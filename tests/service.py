@@ -62,6 +62,27 @@ def run_together(count: int, work: Callable[[int], None]) -> None:
         thread.join()
 
 
+def before_a_hang(work: Callable[[], T], what: str, limit_s: float = WAIT_LIMIT_S) -> T:
+    """Runs `work` and returns what it returns; fails only if it has not returned after `limit_s`, a bound
+    that only a hang can miss (how long it took is a benchmark's figure, not the test's)."""
+    outcome: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=run, name=what, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    assert not thread.is_alive(), f"{what} hung"
+    if errors:
+        raise errors[0]
+    return outcome[0]
+
+
 def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10) -> int:
     """SIGTERM, then SIGKILL if the process has not ended after `grace_s`."""
     if process.poll() is None:
@@ -149,3 +170,18 @@ class ServiceProcess:
             lambda: (self.sample("chargy_feed_refreshes_total", outcome=outcome) or 0) >= count,
             f"{count} refreshes with outcome {outcome}",
         )
+
+
+def raw_get(port: int, target: str, authorization: str | None = None) -> tuple[int, bytes]:
+    """The status and body of one GET of `target` exactly as written, on a connection of its own."""
+    head = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    if authorization:
+        head += f"Authorization: {authorization}\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(head.encode("latin-1") + b"\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    assert answer, f"no answer to GET {target}"
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]

@@ -2,9 +2,9 @@
 
 The feed's states move, and at every refresh it renames stations, issues new device ids, shows new
 powers and raw states never seen before (generator.relabel); the service's wiring serves /metrics
-and pushes metrics (OTLP/HTTP and gRPC) and spans (OTLP/HTTP) to the tests' receiver, run in a
-process of its own. Time is the service's as if it refreshed every minute (usage counters forget a
-station or a speed by time).
+and pushes metrics (OTLP/HTTP and gRPC), spans and the state-change events as log records
+(OTLP/HTTP) to the tests' receiver, run in a process of its own. Time is the service's as if it
+refreshed every minute (usage counters forget a station or a speed by time).
 
 `python -m tests.soak --refreshes 2000` prints RSS, live objects, threads, open files and the
 attribute sets the SDK holds after the first 100 refreshes and at the end, as JSON, and exits 1 when
@@ -28,12 +28,16 @@ import threading
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from otel_chargy.events import EventLog
 from otel_chargy.exposition import CountingPrometheusReader
 from otel_chargy.fetch import HttpSource
 from otel_chargy.generator import generate_network, move_states, relabel, render_kml
@@ -43,8 +47,10 @@ from otel_chargy.refresh import Refresher
 from otel_chargy.telemetry import (
     MAX_REQUEST_BYTES,
     BoundedMetricExporter,
+    CountedLogExporter,
     CountedSpanExporter,
     CountingPeriodicReader,
+    EventEmitter,
     build_resource,
     wire_metrics,
 )
@@ -60,6 +66,10 @@ FAULTS = [
 ]
 
 
+SOAK_MAX_EVENTS = 200
+"""10 % of the connectors move at each refresh: some 5 events a refresh even at 40 placemarks, so the ring is
+full within the first 100 refreshes at any size the soak runs."""
+
 REFRESH_INTERVAL_S = 60.0
 """The service's time between two refreshes, as the holder and the usage counters see it."""
 
@@ -74,9 +84,13 @@ class ServiceClock:
         return self.now
 
 
-def resources(push_readers: list[MetricReader], tracer_provider: TracerProvider) -> dict[str, Any]:
-    # The spans waiting in the batch processor's (bounded) queue go first: what is left is what stays.
+def resources(
+    push_readers: list[MetricReader], tracer_provider: TracerProvider, logger_provider: LoggerProvider
+) -> dict[str, Any]:
+    # The spans and log records waiting in the batch processors' (bounded) queues go first: what is left
+    # is what stays.
     tracer_provider.force_flush()
+    logger_provider.force_flush()
     # A collection stops tracking a tuple of untracked items: one nesting level a pass, and the SDK's keys
     # of attribute sets nest four deep. Counted after as many passes, churned keys count as settled ones.
     for _ in range(5):
@@ -142,12 +156,19 @@ def main() -> None:
     faults = itertools.cycle(FAULTS)
 
     receiver, endpoints = start_receiver()
-    health = PushHealth(["metrics", "traces"])
+    health = PushHealth(["metrics", "traces", "logs"])
     readers = push_readers(endpoints, health)
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(
         BatchSpanProcessor(CountedSpanExporter(OTLPSpanExporter(f"{endpoints['http']}/v1/traces", timeout=10), health))
     )
+    # The state-change events, as the service pushes them: OTel log records through a batch processor.
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(
+        BatchLogRecordProcessor(CountedLogExporter(OTLPLogExporter(f"{endpoints['http']}/v1/logs", timeout=10), health))
+    )
+    events = EventLog(max_events=SOAK_MAX_EVENTS)
+    events.subscribe(EventEmitter(logger_provider))
     tracer = tracer_provider.get_tracer("soak")
     clock = ServiceClock()
     # The service's wiring for both kinds of reader: the Prometheus endpoint's cached exposition,
@@ -159,6 +180,9 @@ def main() -> None:
         max_staleness_s=3 * REFRESH_INTERVAL_S,
         push_health=health,
         monotonic=clock,
+        # The ring of state changes is full well before the 100th refresh: from there on it must stay
+        # flat, so that an event kept past the bound would show as a leak.
+        events=events,
     )
     holder, exposition = wiring.holder, wiring.exposition
     assert exposition is not None
@@ -184,12 +208,13 @@ def main() -> None:
                 for reader in readers:
                     reader.collect()
             if index == 100:
-                report["after_100"] = resources(readers, tracer_provider)
-        report["after_all"] = resources(readers, tracer_provider)
+                report["after_100"] = resources(readers, tracer_provider, logger_provider)
+        report["after_all"] = resources(readers, tracer_provider, logger_provider)
         source.close()
     for provider in wiring.providers:
         provider.shutdown()
     tracer_provider.shutdown()
+    logger_provider.shutdown()
     report["received"] = json.loads(receiver.communicate("")[0])
     report["outcomes"] = outcomes
     report["exports"] = {

@@ -96,8 +96,19 @@ def served(network: Snapshot, module_feed: FeedServer) -> Iterator[Served]:
 def expected_station(station_index: int, network: Snapshot) -> dict[str, object]:
     """What the feed says of one station, written out here rather than borrowed from the code under test."""
     station = network.stations[station_index]
+    counts = counts_of(station)
+    state = (
+        "free"
+        if counts["available"]
+        else "busy"
+        if counts["charging"]
+        else "all unavailable"
+        if counts["unavailable"]
+        else "unknown"
+    )
     return {
         "name": station.name,
+        "state": state,
         "address": station.address.replace(TEST_API_KEY, REDACTED),
         "latitude": station.latitude,
         "longitude": station.longitude,
@@ -138,6 +149,9 @@ def test_each_station_answers_at_its_url_encoded_name(served: Served) -> None:
         assert response.status_code == 200, station.name
         document = response.json()
         assert document.pop("fetched_at").endswith("Z")
+        # One refresh so far: each station is in its state since then (at least), and nothing changed.
+        assert document.pop("since").endswith("Z") and document.pop("since_start") is True
+        assert document.pop("events") == []
         assert document == expected_station(index, served.network)
 
 

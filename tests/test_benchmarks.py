@@ -9,8 +9,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
 FIGURES = {
-    "refresh_s", "cpu_ms_per_scrape", "scrape_p50_ms", "scrape_p99_ms", "gzip_scrape_p50_ms", "response_bytes",
-    "gzip_response_bytes", "concurrent_p50_ms", "concurrent_p99_ms", "peak_rss_mib", "otlp_collect_cpu_ms",
+    "refresh_s", "refresh_cpu_s", "cpu_ms_per_scrape", "scrape_p50_ms", "scrape_p99_ms", "gzip_scrape_p50_ms",
+    "response_bytes", "gzip_response_bytes", "concurrent_p50_ms", "concurrent_p99_ms", "peak_rss_mib",
+    "otlp_collect_cpu_ms",
 }  # fmt: skip
 
 
@@ -71,3 +72,32 @@ def test_otlp_memory_benchmark_smoke_run(tmp_path: Path) -> None:
     # Every request that carried connectors carried those of one snapshot, all of them.
     assert case["connectors_per_request"] in ([], [case["connectors"]])
     assert "| http |" in result.stdout
+
+
+def test_afir_benchmark_smoke_run(tmp_path: Path) -> None:
+    output = tmp_path / "afir.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/afir.py", "--refill-points", "300", "--output", str(output)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(output.read_text())
+    whole = report["cases"]["whole network"]
+    assert [refresh["outcome"] for refresh in whole.values()] == ["success", "success"]
+    assert whole["status only (table cached)"]["connectors"] > 0
+    assert "| whole network | status only (table cached) |" in result.stdout
+
+
+def test_events_benchmark_smoke_run(tmp_path: Path) -> None:
+    output = tmp_path / "events.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/events.py", "--sizes", "60", "--repeats", "2", "--events", "300",
+         "--output", str(output)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(output.read_text())
+    (size,) = report["sizes"].values()
+    assert size["events_per_refresh"] > 0 and size["refresh_ms"] > 0 and size["page_p50_ms"] > 0
+    assert report["memory"]["events"] == 300 and report["memory"]["bytes_per_event"] > 0
+    assert "| added_share_of_refresh |" in result.stdout and "bytes an event" in result.stdout

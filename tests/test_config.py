@@ -8,7 +8,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from otel_chargy.config import DEFAULT_KML_URL, SETTINGS, ConfigError, ListenAddress, load_config
+from otel_chargy.config import DEFAULT_KML_URL, SETTINGS, ConfigError, ListenAddress, build_parser, load_config
 from otel_chargy.main import main
 from tests.conftest import TEST_API_KEY
 
@@ -60,6 +60,24 @@ def test_environment_fallbacks_and_flags_over_them() -> None:
     assert flagged.written_as["refresh_interval_s"] == "--refresh-interval"
     assert load_config([], {"CHARGY_DEMO": "1"}).demo and load_config(["--demo"], {}).demo
     assert not load_config([], {"CHARGY_DEMO": "no"}).demo
+
+
+def test_the_events_go_as_logs_where_otel_logs_exporter_says_and_their_bound_is_a_setting() -> None:
+    assert load_config([], {}).logs_exporters == ()
+    assert load_config([], {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}).logs_exporters == ("otlp",)
+    assert load_config([], {"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://c:4318/v1/logs"}).logs_exporters == ("otlp",)
+    assert load_config([], {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}).logs_exporters == ()
+    assert load_config([], {"OTEL_LOGS_EXPORTER": "console"}).logs_exporters == ("console",)
+    endpoint_but_none = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_LOGS_EXPORTER": "none"}
+    assert load_config([], endpoint_but_none).logs_exporters == ()
+    protocols = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/protobuf"}
+    assert load_config([], protocols).otlp_logs_protocol == "http/protobuf"
+    assert config_error([], {"OTEL_LOGS_EXPORTER": "loki"}).startswith("OTEL_LOGS_EXPORTER 'loki'")
+    assert load_config([], {}).events_max == 100_000
+    assert load_config(["--events.max", "200"], {}).events_max == 200
+    assert load_config([], {"CHARGY_EVENTS_MAX": "1000"}).events_max == 1000
+    assert config_error(["--events.max", "10"], {}).startswith("--events.max '10'")
+    assert "MiB at the default" in build_parser().format_help()
 
 
 def test_exporter_choices_follow_the_otel_variables() -> None:
@@ -210,6 +228,7 @@ BAD_SETTINGS = [
     (["--web.telemetry-path", "/readyz"], {}, "--web.telemetry-path", "taken"),
     (["--web.telemetry-path", "/api/metrics"], {}, "--web.telemetry-path", "taken"),
     (["--web.telemetry-path", "/static/m"], {}, "--web.telemetry-path", "taken"),
+    (["--web.telemetry-path", "/station/metrics"], {}, "--web.telemetry-path", "taken"),
     # Flags: misspelt, abbreviated, unknown; variables: misspelt.
     (["--web.listen-adress", "127.0.0.1:9000"], {}, "--web.listen-adress", "did you mean --web.listen-address"),
     (["--refresh", "5"], {}, "--refresh", "unrecognized"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -94,10 +95,10 @@ def test_cache_follows_the_snapshot_and_staleness() -> None:
     exposition, holder, now = serving(first)
     response = exposition.render(None, None)
     assert exposition.render(None, None) is response  # served from memory
-    assert response.chunks[0].startswith(render_snapshot(first).text)
+    assert b"".join(response.chunks).startswith(render_snapshot(first).text)
     holder.publish(second, fetched_at=1)
     changed = exposition.render(None, None)
-    assert changed.chunks[0].startswith(render_snapshot(second).text)
+    assert b"".join(changed.chunks).startswith(render_snapshot(second).text)
     now[0] += 11  # older than the maximum staleness of 10 s
     stale = b"".join(exposition.render(None, None).chunks)
     assert b"chargy_connector_state{" not in stale and b"chargy_feed_up" in stale
@@ -147,3 +148,23 @@ def test_prometheus_asking_for_openmetrics_gets_valid_openmetrics(accept: str) -
     expected = {spec.prometheus_name.removesuffix("_total") for spec in SNAPSHOT_METRICS}
     assert expected | {"chargy_feed_up", "target"} <= set(families)
     assert len(families["chargy_connector_state"].samples) == len(SimpleState) * network.connector_count
+
+
+def test_a_rendering_that_reuses_the_previous_one_is_what_a_fresh_one_is() -> None:
+    """Stations that changed, moved, left or came, and a name given to other content: copied lines
+    from the previous rendering must never show an old state."""
+    before = awkward_network()
+    stations = list(before.stations)
+    first_device = stations[3].devices[0]
+    flipped = replace(first_device.connectors[0], raw_state="FAULTED", state=SimpleState.UNAVAILABLE)
+    stations[3] = replace(stations[3], devices=(replace(first_device, connectors=(flipped,)),))
+    stations[5] = replace(stations[5], address="elsewhere")
+    stations[10], stations[20] = stations[20], stations[10]
+    del stations[30]
+    stations.insert(0, generate_network(1, seed=5).stations[0])
+    after = Snapshot(stations=tuple(stations))
+    reused = render_snapshot(after, render_snapshot(before))
+    fresh = render_snapshot(after)
+    assert (reused.text, reused.openmetrics) == (fresh.text, fresh.openmetrics)
+    assert b'state="FAULTED",station="' + stations[4].name.encode() in reused.text
+    assert reused.text != render_snapshot(before).text

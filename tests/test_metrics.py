@@ -41,9 +41,41 @@ def test_otel_names_follow_the_conventions() -> None:
         assert spec.unit in ("s", "W") or re.fullmatch(r"\{[a-z]+\}", spec.unit)
 
 
+# The Collector's published translation examples (opentelemetry-collector-contrib,
+# pkg/translator/prometheus/normalize_name_test.go, Apache-2.0) for the units the catalog uses:
+# (OTel name, unit, kind) -> the name its Prometheus exporter shows. The last three have no example
+# there and follow its rules in normalize_name.go: unitMap gives "W" "watts" and "s" "seconds" (as "Hz"
+# "hertz", whose example is hw_cpu_speed_limit_hertz), and only a monotonic Sum gets `_total`.
+COLLECTOR_EXAMPLES: list[tuple[str, str, catalog.Kind, str]] = [
+    ("system.network.dropped", "{packets}", catalog.Kind.GAUGE, "system_network_dropped"),
+    ("system.network.dropped", "{packets}", catalog.Kind.COUNTER, "system_network_dropped_total"),
+    ("hw.gpu.memory.utilization", "1", catalog.Kind.GAUGE, "hw_gpu_memory_utilization_ratio"),
+    ("objects", "1", catalog.Kind.COUNTER, "objects_total"),
+    ("system.disk.operation_time", "s", catalog.Kind.COUNTER, "system_disk_operation_time_seconds_total"),
+    ("active_directory.ds.replication.sync.object.pending", "{objects}", catalog.Kind.COUNTER,
+     "active_directory_ds_replication_sync_object_pending_total"),
+    ("bigip.virtual_server.request.count", "{requests}", catalog.Kind.COUNTER,
+     "bigip_virtual_server_request_count_total"),
+    ("test.metric.no_unit", "", catalog.Kind.GAUGE, "test_metric_no_unit"),
+    ("system.power.usage", "W", catalog.Kind.GAUGE, "system_power_usage_watts"),
+    ("process.start_time", "s", catalog.Kind.GAUGE, "process_start_time_seconds"),
+    ("http.server.duration", "s", catalog.Kind.HISTOGRAM, "http_server_duration_seconds"),
+]  # fmt: skip
+
+
+def unit_class(unit: str) -> str:
+    """Units the Collector treats alike: every `{annotation}` adds nothing."""
+    return "{annotation}" if unit.startswith("{") else unit
+
+
 def test_the_collector_gives_the_names_prometheus_shows() -> None:
-    """Through the Collector's Prometheus exporter, OTLP lands under the names of /metrics (and its
-    namespace): no `_ratio` on a unit `1`, the unit suffixes the README states."""
+    """Through the Collector's Prometheus exporter, OTLP lands under the names of /metrics: the product's
+    rule is checked against the Collector's own examples for every unit and kind the catalog uses, then
+    applied to the catalog."""
+    examples = {(unit_class(unit), kind) for _, unit, kind, _ in COLLECTOR_EXAMPLES}
+    assert {(unit_class(spec.unit), spec.kind) for spec in METRICS} <= examples
+    for name, unit, kind, shown in COLLECTOR_EXAMPLES:
+        assert collector_prometheus_name(catalog.MetricSpec(name, "", kind, unit, "")) == shown
     for spec in METRICS:
         assert collector_prometheus_name(spec) == spec.prometheus_name
 

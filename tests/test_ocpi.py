@@ -284,6 +284,62 @@ def test_power_from_voltage_and_amperage_single_phase_and_dc() -> None:
     assert device.name == "u"  # no evse_id: the uid
 
 
+# Negative, non-finite and overflowing figures, as numbers and as text. A bare NaN, Infinity or 1e999 is
+# not JSON: the whole document is refused as invalid_json, so non-finite figures come as text.
+BAD_FIGURES = ["-7400", "-0.5", '"-7400"', '"NaN"', '"inf"', '"-Infinity"', '"1e999"', '"-1e999"']
+
+
+@pytest.mark.parametrize("figure", BAD_FIGURES)
+@pytest.mark.parametrize("field", ["max_electric_power", "max_voltage", "max_amperage"])
+def test_a_negative_or_non_finite_power_is_0_and_counted(field: str, figure: str) -> None:
+    good = {"max_electric_power": None, "max_voltage": "230", "max_amperage": "32"}
+    fields = dict(good, **{field: figure})
+    if field == "max_electric_power":
+        fields = {field: figure}
+    connector = ", ".join(f'"{name}": {value}' for name, value in fields.items() if value is not None)
+    evse = (
+        f'{{"uid": "u", "status": "AVAILABLE", "connectors": [{{"id": "1", "power_type": "AC_1_PHASE", {connector}}}]}}'
+    )
+    location = json.dumps(dict(EXAMPLE, evses=[])).replace('"evses": []', f'"evses": [{evse}]')
+    snapshot = parse_ocpi(f"[{location}]".encode())
+    ((_, _, parsed),) = snapshot.connectors()
+    assert (parsed.max_power_kw, parsed.speed) == (0.0, "0")
+    assert snapshot.issues == {"invalid_power": 1}
+
+
+def test_a_bad_max_electric_power_falls_back_to_voltage_and_amperage() -> None:
+    connectors = [
+        {"id": "1", "power_type": "AC_1_PHASE", "max_electric_power": -7400, "max_voltage": 230, "max_amperage": 32}
+    ]
+    location = dict(EXAMPLE, evses=[{"uid": "u", "status": "AVAILABLE", "connectors": connectors}])
+    snapshot = parse_ocpi(json.dumps([location]).encode())
+    ((_, _, parsed),) = snapshot.connectors()
+    assert parsed.max_power_kw == 230 * 32 / 1000 and snapshot.issues == {}
+
+
+@pytest.mark.parametrize(
+    ("latitude", "longitude"),
+    [("90.000001", "6.1"), ("-90.000001", "6.1"), ("49.6", "180.000001"), ("49.6", "-180.000001"),
+     ("NaN", "6.1"), ("49.6", "inf"), ("49.6", None), (None, "6.1"), ("north", "6.1")],
+)  # fmt: skip
+def test_a_coordinate_out_of_range_on_either_axis_keeps_the_station_without_them(
+    latitude: str | None, longitude: str | None
+) -> None:
+    coordinates = {axis: value for axis, value in (("latitude", latitude), ("longitude", longitude)) if value}
+    location = dict(EXAMPLE, coordinates=coordinates)
+    snapshot = parse_ocpi(json.dumps([location]).encode())
+    assert [(s.latitude, s.longitude) for s in snapshot.stations] == [(None, None)]
+    assert snapshot.issues == {"invalid_coordinates": 1}
+
+
+@pytest.mark.parametrize(("latitude", "longitude"), [("90", "180"), ("-90", "-180"), (-90, 180)])
+def test_coordinates_on_the_edges_of_the_globe_are_kept(latitude: str | float, longitude: str | float) -> None:
+    location = dict(EXAMPLE, coordinates={"latitude": latitude, "longitude": longitude})
+    snapshot = parse_ocpi(json.dumps([location]).encode())
+    assert [(s.latitude, s.longitude) for s in snapshot.stations] == [(float(latitude), float(longitude))]
+    assert "invalid_coordinates" not in snapshot.issues
+
+
 def test_an_unknown_status_counts_as_unknown_and_is_kept() -> None:
     location = dict(EXAMPLE, evses=[{"uid": "u", "status": "out_of_order", "connectors": [{"id": "1"}]}])
     snapshot = parse_ocpi(json.dumps([location]).encode())
@@ -455,7 +511,7 @@ def test_feed_settings() -> None:
         (["--feed.url", "/a.json", "--kml-url", "/b.kml"], {}, "--feed.url and --kml-url name two different feeds"),
         ([], {"FEED_URL": "/a.json", "KML_URL": "/b.kml"}, "FEED_URL and KML_URL name two different feeds"),
         (["--feed.format", "json"], {}, "--feed.format 'json': not one of chargy-kml, ocpi"),
-        (["--feed.bbox", "1,2,3,4"], {}, "--feed.bbox filters an OCPI feed"),
+        (["--feed.bbox", "1,2,3,4"], {}, "--feed.bbox filters an OCPI, DATEX II or OICP feed"),
         (["--feed.format", "ocpi", "--feed.bbox", "1,2,3"], {}, "four numbers"),
         (["--feed.format", "ocpi", "--feed.bbox", "1,60,3,50"], {}, "south first"),
         (["--feed.format", "ocpi", "--feed.operator", "NLABC"], {}, "as in NL*ABC,BE*BEC"),

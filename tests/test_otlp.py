@@ -26,7 +26,7 @@ from otel_chargy.telemetry import MAX_REQUEST_BYTES, BoundedMetricExporter, buil
 from tests.conftest import TEST_API_KEY
 from tests.feedserver import FeedResponse, FeedServer
 from tests.otlp_receiver import KeepingReader, OtlpReceiver, attributes_of, point_values, points_of
-from tests.service import ServiceProcess, free_port, wait_until
+from tests.service import WAIT_LIMIT_S, ServiceProcess, free_port, wait_until
 from tests.truth import (
     expected_connector_states,
     expected_detailed_states,
@@ -234,7 +234,7 @@ def test_collector_down_keeps_the_service_serving_and_exit_bounded(feed: FeedSer
         service.wait_for_refreshes("success", 12)
         assert service.sample("chargy_feed_up") == 1
         service.process.send_signal(signal.SIGTERM)
-        assert service.process.wait(timeout=10) == 0
+        assert service.process.wait(timeout=WAIT_LIMIT_S) == 0
     failure_lines = [line for line in service.logs().splitlines() if "metrics export failed" in line]
     assert failure_lines, "the failed exports should be visible"
     # 12 refreshes at 0.5 s are > 6 s of export attempts every 0.2 s; the log keeps one line per reason.
@@ -259,7 +259,7 @@ def test_sigterm_flushes_metrics_and_spans(feed: FeedServer, feed_url: str, rece
         wait_until(lambda: "refresh finished" in service.logs(), "the first refresh")
         assert receiver.metric_requests == [] and receiver.trace_requests == []
         service.process.send_signal(signal.SIGTERM)
-        assert service.process.wait(timeout=10) == 0
+        assert service.process.wait(timeout=WAIT_LIMIT_S) == 0
     assert receiver.latest_metric("chargy.connector.state") is not None
     assert spans_named(receiver, "chargy.refresh")
 
@@ -408,7 +408,9 @@ def test_detail_levels(detail: str, feed: FeedServer, feed_url: str, receiver: O
     if detail == "network":
         assert not any(name.startswith("chargy.station.") for name in names)
         per_export = Counter(point.time_unix_nano for _, point in receiver.metric_points())
-        assert max(per_export.values()) < 100
+        # Tens of points whatever the network's size: feed health, the network's totals by speed and state,
+        # the usage counters, the OTLP exports by signal (metrics, traces, logs) and outcome.
+        assert max(per_export.values()) <= 110
     else:
         _, stations = receiver.latest_metric("chargy.station.connectors")  # type: ignore[misc]
         expected = {

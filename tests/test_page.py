@@ -15,9 +15,9 @@ import pytest
 from bs4 import BeautifulSoup, Tag
 
 from otel_chargy.generator import generate_network, render_kml
-from otel_chargy.health import PushHealth, advise
+from otel_chargy.health import PushHealth
 from otel_chargy.history import RefreshHistory, RefreshRecord
-from otel_chargy.holder import SnapshotHolder
+from otel_chargy.holder import RefreshStatus, SnapshotHolder
 from otel_chargy.model import Snapshot
 from otel_chargy.outcome import Outcome
 from otel_chargy.publication import Outputs
@@ -48,12 +48,6 @@ def service(network: Snapshot) -> Iterator[ServiceProcess]:
         with ServiceProcess(["--kml-url", feed.url(query=f"API-KEY={TEST_API_KEY}")]) as service:
             wait_until(lambda: service.get("/api/v1/status").json()["up"], "the first refresh")
             yield service
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[browser.Browser]:
-    with browser.Browser() as started:
-        yield started
 
 
 @pytest.fixture(scope="module")
@@ -284,46 +278,6 @@ def test_the_key_is_redacted_from_the_page(network: Snapshot) -> None:
     assert TEST_API_KEY not in str(soup) and "API-KEY=REDACTED" in soup.get_text()
 
 
-@pytest.mark.parametrize(
-    ("outcome", "reason", "flag"),
-    [
-        (Outcome.HTTP_ERROR, "the feed answered HTTP 401", "API-KEY"),
-        (Outcome.HTTP_ERROR, "the feed answered HTTP 403", "API-KEY"),
-        (Outcome.HTTP_ERROR, "the feed answered HTTP 429", "--refresh-interval"),
-        (Outcome.NETWORK_ERROR, "could not read the feed: ConnectError", "--demo"),
-        (Outcome.TIMEOUT, "the feed did not answer within 30 s", "--fetch-timeout"),
-        (Outcome.TOO_LARGE, "the feed is larger than the limit of 50000000 bytes", "--max-bytes"),
-        (
-            Outcome.TOO_LARGE,
-            "the document holds over 30000 placemarks or 60000 connectors (--max-connectors)",
-            "--max-connectors",
-        ),
-        (Outcome.NOT_KML, "the document is an HTML page, not KML", "otel-chargy check"),
-        (Outcome.NETWORK_ERROR, "could not read feed.kml: No such file or directory", "the path given to --feed.url"),
-        (Outcome.NETWORK_ERROR, "could not read the feed: RemoteProtocolError", "retries with backoff"),
-        (Outcome.HTTP_ERROR, "the feed answered HTTP 503", "retries with backoff"),
-        (Outcome.INTERNAL_ERROR, "unexpected KeyError", "report it"),
-    ],
-)
-def test_each_failure_names_what_to_do(outcome: Outcome, reason: str, flag: str) -> None:
-    advice = advise(outcome, reason)
-    assert advice is not None and flag in advice.next_step
-
-
-@pytest.mark.parametrize(
-    ("reason", "cause"),
-    [
-        ("could not read the feed: ConnectError", "does not resolve, or nothing accepts connections"),
-        ("could not connect to the feed: connection refused", "refused the connection"),
-        ("could not connect to the feed: the host name does not resolve", "does not resolve (DNS)"),
-        ("could not connect to the feed: [Errno -2] Name or service not known", "does not resolve (DNS)"),
-    ],
-)
-def test_a_connection_failure_is_told_as_precisely_as_the_reason_allows(reason: str, cause: str) -> None:
-    advice = advise(Outcome.NETWORK_ERROR, reason)
-    assert advice is not None and cause in advice.cause and "--demo" in advice.next_step
-
-
 def test_status_page_benchmark_smoke_run(tmp_path: Path) -> None:
     """The benchmark runs end to end on a small network (its timings are not judged here)."""
     output = tmp_path / "status_page.json"
@@ -404,22 +358,38 @@ def test_the_last_20_refreshes_are_shown_newest_first_and_failing_since_outlives
     assert document["next_refresh_at"] is not None
 
 
-def test_each_new_snapshot_is_rendered_in_the_refresh_thread_and_a_failing_renderer_harms_nothing(
+def test_one_refresh_is_told_in_the_singular_and_flags_do_not_break_at_their_hyphens(network: Snapshot) -> None:
+    history = RefreshHistory()
+    history.record(
+        RefreshRecord(time.time(), Outcome.NETWORK_ERROR, "name feed.invalid not resolved (x)", 0.1, None, None)
+    )
+    holder = SnapshotHolder(Outputs(observed=(), exposition=False), 600)
+    holder.record(RefreshStatus(Outcome.NETWORK_ERROR, "name feed.invalid not resolved (x)", time.time()))
+    soup = _html(Pages(holder, None, "/metrics", "test feed", Redactor([]), history=history), "/")
+    heading = soup.select_one("#refreshes h2")
+    assert heading is not None and heading.get_text() == "The last refresh"
+    flags = [code.get_text() for code in soup.select("#health code.flag")]
+    assert "--feed.url" in flags
+    css = (Path(__file__).parent.parent / "otel_chargy" / "static" / "status.css").read_text()
+    assert "code.flag { white-space: nowrap;" in css
+
+
+def test_each_new_snapshot_is_told_in_the_refresh_thread_and_a_failing_listener_harms_nothing(
     network: Snapshot, caplog: pytest.LogCaptureFixture
 ) -> None:
     history = RefreshHistory()
-    rendered: list[Snapshot] = []
+    told: list[Snapshot] = []
 
     def broken(snapshot: Snapshot) -> None:
         raise RuntimeError("a bug in a page")
 
-    history.render_each_snapshot(broken)
-    history.render_each_snapshot(rendered.append)
+    history.on_each_snapshot(broken)
+    history.on_each_snapshot(told.append)
     history.record(RefreshRecord(time.time(), Outcome.SUCCESS, "ok", 0.1, 530, 1800), network)
     history.record(RefreshRecord(time.time(), Outcome.NOT_MODIFIED, "the feed has not changed", 0.1, None, None))
-    assert rendered == [network]
+    assert told == [network]
     assert len(history.records) == 2
-    assert "rendering a snapshot for the status page failed" in caplog.text
+    assert "the status page failed to take a new snapshot" in caplog.text
 
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 800), (412, 900)], ids=["desktop", "phone"])

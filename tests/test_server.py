@@ -200,6 +200,36 @@ def test_over_long_passwords_and_unknown_users_are_answered_401(auth_config: Web
         assert client.get("/", headers=basic("prometheus", PASSWORD)).status_code == 200  # remembered
 
 
+# Every path a client may ask for, answered or not: only /healthz is open (README, docs/security.md).
+GUARDED_PATHS = (
+    "/",
+    "/?station=x",
+    "/metrics",
+    "/readyz",
+    "/static/status.css",
+    "/static/status.js",
+    "/static/missing.css",
+    "/api/v1/status",
+    "/api/v1/stations",
+    "/api/v1/stations/x",
+    "/no/such/page",
+    "/healthz/",
+    "/healthzx",
+)
+
+
+def test_every_path_but_healthz_asks_for_credentials(auth_config: WebConfig) -> None:
+    with serving(web_config=auth_config) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        for path in GUARDED_PATHS:
+            refused = client.get(path)
+            assert (path, refused.status_code) == (path, 401)
+            assert refused.headers["www-authenticate"].startswith("Basic")
+            assert (path, client.get(path, headers=basic("prometheus", "wrong")).status_code) == (path, 401)
+            assert client.get(path, headers=basic("prometheus", PASSWORD)).status_code in (200, 404)
+        assert client.get("/static/status.css", headers=basic("prometheus", PASSWORD)).status_code == 200
+        assert client.get("/healthz").status_code == 200
+
+
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_certificate(tmp_path_factory.mktemp("tls"))

@@ -31,7 +31,9 @@ def test_short_soak_keeps_objects_memory_threads_and_files_flat() -> None:
     assert report["exports"]["metrics"] == {"exports": 2 * (REFRESHES // 7), "failed": 0}
     assert report["exports"]["traces"]["exports"] > 0 and report["exports"]["traces"]["failed"] == 0
     # What the receiver, in its own process, decoded: a request per export at this size.
+    assert report["exports"]["logs"]["exports"] > 0 and report["exports"]["logs"]["failed"] == 0
     assert report["received"] == {
         "metric_requests": report["exports"]["metrics"]["exports"],
         "trace_requests": report["exports"]["traces"]["exports"],
+        "log_requests": report["exports"]["logs"]["exports"],
     }

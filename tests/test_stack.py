@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.dashboard_queries import panel_queries
+from tests.dashboard_queries import log_queries, panel_queries
 from tests.prometheus import PrometheusServer
 from tests.service import ServiceProcess, wait_until
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
-PROVISIONED_DATASOURCE_UIDS = {"prometheus", "jaeger"}
+PROVISIONED_DATASOURCE_UIDS = {"prometheus", "jaeger", "loki"}
 PUBLISHED_PORTS = {"9000", "9090", "3000", "16686"}
 
 # What otel/opentelemetry-collector-contrib 0.114.0 ships, of the kinds this stack could use
@@ -84,7 +84,7 @@ def test_compose_files_follow_the_compose_specification() -> None:
 
 def test_compose_mounts_exist_images_are_pinned_and_ports_are_few() -> None:
     services = compose()["services"]
-    assert set(services) == {"otel-chargy", "otel-collector", "prometheus", "grafana", "jaeger"}
+    assert set(services) == {"otel-chargy", "otel-collector", "prometheus", "grafana", "jaeger", "loki"}
     published: list[str] = []
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", name
@@ -123,6 +123,25 @@ def test_collector_pipelines_use_defined_components_the_release_ships() -> None:
         assert extension in config["extensions"]
     assert config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(":4317")
     assert config["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+
+
+def test_the_events_go_from_otel_chargy_through_the_collector_to_loki_and_grafana_reads_them() -> None:
+    services = compose()["services"]
+    assert services["otel-chargy"]["environment"]["OTEL_LOGS_EXPORTER"] == "otlp"
+    config = yaml.safe_load((ROOT / "collector-config" / "otel-collector.yaml").read_text())
+    (exporter,) = config["service"]["pipelines"]["logs"]["exporters"]
+    assert config["service"]["pipelines"]["logs"]["receivers"] == ["otlp"]
+    # Loki takes OTLP/HTTP at /otlp on its HTTP port, by the service name compose gives it.
+    assert exporter.split("/")[0] == "otlphttp" and config["exporters"][exporter]["endpoint"] == "http://loki:3100/otlp"
+    assert "loki" in services and "loki" in services["otel-collector"]["depends_on"]
+    datasources = yaml.safe_load((ROOT / "grafana/provisioning/datasources/datasources.yml").read_text())
+    (loki,) = [source for source in datasources["datasources"] if source["type"] == "loki"]
+    assert loki["url"] == "http://loki:3100" and loki["uid"] == "loki"
+    network = json.loads((ROOT / "grafana/dashboards/chargy-network.json").read_text())
+    (query,) = log_queries(network)
+    # The labels Loki makes of OTLP: service.name -> service_name, the scope's name -> scope_name.
+    assert query == '{service_name="otel-chargy"} | scope_name = "otel_chargy.events"'
+    assert any(panel["type"] == "logs" and "Recent changes" in panel["title"] for panel in network["panels"])
 
 
 def test_dockerfile_runs_as_non_root_and_probes_a_path_that_answers() -> None:
@@ -170,7 +189,8 @@ def test_every_dashboard_panel_returns_data_from_the_demo(prometheus: Prometheus
     queries = [(path.stem, query) for path in DASHBOARDS for query in panel_queries(json.loads(path.read_text()))]
     assert len(queries) > 10
     with (
-        ServiceProcess(["--demo", "--refresh-interval", "1"]) as service,
+        # The snapshot stays in service however slowly a loaded machine refreshes.
+        ServiceProcess(["--demo", "--refresh-interval", "1", "--max-staleness", "600"]) as service,
         prometheus.scraping([f"127.0.0.1:{service.port}"]),
     ):
         wait_until(lambda: prometheus.query("count(chargy_connector_state)"), "Prometheus to scrape the demo")

@@ -22,6 +22,7 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
 
 from otel_chargy.catalog import (
     CONNECTOR_STATE,
@@ -31,7 +32,7 @@ from otel_chargy.catalog import (
     USAGE_METRICS,
     Detail,
 )
-from otel_chargy.config import load_config
+from otel_chargy.config import ConfigError, load_config
 from otel_chargy.exposition import CountingPrometheusReader
 from otel_chargy.generator import generate_network, move_states, relabel, render_kml
 from otel_chargy.holder import SnapshotHolder
@@ -40,7 +41,7 @@ from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
 from otel_chargy.outcome import Outcome
 from otel_chargy.publication import Outputs
 from otel_chargy.redact import Redactor
-from otel_chargy.render import render_snapshot, render_usage
+from otel_chargy.render import render_usage
 from otel_chargy.service import Service
 from otel_chargy.telemetry import build_resource, wire_metrics
 from otel_chargy.usage import STATES, UsageTracker, UsageView
@@ -184,9 +185,9 @@ def test_a_station_that_leaves_and_returns() -> None:
     assert view.stations["B"].created == WALL_OFFSET_S
     for t in (900, 1200, 1500):
         view = at(t, a)
-    assert "B" in view.stations  # last seen at 600: 900 s ago, not more
+    assert "B" in view.stations and "150" in view.network  # last seen at 600: 900 s ago, not more
     view = at(1501, a)
-    assert "B" not in view.stations and "150" not in view.network  # B's speed went with it
+    assert "B" not in view.stations and "150" not in view.network  # no connector of 150 kW since 600
     assert view.stations["A"].seconds == (1501, 1501, 0, 0)
     view = at(1800, a, station("B", charging, speed_kw=150))  # a new start: zeros, a new _created, no session
     assert view.stations["B"] == replace(view.stations["B"], seconds=(0, 0, 0, 0), sessions=0)
@@ -194,7 +195,7 @@ def test_a_station_that_leaves_and_returns() -> None:
     at(2100, a, station("B", available, speed_kw=150))
     view = at(2400, a, station("B", charging, speed_kw=150))
     assert view.stations["B"].seconds == (300, 300, 0, 0) and view.stations["B"].sessions == 1
-    assert view.network["150"].seconds == (300, 300, 0, 0) and view.network["150"].sessions == 1
+    assert view.network["150"].seconds == (300, 300, 0, 0) and view.network["150"].sessions == 1  # also since 1800
     assert view.network["150"].created == 1800 + WALL_OFFSET_S
     assert view.network["22"].created == WALL_OFFSET_S and view.stations["A"].sessions == 0
 
@@ -271,8 +272,7 @@ def test_rendered_counters_are_what_the_sdk_reader_renders_with_created_in_openm
     ours = rendered.openmetrics.decode()
     assert "".join(line + "\n" for line in ours.splitlines() if "_created{" not in line) == openmetrics
     # The publication serves them after the snapshot's families.
-    assert publication.exposition.text.endswith(rendered.text)
-    assert publication.exposition.openmetrics.endswith(rendered.openmetrics)
+    assert publication.counters == rendered
     # Strict OpenMetrics: each series with its _created, the Unix time its counters started.
     families = {family.name: family for family in parse_openmetrics(ours + "# EOF\n")}
     assert set(families) == {
@@ -285,6 +285,60 @@ def test_rendered_counters_are_what_the_sdk_reader_renders_with_created_in_openm
     created = {sample.labels["station"]: sample.value for sample in stations if sample.name.endswith("_created")}
     assert created == {name: usage.created for name, usage in publication.usage.stations.items()}
     assert created['Gare "Centrale"\\\nX'] == 1_764_000_123.25
+
+
+def metrics_answers(environ: dict[str, str]) -> tuple[str, str]:
+    """/metrics as OpenMetrics and as text, the service wired with the configuration `environ` gives."""
+    clock = Clock()
+    wiring = wire_metrics(
+        prometheus=CountingPrometheusReader(),
+        push_readers=(),
+        resource=RESOURCE,
+        max_staleness_s=MAX_STALENESS_S,
+        monotonic=clock.monotonic,
+        created_series=load_config([], environ).created_series,
+    )
+    publish_awkward(wiring.holder, clock)
+    assert wiring.exposition is not None
+    answers = tuple(
+        b"".join(wiring.exposition.render(accept, None).chunks).decode()
+        for accept in ("application/openmetrics-text; version=1.0.0", "text/plain")
+    )
+    for provider in wiring.providers:
+        provider.shutdown()
+    return answers[0], answers[1]
+
+
+RESOURCE = build_resource()  # one service.instance.id for every answer compared
+
+
+@pytest.mark.parametrize("value", ["true", "TRUE", "1", "t"])
+def test_disabling_created_series_removes_every_created_line_and_nothing_else(value: str) -> None:
+    with_created, text = metrics_answers({})
+    without_created, text_without = metrics_answers({"PROMETHEUS_DISABLE_CREATED_SERIES": value})
+    created_lines = [line for line in with_created.splitlines(keepends=True) if "_created{" in line]
+    assert len(created_lines) > 30  # one a station and one a speed, for each counter family
+    assert without_created == "".join(
+        line for line in with_created.splitlines(keepends=True) if line not in created_lines
+    )
+    assert text_without == text  # the text format has no _created lines either way
+    families = {family.name: family for family in parse_openmetrics(without_created)}
+    assert len(families) == len(parse_openmetrics(with_created))
+    samples = [sample for family in families.values() for sample in family.samples]
+    assert samples and not any(sample.name.endswith("_created") for sample in samples)
+    assert {family.name for family in text_string_to_metric_families(text_without)} >= {
+        spec.prometheus_name.removesuffix("_total") for spec in USAGE_METRICS
+    }
+
+
+@pytest.mark.parametrize("value", ["false", "0", "f", ""])
+def test_created_series_stay_unless_disabled(value: str) -> None:
+    assert metrics_answers({"PROMETHEUS_DISABLE_CREATED_SERIES": value})[0] == metrics_answers({})[0]
+
+
+def test_a_value_prometheus_client_would_read_as_false_silently_is_refused() -> None:
+    with pytest.raises(ConfigError, match="PROMETHEUS_DISABLE_CREATED_SERIES 'yes'"):
+        load_config([], {"PROMETHEUS_DISABLE_CREATED_SERIES": "yes"})
 
 
 def test_a_publication_carries_the_counters_and_a_304_counts_again_without_building_the_snapshot_anew() -> None:
@@ -303,9 +357,8 @@ def test_a_publication_carries_the_counters_and_a_304_counts_again_without_build
     total_s = sum(sum(usage.seconds) for usage in confirmed.usage.network.values())
     assert total_s == (299.75 + 300) * snapshot.connector_count
     assert sum(o.value for o in confirmed.observations[NETWORK_CONNECTOR_TIME]) == total_s
-    for part in ("text", "openmetrics"):
-        expected = getattr(render_snapshot(snapshot), part) + getattr(render_usage(confirmed.usage), part)
-        assert getattr(confirmed.exposition, part) == expected, part
+    assert confirmed.exposition is published.exposition
+    assert confirmed.counters == render_usage(confirmed.usage) != published.counters
 
 
 @pytest.mark.parametrize("detail", list(Detail))

@@ -15,7 +15,7 @@ import pytest
 from otel_chargy.generator import generate_network, render_kml
 from tests.feedserver import FeedResponse, FeedServer
 from tests.inprocess import make_certificate
-from tests.service import ServiceProcess, command, wait_until
+from tests.service import WAIT_LIMIT_S, ServiceProcess, command, wait_until
 
 PASSWORD = "s3cret-scrape"
 
@@ -68,7 +68,7 @@ def test_tls_and_basic_auth(secured: ServiceProcess) -> None:
 
 
 def test_plain_http_and_a_stalled_handshake_do_not_block_tls_clients(secured: ServiceProcess) -> None:
-    plain = httpx.get(f"http://127.0.0.1:{secured.port}/healthz", timeout=5)
+    plain = httpx.get(f"http://127.0.0.1:{secured.port}/healthz", timeout=WAIT_LIMIT_S)
     assert plain.status_code == 400 and plain.text == "Client sent an HTTP request to an HTTPS server.\n"
     with socket.create_connection(("127.0.0.1", secured.port)):
         # A client that opens a connection and never starts the handshake.

@@ -10,6 +10,23 @@ from otel_chargy.model import SimpleState, Snapshot
 
 Series = dict[frozenset[tuple[str, str]], float]
 
+# The simple state of each raw state, written here from /work/shared/FEED.md's table and the values
+# public parsers of the feed have seen, not read from the product's own table.
+SIMPLE_STATE_OF_RAW: dict[str, str] = {
+    "AVAILABLE": "available",
+    "CHARGING": "charging",
+    "PREPARING": "charging",
+    "FINISHING": "charging",
+    "SUSPENDED_EV": "charging",
+    "SUSPENDED_EVSE": "charging",
+    "OCCUPIED": "charging",
+    "UNAVAILABLE": "unavailable",
+    "OFFLINE": "unavailable",
+    "FAULT": "unavailable",
+    "FAULTED": "unavailable",
+    "RESERVED": "unavailable",
+}
+
 
 def series_of(family: Metric) -> Series:
     return {frozenset(sample.labels.items()): sample.value for sample in family.samples}
