@@ -60,6 +60,8 @@ PROMETHEUS_ACCEPT = (
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 CONCURRENT_CLIENTS = 8
+MAX_CONNECTORS = 200_000
+"""--max-connectors for every size: the largest is beyond the default (a third over ten times today's network)."""
 COMPARED = "compared"
 """The kind of the other otel-chargy checkout given with --compare."""
 
@@ -111,10 +113,9 @@ def start(
 ) -> subprocess.Popen[bytes]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "CHARGY_"))}
     if kind != "naive":
-        # The largest size is beyond the default --max-connectors (a third over ten times today's network).
         command = [sys.executable, "-m", "otel_chargy.main", "--kml-url", feed_url, "--refresh-interval",
                    str(interval_s), "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json",
-                   "--max-connectors", "200000"]  # fmt: skip
+                   "--max-connectors", str(MAX_CONNECTORS)]  # fmt: skip
         if kind == COMPARED:
             assert compare is not None
             env["PYTHONPATH"] = str(compare.resolve())  # the other checkout's package comes first
@@ -235,15 +236,21 @@ def otlp_collection_ms(network: Snapshot, repeats: int) -> dict[str, float]:
     callbacks return observations prepared at refresh time; the baseline's build them from the snapshot
     at each collection, as a plain SDK program would."""
     ours = KeepingReader()
-    wire_metrics(prometheus=None, push_readers=[ours], resource=build_resource(), max_staleness_s=3600).holder.publish(
-        network, fetched_at=0
-    )
+    wire_metrics(
+        prometheus=None,
+        push_readers=[ours],
+        resource=build_resource(),
+        max_staleness_s=3600,
+        max_connectors=MAX_CONNECTORS,
+    ).holder.publish(network, fetched_at=0)
     baseline = KeepingReader()
     outputs = Outputs(observed=SNAPSHOT_METRICS)
     usage = UsageTracker(3600).observe(network, 0, 0)
     # Every collection reads the holder once: a publication built per read is the observations built per collection.
     rebuilt = ServedFeed(lambda: Served(build_publication(network, usage, outputs, 0, 0), RefreshStatus(), 0))
-    build_meter_provider([baseline], build_resource(), rebuilt, OverflowTally([]), SNAPSHOT_METRICS)
+    build_meter_provider(
+        [baseline], build_resource(), rebuilt, OverflowTally([]), SNAPSHOT_METRICS, max_connectors=MAX_CONNECTORS
+    )
     return {"otel-chargy": collection_cpu_ms(ours, repeats), "naive": collection_cpu_ms(baseline, repeats)}
 
 
@@ -253,7 +260,12 @@ def otlp_figures(network: Snapshot, repeats: int) -> dict[str, dict[str, float]]
     for detail in Detail:
         reader = KeepingReader()
         wiring = wire_metrics(
-            prometheus=None, push_readers=[reader], resource=build_resource(), max_staleness_s=3600, detail=detail
+            prometheus=None,
+            push_readers=[reader],
+            resource=build_resource(),
+            max_staleness_s=3600,
+            detail=detail,
+            max_connectors=MAX_CONNECTORS,
         )
         wiring.holder.publish(network, fetched_at=0)
         cpu_ms = collection_cpu_ms(reader, repeats)

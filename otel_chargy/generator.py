@@ -156,6 +156,36 @@ def move_states(network: Snapshot, rng: random.Random, fraction: float = 0.1) ->
     return replace(network, stations=tuple(stations))
 
 
+def relabel(network: Snapshot, generation: int, fraction: float = 0.2) -> Snapshot:
+    """The network as a feed whose labels keep changing shows it at its `generation`-th version: about
+    `fraction` of the stations renamed, of the devices (`CP<number>`) with numbers never issued before,
+    of the connectors with a new maximum power (so a new `speed`) and of them in a raw state never seen
+    before (read as unknown), each new value unique to the generation."""
+    rng = random.Random(generation)
+    unseen_state = f"STATE_{generation}"
+    stations = []
+    for station in network.stations:
+        devices = []
+        for device in station.devices:
+            renumbered = f"CP{int(device.name.removeprefix('CP')) + generation * 1_000_000}"
+            device_name = renumbered if rng.random() < fraction else device.name
+            connectors = []
+            for connector in device.connectors:
+                power = connector.max_power_kw + generation if rng.random() < fraction else connector.max_power_kw
+                raw_state, state = (
+                    (unseen_state, SimpleState.UNKNOWN)
+                    if rng.random() < fraction
+                    else (connector.raw_state, connector.state)
+                )
+                connectors.append(
+                    Connector(f"{device_name} - {connector.position}", connector.position, power, raw_state, state)
+                )
+            devices.append(Device(device_name, tuple(connectors)))
+        name = f"{station.name} ({generation})" if rng.random() < fraction else station.name
+        stations.append(replace(station, name=name, devices=tuple(devices)))
+    return replace(network, stations=tuple(stations))
+
+
 def _device_json(device: Device, legacy: bool) -> str:
     entries = []
     for connector in device.connectors:

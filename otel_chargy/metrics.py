@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import gc
+import importlib.metadata
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -10,8 +13,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.context import Context
+from opentelemetry.metrics import Asynchronous, CallbackOptions, Observation
+from opentelemetry.sdk.metrics import Exemplar, ExemplarReservoir, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
@@ -32,18 +36,27 @@ from otel_chargy.catalog import (
     Kind,
     MetricSpec,
 )
+from otel_chargy.model import SimpleState
 from otel_chargy.outcome import Outcome, SignalHealth
-from otel_chargy.parse import ISSUE_KINDS
+from otel_chargy.parse import DEFAULT_MAX_CONNECTORS, ISSUE_KINDS
 
 if TYPE_CHECKING:
     from otel_chargy.holder import Served
 
+logger = logging.getLogger(__name__)
+
 METER_NAME = "otel_chargy"
 
-# Sized for a 100,000-connector network: the SDK never frees the attribute sets of
-# asynchronous instruments, so a detailed state that changes adds a set each time
-# (100,000 connectors x ~12 states x 3 for renames and unknown states).
-SERIES_LIMIT = 4_000_000
+
+def series_limit(max_connectors: int) -> int:
+    """The attribute sets one metric may hold in the SDK before it folds points into an overflow series.
+
+    The widest family is a connector's state set (one series per simple state); every other one has a
+    series per connector or fewer, or per station (at most half as many stations as connectors, parse.py).
+    Twice that: the sets of one collection are released only after the next collection has observed its
+    own (PushCollections), so a feed that renames every connector holds both for a moment."""
+    return 2 * max_connectors * len(SimpleState)
+
 
 REFRESH_DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -84,6 +97,147 @@ class OverflowCounting(MetricReader):
         super()._receive_metrics(metrics_data, timeout_millis, **kwargs)  # type: ignore[safe-super]
 
 
+_SDK_VERSION = importlib.metadata.version("opentelemetry-sdk")
+
+
+class _CyclicGcPause:
+    """Pauses Python's cyclic garbage collector while any collection of a push reader runs (concurrent ones
+    counted), and gives it back as it was found."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._was_enabled = False
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        with self._lock:
+            if self._running == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0 and self._was_enabled:
+                    gc.enable()
+
+
+_GC_PAUSE = _CyclicGcPause()
+
+
+class PushCollections(MetricReader):
+    """Mixed into a push reader: what otel-chargy adds to the SDK's collections, written against
+    opentelemetry-sdk 1.45.2 and checked by tests/test_metrics.py (which fails if an upgrade changes
+    what they rely on).
+
+    - After each collection, what the SDK holds for an attribute set the collection did not observe is
+      released, so that memory follows the network in service, not every label value a feed ever
+      showed. The SDK keeps the aggregation of every set an asynchronous instrument ever observed under
+      cumulative temporality (`MetricReaderStorage._new_view_instrument_match` resets only synchronous
+      instruments under delta) and has no setting to release them: this keeps, in the reader's storage
+      (`_ViewInstrumentMatch._attributes_aggregation`), the aggregations whose data point the collection
+      exported.
+    - The cyclic garbage collector pauses while the SDK collects (the callbacks and the data points, not
+      the export). The SDK allocates some fifteen objects a data point; at ten times today's network,
+      millions, which set off full passes over the million objects the SDK and the publication hold: a
+      fifth of the collection's CPU (benchmarks/README.md). None of them forms a cycle: reference
+      counting frees them; cycles other threads leave meanwhile wait for the next pass."""
+
+    _release_warned = False
+    _consumer: Any = None
+    """The provider's measurement consumer, whose `collect` this reader's collections call."""
+
+    def _set_collect_callback(self, func: Any) -> None:  # type: ignore[misc]
+        self._consumer = getattr(func, "__self__", None)
+        if func is None:
+            super()._set_collect_callback(None)
+            return
+
+        def collect_with_gc_paused(reader: MetricReader, *args: Any, **kwargs: Any) -> Any:
+            with _GC_PAUSE.paused():
+                return func(reader, *args, **kwargs)
+
+        super()._set_collect_callback(collect_with_gc_paused)
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        if metrics_data is not None:
+            self._release_unobserved(metrics_data)
+        # The mixin always stands before a concrete reader in the MRO, whose method this reaches.
+        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)  # type: ignore[safe-super]
+
+    def _release_unobserved(self, metrics_data: MetricsData) -> None:
+        exported: dict[str, Sequence[Any]] = {
+            metric.name: metric.data.data_points
+            for resource_metrics in metrics_data.resource_metrics
+            for scope_metrics in resource_metrics.scope_metrics
+            for metric in scope_metrics.metrics
+        }
+        try:
+            consumer = self._consumer
+            storage = consumer._reader_storages[self]
+            with consumer._lock:  # no collection of this provider's readers meanwhile
+                for instrument, matches in list(storage._instrument_view_instrument_matches.items()):
+                    if not isinstance(instrument, Asynchronous):
+                        continue
+                    for match in matches:
+                        points = exported.get(match._name, ())
+                        # Every exported point has its aggregation: as many held as exported, none to release.
+                        if len(match._attributes_aggregation) <= len(points):
+                            continue
+                        observed = {id(point.attributes) for point in points}
+                        with match._lock:
+                            # A new dict: a dict does not shrink when entries are deleted.
+                            match._attributes_aggregation = {
+                                key: aggregation
+                                for key, aggregation in match._attributes_aggregation.items()
+                                if id(aggregation._attributes) in observed
+                            }
+        except (AttributeError, KeyError, TypeError) as error:
+            if not PushCollections._release_warned:
+                PushCollections._release_warned = True
+                logger.warning(
+                    "attribute sets no longer observed cannot be released: memory grows with every label value the "
+                    "feed shows",
+                    extra={"opentelemetry_sdk": _SDK_VERSION, "error": repr(error)},
+                )
+
+
+def held_attribute_sets_by_metric(reader: MetricReader) -> dict[str, int]:
+    """How many attribute sets the SDK holds for `reader`, by metric (for the soak and the tests)."""
+    consumer = reader._consumer if isinstance(reader, PushCollections) else reader._collect.__self__  # type: ignore[union-attr]
+    storage = consumer._reader_storages[reader]
+    return {
+        match._name: len(match._attributes_aggregation)
+        for matches in storage._instrument_view_instrument_matches.values()
+        for match in matches
+    }
+
+
+_NONE: list[Exemplar] = []  # shared: nothing adds to a point's exemplars once collected
+
+
+class _NoExemplars(ExemplarReservoir):
+    """The exemplar reservoir of the observable instruments, one for all their attribute sets: a callback
+    runs outside any trace, so there is no exemplar to keep, while the SDK's default reservoir costs
+    memory for every attribute set and CPU for every point of every collection."""
+
+    def offer(self, value: int | float, time_unix_nano: int, attributes: Any, context: Context) -> None:
+        pass
+
+    def collect(self, point_attributes: Any) -> list[Exemplar]:
+        return _NONE
+
+
+_NO_EXEMPLARS = _NoExemplars()
+
+
+def _no_exemplars(_: Any) -> Callable[..., ExemplarReservoir]:
+    return lambda **_: _NO_EXEMPLARS
+
+
 class RefreshRecorder:
     """The synchronous instruments a refresh updates, on every MeterProvider that exports them."""
 
@@ -120,7 +274,11 @@ class RefreshRecorder:
                 issue_counter.add(count, {"kind": kind})
 
 
-def _views() -> list[View]:
+_SYNCHRONOUS = (FEED_REFRESHES, FEED_REFRESH_DURATION, FEED_PARSE_ISSUES)
+"""Recorded by RefreshRecorder, inside the refresh's span; every other metric is observed by a callback."""
+
+
+def _views(max_connectors: int) -> list[View]:
     # One view per instrument: an instrument matched by two views would be exported twice.
     return [
         View(
@@ -128,7 +286,8 @@ def _views() -> list[View]:
             aggregation=(
                 ExplicitBucketHistogramAggregation(REFRESH_DURATION_BUCKETS_S) if spec.kind is Kind.HISTOGRAM else None
             ),
-            aggregation_cardinality_limit=SERIES_LIMIT,
+            exemplar_reservoir_factory=None if spec in _SYNCHRONOUS else _no_exemplars,
+            aggregation_cardinality_limit=series_limit(max_connectors),
         )
         for spec in METRICS
     ]
@@ -232,10 +391,14 @@ def build_meter_provider(
     overflow: OverflowTally,
     snapshot_metrics: Sequence[MetricSpec] = (),
     push_health: PushHealth | None = None,
+    max_connectors: int = DEFAULT_MAX_CONNECTORS,
 ) -> MeterProvider:
-    """A MeterProvider with the feed-health instruments and the snapshot metrics in `snapshot_metrics`."""
+    """A MeterProvider with the feed-health instruments and the snapshot metrics in `snapshot_metrics`;
+    each metric holds at most series_limit(max_connectors) attribute sets."""
     # Shut down by the service, within a bound; not again at exit.
-    provider = MeterProvider(metric_readers=readers, resource=resource, views=_views(), shutdown_on_exit=False)
+    provider = MeterProvider(
+        metric_readers=readers, resource=resource, views=_views(max_connectors), shutdown_on_exit=False
+    )
     meter = provider.get_meter(METER_NAME, __version__)
 
     def feed_observation(value: Callable[[Served], float | None]) -> Callback:

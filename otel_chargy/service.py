@@ -92,6 +92,7 @@ class Service:
             events=events,
             created_series=config.created_series,
             issue_kinds=parse_issue_kinds(config),
+            max_connectors=config.max_connectors,
         )
         self.holder = wiring.holder
         self._meter_providers = wiring.providers

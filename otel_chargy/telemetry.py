@@ -61,12 +61,13 @@ from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import (
     OverflowCounting,
     OverflowTally,
+    PushCollections,
     PushHealth,
     RefreshRecorder,
     ServedFeed,
     build_meter_provider,
 )
-from otel_chargy.parse import ISSUE_KINDS
+from otel_chargy.parse import DEFAULT_MAX_CONNECTORS, ISSUE_KINDS
 from otel_chargy.publication import Outputs
 from otel_chargy.redact import Redactor
 
@@ -83,8 +84,9 @@ def build_resource() -> Resource:
     return Resource.create(defaults).merge(OTELResourceDetector().detect())
 
 
-class CountingPeriodicReader(OverflowCounting, PeriodicExportingMetricReader):
-    """The SDK's push reader, counting overflow points as they pass."""
+class CountingPeriodicReader(OverflowCounting, PushCollections, PeriodicExportingMetricReader):
+    """The SDK's push reader, counting overflow points as they pass and releasing the attribute sets
+    each collection did not observe."""
 
     def __init__(self, exporter: MetricExporter, export_interval_s: float, export_timeout_s: float) -> None:
         super().__init__(
@@ -565,11 +567,13 @@ def wire_metrics(
     events: EventLog | None = None,
     created_series: bool = True,
     issue_kinds: Iterable[str] = ISSUE_KINDS,
+    max_connectors: int = DEFAULT_MAX_CONNECTORS,
 ) -> MetricsWiring:
     """The one wiring of the metrics, for the service, the tests and the benchmarks.
 
     Two providers, so that the Prometheus reader never collects the snapshot metrics, which are
-    rendered once per snapshot instead (exposition.py); the push readers collect those of `detail`."""
+    rendered once per snapshot instead (exposition.py); the push readers collect those of `detail`,
+    each metric within the series limit of the largest network `max_connectors` (--max-connectors) allows."""
     observed = DETAIL_METRICS[detail] if push_readers else ()
     outputs = Outputs(observed=observed, exposition=prometheus is not None, created_series=created_series)
     holder = SnapshotHolder(outputs, max_staleness_s, monotonic, events)
@@ -579,14 +583,20 @@ def wire_metrics(
     if prometheus is not None:
         prometheus.overflow = overflow
         feed = ServedFeed(holder.served)
-        providers.append(build_meter_provider([prometheus], resource, feed, overflow, push_health=push_health))
+        providers.append(
+            build_meter_provider(
+                [prometheus], resource, feed, overflow, push_health=push_health, max_connectors=max_connectors
+            )
+        )
         exposition = Exposition(prometheus, feed, lambda: push_health.generation if push_health else None)
     if push_readers:
         for reader in push_readers:
             if isinstance(reader, OverflowCounting):
                 reader.overflow = overflow
         feed = ServedFeed(holder.served)
-        providers.append(build_meter_provider(push_readers, resource, feed, overflow, observed, push_health))
+        providers.append(
+            build_meter_provider(push_readers, resource, feed, overflow, observed, push_health, max_connectors)
+        )
     return MetricsWiring(holder, tuple(providers), RefreshRecorder(providers, issue_kinds), exposition)
 
 

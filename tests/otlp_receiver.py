@@ -5,6 +5,8 @@ most 20 MiB, both after decompression."""
 from __future__ import annotations
 
 import gzip
+import json
+import sys
 import threading
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +21,8 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
+
+from otel_chargy.metrics import PushCollections
 
 Attributes = dict[str, Any]
 
@@ -134,6 +138,19 @@ class OtlpReceiver:
             self.received_bytes.append(body)
             self.received_bytes.extend(str(value).encode() for value in headers.values())
 
+    def take_requests(
+        self,
+    ) -> tuple[list[metrics_service_pb2.ExportMetricsServiceRequest], int, int]:
+        """The metrics requests received since the last call, and how many trace and log requests; the
+        receiver forgets everything it received so far (for long runs, which read as they go)."""
+        with self._lock:
+            taken = self.metric_requests, len(self.trace_requests), len(self.log_requests)
+            self.metric_requests, self.trace_requests, self.log_requests = [], [], []
+            self.metric_request_sizes.clear()
+            self.received_bytes.clear()
+            self.headers.clear()
+        return taken
+
     def __enter__(self) -> OtlpReceiver:
         self._grpc.start()
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
@@ -218,13 +235,41 @@ def point_values(metric: Metric) -> dict[frozenset[tuple[str, Any]], float]:
     return values
 
 
-class KeepingReader(MetricReader):
-    """A push reader that keeps what it collected, so that its export can be sent, or measured, apart."""
+class KeepingReader(PushCollections, MetricReader):
+    """A push reader that keeps what it collected, so that its export can be sent, or measured, apart;
+    it releases unobserved attribute sets as the service's push readers do."""
 
     metrics_data: MetricsData | None = None
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        self._release_unobserved(metrics_data)
         self.metrics_data = metrics_data
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         pass
+
+
+def serve_until_stdin_closes() -> None:
+    """`python -m tests.otlp_receiver`: a receiver in a process of its own, for long runs whose process
+    figures it must not mix with (the soak). Prints its endpoints as one JSON line, keeps nothing it
+    receives, and when stdin closes prints the requests it received as one JSON line."""
+    received = {"metric_requests": 0, "trace_requests": 0, "log_requests": 0}
+    with OtlpReceiver() as receiver:
+        print(json.dumps({"grpc": receiver.grpc_endpoint, "http": receiver.http_endpoint}), flush=True)
+        closed = threading.Event()
+
+        def wait_for_stdin_to_close() -> None:
+            sys.stdin.read()
+            closed.set()
+
+        threading.Thread(target=wait_for_stdin_to_close, daemon=True).start()
+        while not closed.wait(0.2):
+            metric_requests, trace_requests, log_requests = receiver.take_requests()
+            received["metric_requests"] += len(metric_requests)
+            received["trace_requests"] += trace_requests
+            received["log_requests"] += log_requests
+    print(json.dumps(received), flush=True)
+
+
+if __name__ == "__main__":
+    serve_until_stdin_closes()

@@ -60,6 +60,20 @@ def test_burst_benchmark_smoke_run(tmp_path: Path) -> None:
     assert "| 1 | 10 |" in result.stdout
 
 
+def test_otlp_memory_benchmark_smoke_run(tmp_path: Path) -> None:
+    output = tmp_path / "otlp_memory.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/otlp_memory.py", "--cases", "http", "--seconds", "12", "--output", str(output)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (case,) = json.loads(output.read_text())["cases"].values()
+    assert case["rss_end_mib"] > 0 and case["feed_versions_served"] > 0
+    # Every request that carried connectors carried those of one snapshot, all of them.
+    assert case["connectors_per_request"] in ([], [case["connectors"]])
+    assert "| http |" in result.stdout
+
+
 def test_afir_benchmark_smoke_run(tmp_path: Path) -> None:
     output = tmp_path / "afir.json"
     result = subprocess.run(

@@ -19,7 +19,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
 
-from otel_chargy.generator import generate_network, move_states, render_kml
+from otel_chargy.generator import generate_network, move_states, relabel, render_kml
 from otel_chargy.metrics import PushHealth
 from otel_chargy.model import SimpleState, Snapshot, Station
 from otel_chargy.telemetry import MAX_REQUEST_BYTES, BoundedMetricExporter, build_resource, split_metrics, wire_metrics
@@ -82,6 +82,59 @@ def test_every_connector_is_pushed(protocol: str, feed: FeedServer, feed_url: st
         assert point_values(up) == {frozenset(): 1.0}
         assert service.get("/metrics").status_code == 404  # the Prometheus reader is off
     assert TEST_API_KEY.encode() not in receiver.all_bytes()
+
+
+def connectors_of(metric: Any) -> set[frozenset[tuple[str, Any]]]:
+    """The connectors a connector-state metric carries: its points' attributes but the state."""
+    return {
+        frozenset(
+            (key, value) for key, value in attributes_of(point.attributes).items() if key != "chargy_connector_state"
+        )
+        for point in points_of(metric)
+    }
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+def test_a_feed_that_changes_its_labels_is_pushed_as_it_is_now(
+    protocol: str, feed: FeedServer, feed_url: str, receiver: OtlpReceiver
+) -> None:
+    """Stations renamed, new device ids, new powers and raw states at each version of the feed: each export
+    carries every connector of the snapshot in service, with its labels of now, and none of a former one."""
+    base = generate_network(150, seed=23)
+    env = otlp_env(receiver, protocol)
+    feed.serve(FeedResponse(render_kml(relabel(base, 1))))
+    with ServiceProcess(["--kml-url", feed_url, "--refresh-interval", "1"], env=env):
+        former: set[frozenset[tuple[str, Any]]] = set()
+        for generation in (1, 2, 3):
+            network = relabel(base, generation)
+            feed.serve(FeedResponse(render_kml(network)))
+            expected = {
+                frozenset({"station": s.name, "device": d.name, "connector": c.name, "speed": c.speed}.items())
+                for s, d, c in network.connectors()
+            }
+            _, states = wait_until(
+                lambda expected=expected: (  # type: ignore[misc]
+                    found
+                    if (found := receiver.latest_metric("chargy.connector.state"))
+                    and connectors_of(found[1]) == expected
+                    else None
+                ),
+                f"the connectors of version {generation}",
+            )
+            assert len(points_of(states)) == len(expected) * len(SimpleState)
+            assert generation == 1 or former - expected, "each version renames some connectors"
+            former = expected
+            request = receiver.metric_requests[-1]
+            exported = {
+                metric.name: point_values(metric)
+                for resource_metrics in request.resource_metrics
+                for scope_metrics in resource_metrics.scope_metrics
+                for metric in scope_metrics.metrics
+                if metric.name.startswith(("chargy.connector.", "chargy.station.info"))
+            }
+            assert exported["chargy.connector.detailed_state_info"] == expected_detailed_states(network)
+            assert exported["chargy.connector.max_power"] == expected_max_power(network)
+            assert exported["chargy.station.info"] == expected_station_info(network)
 
 
 def test_delta_temporality_is_honoured(feed: FeedServer, feed_url: str, receiver: OtlpReceiver) -> None:

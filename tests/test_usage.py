@@ -34,7 +34,7 @@ from otel_chargy.catalog import (
 )
 from otel_chargy.config import ConfigError, load_config
 from otel_chargy.exposition import CountingPrometheusReader
-from otel_chargy.generator import generate_network, move_states, render_kml
+from otel_chargy.generator import generate_network, move_states, relabel, render_kml
 from otel_chargy.holder import SnapshotHolder
 from otel_chargy.metrics import OverflowTally, ServedFeed, build_meter_provider
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
@@ -198,6 +198,24 @@ def test_a_station_that_leaves_and_returns() -> None:
     assert view.network["150"].seconds == (300, 300, 0, 0) and view.network["150"].sessions == 1  # also since 1800
     assert view.network["150"].created == 1800 + WALL_OFFSET_S
     assert view.network["22"].created == WALL_OFFSET_S and view.stations["A"].sessions == 0
+
+
+def test_a_feed_that_changes_names_and_powers_at_every_refresh_holds_only_the_recent_ones() -> None:
+    """New station names and new powers (so new speeds) at every refresh: the counters hold those seen
+    within the maximum staleness, not every one the feed ever showed."""
+    base = generate_network(30, seed=3)
+    tracker = UsageTracker(MAX_STALENESS_S)
+    shown: list[tuple[float, Snapshot]] = []
+    for generation in range(1, 31):
+        t = generation * 300.0
+        shown.append((t, relabel(base, generation)))
+        view = tracker.observe(shown[-1][1], t, t + WALL_OFFSET_S)
+        recent = [network for seen_at, network in shown if t - seen_at <= MAX_STALENESS_S]
+        assert set(view.stations) == {station.name for network in recent for station in network.stations}
+        assert set(view.network) == {connector.speed for network in recent for _, _, connector in network.connectors()}
+    assert len(view.network) < len(
+        {connector.speed for _, network in shown for _, _, connector in network.connectors()}
+    )
 
 
 class Clock:
