@@ -1,4 +1,7 @@
-"""The benchmarks run end to end on small inputs (smoke runs: their timings are not judged here)."""
+"""The benchmarks run end to end on small inputs (smoke runs: their timings are not judged here).
+
+They keep the benchmarks working rather than test the service, and take half a minute of both cores:
+CI runs them as a step of their own (`pytest -m benchmarks`), outside the README's test command."""
 
 from __future__ import annotations
 
@@ -6,6 +9,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.benchmarks
 
 ROOT = Path(__file__).parent.parent
 FIGURES = {
