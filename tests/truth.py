@@ -10,7 +10,7 @@ from otel_chargy.model import SimpleState, Snapshot
 
 Series = dict[frozenset[tuple[str, str]], float]
 
-# The simple state of each raw state, written here from /work/shared/FEED.md's table and the values
+# The simple state of each raw state, written here from the feed notes' (FEED.md) table and the values
 # public parsers of the feed have seen, not read from the product's own table.
 SIMPLE_STATE_OF_RAW: dict[str, str] = {
     "AVAILABLE": "available",
