@@ -12,24 +12,20 @@ from opentelemetry import trace
 
 from otel_chargy.config import PAIRED_FORMATS, Config
 from otel_chargy.fetch import ACCEPT, OCPI_ACCEPT, FeedAccess, FeedSource, open_source
-from otel_chargy.livetable import LiveTable, Relevance, StaticTable, StatusUpdate
+from otel_chargy.livetable import LiveTable, Relevance, StaticTable, StatusUpdate, TableOptions
 from otel_chargy.model import Snapshot
 from otel_chargy.paired import PairedFeed
 from otel_chargy.parse import ISSUE_KINDS, SizeBounds, parse_kml
 from otel_chargy.parse_datex2 import (
     DATEX2_ISSUE_KINDS,
-    Datex2Options,
-    datex2_state,
-    is_unknown_datex2_state,
+    DATEX2_STATUSES,
     parse_datex2_status,
     parse_datex2_table,
 )
 from otel_chargy.parse_ocpi import OCPI_ISSUE_KINDS, OcpiOptions, parse_ocpi
 from otel_chargy.parse_oicp import (
     OICP_ISSUE_KINDS,
-    OicpOptions,
-    is_unknown_oicp_state,
-    oicp_state,
+    OICP_STATUSES,
     parse_oicp_data,
     parse_oicp_status,
 )
@@ -85,17 +81,17 @@ def part_parsers(
     """The parsers of a two-part feed's static and status parts, and a LiveTable that joins them."""
     bounds = SizeBounds(config.max_connectors)
     if config.feed_format == "datex2":
-        datex2 = Datex2Options(bounds, config.max_bytes, config.feed_bbox)
+        datex2 = TableOptions(bounds, config.max_bytes, config.feed_bbox)
         return (
             partial(parse_datex2_table, options=datex2),
             lambda body, relevance: parse_datex2_status(body, datex2, relevance),
-            partial(LiveTable, datex2_state, is_unknown_datex2_state),
+            partial(LiveTable, DATEX2_STATUSES),
         )
-    oicp = OicpOptions(bounds, config.max_bytes, config.feed_bbox)
+    oicp = TableOptions(bounds, config.max_bytes, config.feed_bbox)
     return (
         partial(parse_oicp_data, options=oicp),
         lambda body, relevance: parse_oicp_status(body, oicp, relevance),
-        partial(LiveTable, oicp_state, is_unknown_oicp_state),
+        partial(LiveTable, OICP_STATUSES),
     )
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from otel_chargy.labels import label_text, unique_label
 from otel_chargy.model import Connector, Device, SimpleState, Snapshot, Station
 from otel_chargy.outcome import FeedError, Outcome
+from otel_chargy.parse import SizeBounds
+from otel_chargy.parse_ocpi import BoundingBox
 
 NO_STATUS = "unknown"
 """The detailed state of a refill point that no status publication has named yet."""
@@ -68,9 +70,33 @@ class StatusUpdate:
     issues: Mapping[str, int] = field(default_factory=dict)
 
 
-# What a raw status means: a simple state, or None for a refill point that does not exist (yet, or any
-# more) and is left out.
-StateOf = Callable[[str], SimpleState | None]
+@dataclass(frozen=True)
+class StatusTable:
+    """A format's statuses, compared in lower case: what each means, a simple state or None for a refill
+    point that does not exist (yet, or any more) and is left out; a status outside the table is unknown."""
+
+    states: Mapping[str, SimpleState | None]
+
+    def state(self, raw: str) -> SimpleState | None:
+        return self.states.get(raw.strip().lower(), SimpleState.UNKNOWN)
+
+    def is_unknown(self, raw: str) -> bool:
+        """True for a status outside the table (counted as `unknown_state`)."""
+        return raw.strip().lower() not in self.states
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """How a two-part format is read: its bounds, and the filter of --feed.bbox."""
+
+    bounds: SizeBounds = field(default_factory=SizeBounds)
+    max_bytes: int = 50_000_000
+    bbox: BoundingBox | None = None
+
+
+DEFAULT_TABLE_OPTIONS = TableOptions()
+
+
 # Whether a status for a refill point is wanted: True (the table holds it), False (the table lacks it:
 # counted, not kept), None (the filters left it out: ignored).
 Relevance = Callable[[str], bool | None]
@@ -141,10 +167,8 @@ class LiveTable:
     Statuses are kept only for refill points the table holds, so memory follows the table, whatever
     the status publications name; a status for a refill point the table lacks is counted and dropped."""
 
-    def __init__(self, state_of: StateOf, unknown_states: Callable[[str], bool]) -> None:
-        """`unknown_states(raw)`: True when `raw` is outside the format's table (counted as `unknown_state`)."""
-        self._state_of = state_of
-        self._is_unknown_value = unknown_states
+    def __init__(self, statuses: StatusTable) -> None:
+        self._statuses_mean = statuses
         self.table: StaticTable | None = None
         self._keys: frozenset[str] = frozenset()
         self._statuses: dict[str, str] = {}
@@ -187,7 +211,7 @@ class LiveTable:
             devices = []
             for point in site.refill_points:
                 raw = self._statuses.get(point.key)
-                if raw is not None and self._is_unknown_value(raw):
+                if raw is not None and self._statuses_mean.is_unknown(raw):
                     issues["unknown_state"] += 1
                 device = self._device(point, raw)
                 if device is not None:
@@ -215,7 +239,7 @@ class LiveTable:
         cached = self._devices.get(point.key)
         if cached is not None and cached[0] == raw:
             return cached[1]
-        state = SimpleState.UNKNOWN if raw is None else self._state_of(raw)
+        state = SimpleState.UNKNOWN if raw is None else self._statuses_mean.state(raw)
         shown = NO_STATUS if raw is None else raw
         device = (
             None

@@ -19,7 +19,6 @@ import math
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException, DTDForbidden
@@ -27,20 +26,22 @@ from defusedxml import DefusedXmlException, DTDForbidden
 from otel_chargy.jsonstream import read_objects
 from otel_chargy.labels import LABEL_ISSUE_KINDS
 from otel_chargy.livetable import (
+    DEFAULT_TABLE_OPTIONS,
     Outlet,
     RefillPoint,
     Relevance,
     Site,
     StaticTable,
     StatusCollector,
+    StatusTable,
     StatusUpdate,
+    TableOptions,
     distinct_site_names,
 )
 from otel_chargy.model import SimpleState
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import MAX_DEPTH as MAX_XML_DEPTH
 from otel_chargy.parse import SizeBounds, _element_events, _local_name
-from otel_chargy.parse_ocpi import BoundingBox
 
 # Kinds of parse issue met in DATEX II publications (the `kind` label of `chargy_feed_parse_issues_total`).
 DATEX2_ISSUE_KINDS: dict[str, str] = {
@@ -58,21 +59,23 @@ DATEX2_ISSUE_KINDS: dict[str, str] = {
 }
 
 # DATEX II v3's RefillPointStatusEnum, compared in lower case.
-_STATES: dict[str, SimpleState | None] = {
-    "available": SimpleState.AVAILABLE,
-    "charging": SimpleState.CHARGING,
-    "occupied": SimpleState.CHARGING,
-    "blocked": SimpleState.UNAVAILABLE,
-    "faulted": SimpleState.UNAVAILABLE,
-    "inoperative": SimpleState.UNAVAILABLE,
-    "outoforder": SimpleState.UNAVAILABLE,
-    "outofstock": SimpleState.UNAVAILABLE,
-    "unavailable": SimpleState.UNAVAILABLE,
-    "reserved": SimpleState.UNAVAILABLE,
-    "unknown": SimpleState.UNKNOWN,
-    "planned": None,
-    "removed": None,
-}
+DATEX2_STATUSES = StatusTable(
+    {
+        "available": SimpleState.AVAILABLE,
+        "charging": SimpleState.CHARGING,
+        "occupied": SimpleState.CHARGING,
+        "blocked": SimpleState.UNAVAILABLE,
+        "faulted": SimpleState.UNAVAILABLE,
+        "inoperative": SimpleState.UNAVAILABLE,
+        "outoforder": SimpleState.UNAVAILABLE,
+        "outofstock": SimpleState.UNAVAILABLE,
+        "unavailable": SimpleState.UNAVAILABLE,
+        "reserved": SimpleState.UNAVAILABLE,
+        "unknown": SimpleState.UNKNOWN,
+        "planned": None,
+        "removed": None,
+    }
+)
 # A real site holds a few hundred elements; one of a motorway hub with its tariffs a few thousand.
 MAX_SITE_ELEMENTS = 20_000
 # Outside the sites (or statuses) stand the header and, in a status publication, each site's and
@@ -82,22 +85,6 @@ _OUTSIDE_ELEMENTS_PER_CONNECTOR = 4
 _SITE = "energyInfrastructureSite"
 _STATUS = "refillPointStatus"
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-def datex2_state(raw: str) -> SimpleState | None:
-    """The simple state of a DATEX II status; None for a refill point planned or removed (left out)."""
-    return _STATES.get(raw.strip().lower(), SimpleState.UNKNOWN)
-
-
-def is_unknown_datex2_state(raw: str) -> bool:
-    return raw.strip().lower() not in _STATES
-
-
-@dataclass(frozen=True)
-class Datex2Options:
-    bounds: SizeBounds = field(default_factory=SizeBounds)
-    max_bytes: int = 50_000_000
-    bbox: BoundingBox | None = None
 
 
 def _is_xml(body: bytes) -> bool:
@@ -127,7 +114,7 @@ def _inflated(body: bytes, max_bytes: int) -> bytes:
 
 
 class _TableBuilder:
-    def __init__(self, options: Datex2Options) -> None:
+    def __init__(self, options: TableOptions) -> None:
         self.options = options
         self.issues: Counter[str] = Counter()
         self.sites: list[tuple[str, Site]] = []
@@ -183,7 +170,7 @@ class _TableBuilder:
         )
 
 
-def parse_datex2_table(body: bytes, options: Datex2Options = Datex2Options()) -> StaticTable:
+def parse_datex2_table(body: bytes, options: TableOptions = DEFAULT_TABLE_OPTIONS) -> StaticTable:
     """The sites of an EnergyInfrastructureTablePublication, JSON or XML. Raises FeedError."""
     builder = _TableBuilder(options)
     if _is_xml(body):
@@ -204,7 +191,7 @@ def parse_datex2_table(body: bytes, options: Datex2Options = Datex2Options()) ->
 
 
 def parse_datex2_status(
-    body: bytes, options: Datex2Options = Datex2Options(), relevance: Relevance | None = None
+    body: bytes, options: TableOptions = DEFAULT_TABLE_OPTIONS, relevance: Relevance | None = None
 ) -> StatusUpdate:
     """The refill point statuses of an EnergyInfrastructureStatusPublication, JSON or XML; with a table's
     `relevance`, only those of its refill points. Raises FeedError."""

@@ -15,24 +15,24 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
 
 from otel_chargy.jsonstream import read_objects
 from otel_chargy.labels import LABEL_ISSUE_KINDS
 from otel_chargy.livetable import (
+    DEFAULT_TABLE_OPTIONS,
     Outlet,
     RefillPoint,
     Relevance,
     Site,
     StaticTable,
     StatusCollector,
+    StatusTable,
     StatusUpdate,
+    TableOptions,
     distinct_site_names,
 )
 from otel_chargy.model import SimpleState
 from otel_chargy.outcome import FeedError, Outcome
-from otel_chargy.parse import SizeBounds
-from otel_chargy.parse_ocpi import BoundingBox
 
 OICP_ISSUE_KINDS: dict[str, str] = {
     "invalid_evse": "an EVSEDataRecord that is not an object, or has no EvseID, was skipped",
@@ -46,30 +46,16 @@ OICP_ISSUE_KINDS: dict[str, str] = {
     **LABEL_ISSUE_KINDS,
 }
 
-_STATES: dict[str, SimpleState | None] = {
-    "available": SimpleState.AVAILABLE,
-    "occupied": SimpleState.CHARGING,
-    "reserved": SimpleState.UNAVAILABLE,
-    "outofservice": SimpleState.UNAVAILABLE,
-    "unknown": SimpleState.UNKNOWN,
-    "evsenotfound": None,
-}
-
-
-def oicp_state(raw: str) -> SimpleState | None:
-    """The simple state of an OICP EVSEStatus; None for EvseNotFound (left out)."""
-    return _STATES.get(raw.strip().lower(), SimpleState.UNKNOWN)
-
-
-def is_unknown_oicp_state(raw: str) -> bool:
-    return raw.strip().lower() not in _STATES
-
-
-@dataclass(frozen=True)
-class OicpOptions:
-    bounds: SizeBounds = field(default_factory=SizeBounds)
-    max_bytes: int = 50_000_000
-    bbox: BoundingBox | None = None
+OICP_STATUSES = StatusTable(
+    {
+        "available": SimpleState.AVAILABLE,
+        "occupied": SimpleState.CHARGING,
+        "reserved": SimpleState.UNAVAILABLE,
+        "outofservice": SimpleState.UNAVAILABLE,
+        "unknown": SimpleState.UNKNOWN,
+        "evsenotfound": None,
+    }
+)
 
 
 def _text(value: object) -> str:
@@ -150,7 +136,7 @@ def _power_kw(record: dict[str, object], issues: Counter[str]) -> float:
 
 
 class _TableBuilder:
-    def __init__(self, options: OicpOptions) -> None:
+    def __init__(self, options: TableOptions) -> None:
         self.options = options
         self.issues: Counter[str] = Counter()
         self.sites: dict[tuple[str, str], tuple[Site, list[RefillPoint]]] = {}
@@ -210,7 +196,7 @@ class _TableBuilder:
         return StaticTable(distinct_site_names(sites, self.issues), dict(self.issues), frozenset(self.filtered), "OICP")
 
 
-def parse_oicp_data(body: bytes, options: OicpOptions = OicpOptions()) -> StaticTable:
+def parse_oicp_data(body: bytes, options: TableOptions = DEFAULT_TABLE_OPTIONS) -> StaticTable:
     """The EVSEs of an OICP EVSEData document, as stations. Raises FeedError."""
     builder = _TableBuilder(options)
     keys = frozenset({"EVSEDataRecord", "EvseDataRecord"})
@@ -219,7 +205,7 @@ def parse_oicp_data(body: bytes, options: OicpOptions = OicpOptions()) -> Static
 
 
 def parse_oicp_status(
-    body: bytes, options: OicpOptions = OicpOptions(), relevance: Relevance | None = None
+    body: bytes, options: TableOptions = DEFAULT_TABLE_OPTIONS, relevance: Relevance | None = None
 ) -> StatusUpdate:
     """The statuses of an OICP EVSEStatus document; with a table's `relevance`, only those of its EVSEs.
     Raises FeedError."""

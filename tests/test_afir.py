@@ -27,16 +27,14 @@ from otel_chargy.generator_afir import (
     with_new_statuses,
 )
 from otel_chargy.labels import MAX_LABEL_CHARS
-from otel_chargy.livetable import LiveTable
+from otel_chargy.livetable import LiveTable, TableOptions
 from otel_chargy.main import main
 from otel_chargy.model import SimpleState
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import SizeBounds
 from otel_chargy.parse_datex2 import (
     DATEX2_ISSUE_KINDS,
-    Datex2Options,
-    datex2_state,
-    is_unknown_datex2_state,
+    DATEX2_STATUSES,
     parse_datex2_status,
     parse_datex2_table,
 )
@@ -221,7 +219,7 @@ def test_a_real_operators_delta_status_updates_the_refill_points_it_names(feed: 
 def test_a_table_without_evse_ids_labels_refill_points_by_their_ids() -> None:
     body = read(DATEX2 / "giroe-static-reduced.json.gz")
     points = json_refill_points(json.loads(body))
-    live = LiveTable(datex2_state, is_unknown_datex2_state)
+    live = LiveTable(DATEX2_STATUSES)
     live.replace_table(parse_datex2_table(body))
     snapshot = live.snapshot(Counter())
     assert sorted(device.name for station in snapshot.stations for device in station.devices) == sorted(
@@ -415,7 +413,7 @@ def test_bbox_keeps_the_sites_inside_and_ignores_the_statuses_of_the_others(feed
 
 
 def test_a_status_outside_the_table_of_states_is_unknown_and_counted() -> None:
-    live = LiveTable(datex2_state, is_unknown_datex2_state)
+    live = LiveTable(DATEX2_STATUSES)
     network = generate_two_part_network(3, seed=13)
     live.replace_table(parse_datex2_table(render_datex2_table_json(network)))
     key = network.sites[0].points[0].key
@@ -451,7 +449,7 @@ def test_a_status_flood_is_bounded_by_the_network_size() -> None:
     flood = [(f"X{index}", "available") for index in range(2_001)]
     body = render_datex2_status_json(generate_two_part_network(1), extra=flood)
     with pytest.raises(FeedError) as raised:
-        parse_datex2_status(body, Datex2Options(bounds=SizeBounds(2_000)))
+        parse_datex2_status(body, TableOptions(bounds=SizeBounds(2_000)))
     assert raised.value.outcome is Outcome.TOO_LARGE
 
 
@@ -524,11 +522,11 @@ def test_a_corrupt_or_bombing_gzip_part_is_refused_not_a_crash(part: str) -> Non
     good = render_datex2_table_json(network) if part == "static" else render_datex2_status_json(network)
     parse = parse_datex2_table if part == "static" else parse_datex2_status
     with pytest.raises(FeedError) as corrupt:
-        parse(gzip.compress(good)[:40], Datex2Options())
+        parse(gzip.compress(good)[:40], TableOptions())
     assert corrupt.value.outcome is Outcome.INVALID_JSON
     bomb = gzip.compress(b"<x>" + b" " * 5_000_000 + b"</x>")
     with pytest.raises(FeedError) as bombing:
-        parse(bomb, Datex2Options(max_bytes=1_000_000))
+        parse(bomb, TableOptions(max_bytes=1_000_000))
     assert bombing.value.outcome is Outcome.TOO_LARGE
 
 

@@ -119,8 +119,8 @@ def test_the_readmes_scrape_config_with_the_alert_rules_fires_exporter_down(tmp_
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-# The real feed's documented size (the project's notes on the feed, FEED.md: ~526 placemarks, ~1,870 connectors): the one
-# figure the docs give for today's network.
+# The real feed's documented size (the project's feed notes, FEED.md: ~526 placemarks, ~1,870 connectors): the
+# one figure the docs give for today's network.
 TODAYS_CONNECTORS = "1,870"
 BENCHMARKS = json.loads((ROOT / "benchmarks" / "latest.json").read_text())
 
