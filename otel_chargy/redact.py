@@ -110,8 +110,12 @@ _SHORTEST_CUT_SECRET = 8
 
 
 def _whole_or_cut(secret: str) -> str:
-    """A pattern for the secret, whole or cut short after at least _SHORTEST_CUT_SECRET characters."""
-    if len(secret) <= _SHORTEST_CUT_SECRET:
+    """A pattern for the secret, whole or cut short after at least _SHORTEST_CUT_SECRET characters. A
+    secret shorter than that (a tenant header's `1`) is matched only where no letter or digit touches it:
+    inside words it would garble every line (`2026-REDACTED2-03`) and hide nothing."""
+    if len(secret) < _SHORTEST_CUT_SECRET:
+        return rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])"
+    if len(secret) == _SHORTEST_CUT_SECRET:
         return re.escape(secret)
     rest = ""
     for character in reversed(secret[_SHORTEST_CUT_SECRET:]):
@@ -127,7 +131,10 @@ class Redactor:
     def __init__(self, secrets: list[str]) -> None:
         # Longest first, so that a secret that contains another is replaced whole.
         ordered = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(_whole_or_cut(secret) for secret in ordered)) if ordered else None
+        # In any case: a feed's text may be upper-cased on its way out (a raw state is), and a secret's
+        # letters in another case still give it away.
+        pattern = "|".join(_whole_or_cut(secret) for secret in ordered)
+        self._pattern = re.compile(pattern, re.IGNORECASE) if ordered else None
 
     @property
     def holds_secrets(self) -> bool:

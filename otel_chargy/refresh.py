@@ -60,15 +60,19 @@ class Refresher:
         max_shrink: float = DEFAULT_MAX_SHRINK,
         history: RefreshHistory | None = None,
         parse: Callable[[bytes], Snapshot] | None = None,
+        prepare: Callable[[Snapshot], Snapshot] = lambda snapshot: snapshot,
     ) -> None:
         """`max_shrink`: the fraction of the last good snapshot's connectors a new one may lose (1: no guard).
         `parse`: the feed format's parser (feeds.py); the Chargy KML parser within `bounds` by default.
-        A PairedFeed (DATEX II, OICP) fetches and parses its two parts itself: `parse` is not used."""
+        A PairedFeed (DATEX II, OICP) fetches and parses its two parts itself: `parse` is not used.
+        `prepare`: applied to every snapshot a refresh reads, whatever the format, before it is published
+        (the service's redaction of echoed secrets)."""
         if not 0 < max_shrink <= 1:
             raise ValueError(f"max_shrink must be in (0, 1], not {max_shrink}")
         self._source = source
         self._history = history
         self._parse_body = parse or (lambda body: parse_kml(body, bounds))
+        self._prepare = prepare
         self._holder = holder
         self._recorder = recorder
         self._tracer = tracer
@@ -139,7 +143,7 @@ class Refresher:
         except FeedError as error:
             span.record_exception(error)
             return RefreshResult(error.outcome, error.reason, None, error.issues)
-        snapshot = read.snapshot
+        snapshot = self._prepare(read.snapshot)
         self._holder.publish(snapshot, time.time())
         if read.note:
             span.add_event("chargy.static_part_stale", {"reason": read.note})
@@ -159,7 +163,7 @@ class Refresher:
         ) as span:
             span.set_attribute("chargy.feed.bytes", len(body))
             try:
-                snapshot = self._parse_body(body)
+                snapshot = self._prepare(self._parse_body(body))
             except FeedError as error:
                 mark_failed(span, error.outcome, error.reason)
                 for kind, count in error.issues.items():

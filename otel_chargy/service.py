@@ -17,6 +17,7 @@ from otel_chargy.fetch import DemoSource, FeedSource
 from otel_chargy.health import push_health_of
 from otel_chargy.history import RefreshHistory
 from otel_chargy.metrics import PushHealth
+from otel_chargy.model import Snapshot
 from otel_chargy.paired import PairedFeed
 from otel_chargy.parse import SizeBounds
 from otel_chargy.redact import Redactor, redact_snapshot
@@ -97,10 +98,12 @@ class Service:
         self.holder = wiring.holder
         self._meter_providers = wiring.providers
         history = RefreshHistory()
-        parse = feed_parser(config)
-        # Redacted once as it is made: every output of the snapshot shows no secret a feed echoed. The demo's
-        # generated network has no feed to echo one (its 75 ms a refresh would be spent for nothing).
-        redacting_parse = parse if config.demo else lambda body: redact_snapshot(parse(body), redactor)
+
+        # Redacted once as it is read, whatever the format: every output of the snapshot shows no secret a
+        # feed echoed. The demo's generated network has no feed to echo one (75 ms a refresh for nothing).
+        def redacted(snapshot: Snapshot) -> Snapshot:
+            return snapshot if config.demo else redact_snapshot(snapshot, redactor)
+
         self._refresher = Refresher(
             self._source,
             self.holder,
@@ -110,7 +113,8 @@ class Service:
             SizeBounds(config.max_connectors),
             config.max_shrink,
             history,
-            parse=redacting_parse,
+            parse=feed_parser(config),
+            prepare=redacted,
         )
         pages = Pages(
             self.holder,

@@ -227,3 +227,10 @@ def test_a_snapshot_without_a_secret_is_served_as_it_came() -> None:
     network = generate_network(20)
     assert redact_snapshot(network, Redactor([KEY])) is network
     assert redact_snapshot(network, Redactor([])) is network
+
+
+def test_a_short_secret_is_redacted_where_it_stands_alone_and_garbles_no_word() -> None:
+    """A one-character header value (a tenant id `1`) is hidden where it stands alone, not inside other
+    words and numbers, which it would garble."""
+    redactor = Redactor(["1"])
+    assert redactor("time=2026-12-03T20:01 tenant=1 id: 1") == "time=2026-12-03T20:01 tenant=REDACTED id: REDACTED"
