@@ -440,6 +440,9 @@ class HttpSource:
         next_url = None
         if self._paged and (link := response.links.get("next", {}).get("url")):
             try:
+                # A URL holds no white space: httpx would quote it into a path that grows at every hop.
+                if not link.isprintable() or any(character.isspace() for character in link):
+                    raise httpx.InvalidURL(link)
                 next_url = response.url.join(link)
             except (httpx.InvalidURL, UnicodeError):
                 raise FeedError(Outcome.BROKEN_PAGING, "the feed's next-page link is not a URL") from None

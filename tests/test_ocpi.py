@@ -677,3 +677,17 @@ def test_an_ocpi_error_does_not_repeat_the_providers_message() -> None:
     with pytest.raises(FeedError) as raised:
         parse_ocpi(body.encode())
     assert raised.value.outcome is Outcome.OCPI_ERROR and TEST_API_KEY not in raised.value.reason
+
+
+def test_a_next_link_that_is_not_a_url_is_broken_paging_not_a_path_that_grows(feed: FeedServer) -> None:
+    """`<ht tp://x y>` would be joined as a relative path, quoted, and grow at every hop until the deadline."""
+    feed.serve_path(
+        "/ocpi",
+        FeedResponse(
+            ocpi_pages(SMALL.locations, 1)[0], content_type=JSON, headers={"Link": '<ht tp://a b>; rel="next"'}
+        ),
+    )
+    with ocpi_rig(feed.url("/ocpi")) as rig:
+        result = rig.refresher.refresh_once()
+    assert result.outcome is Outcome.BROKEN_PAGING and "not a URL" in result.reason
+    assert len(feed.requests) == 1
