@@ -962,6 +962,23 @@ SETTINGS = (
     ),
     Setting("bsp_schedule_delay_ms", None, "OTEL_BSP_SCHEDULE_DELAY", None, _count(1, 2**31 - 1, "ms"), "span delay"),
     Setting("bsp_export_timeout_ms", None, "OTEL_BSP_EXPORT_TIMEOUT", None, _count(0, 2**31 - 1, "ms"), "span export"),
+    Setting(
+        "blrp_max_queue_size", None, "OTEL_BLRP_MAX_QUEUE_SIZE", "2048", _count(1, 2**31 - 1, "records"), "event queue"
+    ),
+    Setting(
+        "blrp_max_export_batch_size",
+        None,
+        "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+        "512",
+        _count(1, 2**31 - 1, "records"),
+        "event export batch",
+    ),
+    Setting(
+        "blrp_schedule_delay_ms", None, "OTEL_BLRP_SCHEDULE_DELAY", None, _count(1, 2**31 - 1, "ms"), "event delay"
+    ),
+    Setting(
+        "blrp_export_timeout_ms", None, "OTEL_BLRP_EXPORT_TIMEOUT", None, _count(0, 2**31 - 1, "ms"), "event export"
+    ),
     Setting("propagators", None, "OTEL_PROPAGATORS", None, _propagators, "propagators", empty_is_a_value=True),
     Setting(
         "metrics_exemplar_filter",
@@ -1148,11 +1165,13 @@ def _check_sdk_combinations(values: Mapping[str, Any], written_as: Mapping[str, 
             raise ConfigError(
                 f"{written_as[dest]} {values[dest]!r}: the gRPC exporter takes gzip, or the variable unset for none"
             )
-    if values["bsp_max_export_batch_size"] > values["bsp_max_queue_size"]:
-        raise ConfigError(
-            f"{written_as['bsp_max_export_batch_size']} {values['bsp_max_export_batch_size']}: above "
-            f"{written_as['bsp_max_queue_size']} {values['bsp_max_queue_size']}, the span queue it is taken from"
-        )
+    for processor, queued in (("bsp", "span"), ("blrp", "event")):
+        batch, queue = f"{processor}_max_export_batch_size", f"{processor}_max_queue_size"
+        if values[batch] > values[queue]:
+            raise ConfigError(
+                f"{written_as[batch]} {values[batch]}: above {written_as[queue]} {values[queue]}, the {queued} queue "
+                "it is taken from"
+            )
 
 
 def _client_cert(values: Mapping[str, Any], written_as: Mapping[str, str]) -> tuple[str, str] | None:
