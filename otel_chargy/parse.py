@@ -120,17 +120,23 @@ def _looks_like_another_format(body: bytes) -> bool:
     return not head.startswith(b"<") or head.startswith((b"<!doctype html", b"<html"))
 
 
+def refused_xml(error: DefusedXmlException, not_format: Outcome, format_name: str) -> FeedError:
+    """What defusedxml refused, as a refresh's outcome: an HTML page (its DOCTYPE) is `not_format`, any
+    other DTD or forbidden construct `forbidden_xml`."""
+    if isinstance(error, DTDForbidden):
+        if str(error.name).lower() == "html":
+            return FeedError(not_format, f"the document is an HTML page, not {format_name}")
+        return FeedError(Outcome.FORBIDDEN_XML, "the document declares a DTD, which is refused")
+    return FeedError(Outcome.FORBIDDEN_XML, f"refused XML construct: {type(error).__name__}")
+
+
 def parse_kml(body: bytes, bounds: SizeBounds = SizeBounds()) -> Snapshot:
     """Parse a whole KML document. Raises FeedError when the document cannot be used."""
     text_issues: Counter[str] = Counter()
     try:
         stations, issues = _read_placemarks(_element_events(body, text_issues), bounds)
-    except DTDForbidden as error:
-        if str(error.name).lower() == "html":
-            raise FeedError(Outcome.NOT_KML, "the document is an HTML page, not KML") from None
-        raise FeedError(Outcome.FORBIDDEN_XML, "the document declares a DTD, which is refused") from None
     except DefusedXmlException as error:
-        raise FeedError(Outcome.FORBIDDEN_XML, f"refused XML construct: {type(error).__name__}") from None
+        raise refused_xml(error, Outcome.NOT_KML, "KML") from None
     except ParseError as error:
         if _looks_like_another_format(body):
             raise FeedError(Outcome.NOT_KML, "the document is not XML") from None

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from xml.etree.ElementTree import Element, ParseError
 
-from defusedxml import DefusedXmlException, DTDForbidden
+from defusedxml import DefusedXmlException
 
 from otel_chargy.jsonstream import read_objects
 from otel_chargy.labels import LABEL_ISSUE_KINDS
@@ -41,7 +41,7 @@ from otel_chargy.livetable import (
 from otel_chargy.model import SimpleState
 from otel_chargy.outcome import FeedError, Outcome
 from otel_chargy.parse import MAX_DEPTH as MAX_XML_DEPTH
-from otel_chargy.parse import SizeBounds, _element_events, _local_name
+from otel_chargy.parse import SizeBounds, _element_events, _local_name, refused_xml
 
 # Kinds of parse issue met in DATEX II publications (the `kind` label of `chargy_feed_parse_issues_total`).
 DATEX2_ISSUE_KINDS: dict[str, str] = {
@@ -373,12 +373,8 @@ def _read_xml(
     outside = MAX_ELEMENTS_OUTSIDE_SITES + _OUTSIDE_ELEMENTS_PER_CONNECTOR * bounds.connectors
     try:
         return _stream_elements(_element_events(body, issues), wanted, handle, outside)
-    except DTDForbidden as error:
-        if str(error.name).lower() == "html":
-            raise FeedError(Outcome.NOT_DATEX2, "the document is an HTML page, not DATEX II") from None
-        raise FeedError(Outcome.FORBIDDEN_XML, "the document declares a DTD, which is refused") from None
     except DefusedXmlException as error:
-        raise FeedError(Outcome.FORBIDDEN_XML, f"refused XML construct: {type(error).__name__}") from None
+        raise refused_xml(error, Outcome.NOT_DATEX2, "DATEX II") from None
     except ParseError as error:
         raise FeedError(Outcome.INVALID_XML, f"the document is not well-formed XML: {error}") from None
 
