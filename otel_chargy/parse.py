@@ -91,6 +91,16 @@ class SizeBounds:
         """The characters of every connector's labels together (station, device, connector, raw state)."""
         return LABEL_CHARS_PER_CONNECTOR * self.connectors
 
+    def check_network(self, stations: int, connectors: int, document: str, stations_named: str) -> None:
+        """Refuses as `too_large` a document that holds more stations (`stations_named`: placemarks,
+        Locations, sites) or connectors than these bounds, as soon as it does."""
+        if stations > self.placemarks or connectors > self.connectors:
+            raise FeedError(
+                Outcome.TOO_LARGE,
+                f"{document} holds over {self.placemarks} {stations_named} or {self.connectors} connectors"
+                " (--max-connectors)",
+            )
+
 
 def check_label_size(snapshot: Snapshot, bounds: SizeBounds) -> None:
     """Refuses a snapshot whose connectors' labels together pass `bounds.label_chars`: a label is bounded
@@ -259,12 +269,7 @@ def _read_placemarks(
             if station is not None:
                 placemarks += 1
                 _add_station(station, stations, station_index, issues)
-            if placemarks > bounds.placemarks or len(seen_connectors.labels) > bounds.connectors:
-                raise FeedError(
-                    Outcome.TOO_LARGE,
-                    f"the document holds over {bounds.placemarks} placemarks or {bounds.connectors} connectors"
-                    " (--max-connectors)",
-                )
+            bounds.check_network(placemarks, len(seen_connectors.labels), "the document", "placemarks")
         if open_elements:
             # The element that just ended is its parent's last child: dropping it frees it.
             del open_elements[-1][-1]

@@ -131,13 +131,7 @@ class _TableBuilder:
             return
         self.connectors += sum(len(point.outlets) for point in site.refill_points)
         self.sites.append((site_id, site))
-        bounds = self.options.bounds
-        if len(self.sites) > bounds.placemarks or self.connectors > bounds.connectors:
-            raise FeedError(
-                Outcome.TOO_LARGE,
-                f"the static part holds over {bounds.placemarks} sites or {bounds.connectors} connectors"
-                " (--max-connectors)",
-            )
+        self.options.bounds.check_network(len(self.sites), self.connectors, "the static part", "sites")
 
     def refill_point(self, key: str, label: str, outlets: list[Outlet]) -> RefillPoint | None:
         if not key:

@@ -314,13 +314,7 @@ class _Network:
             self._connectors -= kept[2]
         self._locations[key] = (last_updated, station, connectors)
         self._connectors += connectors
-        bounds = self._options.bounds
-        if len(self._locations) > bounds.placemarks or self._connectors > bounds.connectors:
-            raise FeedError(
-                Outcome.TOO_LARGE,
-                f"the document holds over {bounds.placemarks} Locations or {bounds.connectors} connectors"
-                " (--max-connectors)",
-            )
+        self._options.bounds.check_network(len(self._locations), self._connectors, "the document", "Locations")
 
     def snapshot(self) -> Snapshot:
         if not self._locations:

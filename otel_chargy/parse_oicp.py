@@ -174,13 +174,7 @@ class _TableBuilder:
             self.sites[(name, address)] = site
         site[1].append(RefillPoint(key, key, outlets))
         self.connectors += count
-        bounds = self.options.bounds
-        if len(self.sites) > bounds.placemarks or self.connectors > bounds.connectors:
-            raise FeedError(
-                Outcome.TOO_LARGE,
-                f"the EVSEData holds over {bounds.placemarks} stations or {bounds.connectors} connectors"
-                " (--max-connectors)",
-            )
+        self.options.bounds.check_network(len(self.sites), self.connectors, "the EVSEData", "stations")
 
     def table(self, found: int) -> StaticTable:
         if not self.sites:
